@@ -186,8 +186,18 @@ mod tests {
         assert_eq!(
             names,
             [
-                "IngestDoc", "IngestBulk", "Search", "MultiSearch", "Count", "GetById",
-                "MultiGet", "DeleteById", "DeleteByQuery", "Cursor", "Admin", "Unknown"
+                "IngestDoc",
+                "IngestBulk",
+                "Search",
+                "MultiSearch",
+                "Count",
+                "GetById",
+                "MultiGet",
+                "DeleteById",
+                "DeleteByQuery",
+                "Cursor",
+                "Admin",
+                "Unknown"
             ]
         );
         for k in EndpointKind::ALL {
@@ -198,7 +208,10 @@ mod tests {
 
     #[test]
     fn ids_compare_by_value() {
-        assert_eq!(PartitionId::from("acme"), PartitionId::new(String::from("acme")));
+        assert_eq!(
+            PartitionId::from("acme"),
+            PartitionId::new(String::from("acme"))
+        );
         assert_eq!(IndexName::from("logs").as_str(), "logs");
         assert_eq!(format!("{:?}", RequestId::from("r1")), "RequestId(\"r1\")");
     }

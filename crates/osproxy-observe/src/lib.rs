@@ -1,1 +1,54 @@
-//! Placeholder.
+//! The diagnostics directive model: what a directive is, how it arrives
+//! ([`decode_directive_set`], fail-closed), how a request is evaluated against a
+//! set ([`DirectiveSet::evaluate`], indexed), and the seam through which a proxy
+//! reads the current set ([`DirectiveStore`]).
+//!
+//! Layering: [`directive`] defines the domain types, [`decode`] turns untrusted
+//! bytes into them (one decoder for every channel), [`encode`] writes the
+//! canonical form back, [`set`] indexes a set so a request costs a few hash
+//! look-ups however many directives are active, and [`store`] publishes whole
+//! snapshots with one atomic swap so readers never block and never write
+//! shared memory.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use osproxy_core::{EndpointKind, ManualClock, PartitionId, RequestId, Clock};
+//! use osproxy_observe::{decode_directive_set, DiagLevel, DirectiveStore,
+//!     InMemoryDirectiveStore, RequestAttrs};
+//!
+//! let clock = ManualClock::new();
+//! let body = br#"{"directives":[{"id":"acme-timing","level":"ShapeTiming",
+//!     "tenant":"acme","sample_per_mille":1000,"ttl_secs":600}]}"#;
+//! let store = InMemoryDirectiveStore::new();
+//! store.publish(decode_directive_set(body, &clock)?);
+//!
+//! // On the request path: one snapshot load, one evaluation.
+//! let tenant = PartitionId::from("acme");
+//! let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&tenant);
+//! let level = store.snapshot().evaluate(&attrs, clock.now(), &RequestId::from("req-1"));
+//! assert_eq!(level, DiagLevel::ShapeTiming);
+//! # Ok::<(), osproxy_observe::DecodeError>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod decode;
+pub mod directive;
+pub mod encode;
+mod json;
+pub mod sample;
+pub mod set;
+pub mod store;
+pub mod view;
+
+pub use decode::{
+    decode_directive_set, decode_directive_set_with, DecodeError, DecodeLimits, RejectReason,
+};
+pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
+pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};
+pub use set::{Decision, DirectiveSet};
+pub use store::{
+    DirectiveReader, DirectiveStore, InMemoryDirectiveStore, RevisionConflict, SharedDirectiveSet,
+    Snapshot,
+};
+pub use view::DirectiveView;

@@ -1,0 +1,189 @@
+//! The domain types: [`DiagnosticsDirective`] (what to record, for whom, until
+//! when), its targets [`DirectiveMatch`], its [`DiagLevel`], and the request
+//! side, [`RequestAttrs`].
+//!
+//! These are validated values: the only ways in are the decoder and
+//! [`crate::DirectiveSet::try_from_directives`], so code holding a directive can
+//! trust its invariants (valid id, sample within 0–1000, an absolute expiry).
+
+use std::fmt;
+use std::str::FromStr;
+
+use osproxy_core::{EndpointKind, IndexName, Instant, PartitionId, PrincipalId};
+
+/// How much diagnostic detail to record, ordered from least to most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum DiagLevel {
+    /// Record nothing extra.
+    #[default]
+    Off,
+    /// Record the request's shape.
+    Shape,
+    /// Shape plus per-phase timings.
+    ShapeTiming,
+    /// Shape, timings and the diff of any rewrite the proxy applied.
+    ShapeRewriteDiff,
+}
+
+impl DiagLevel {
+    /// Every level, low to high.
+    pub const ALL: [DiagLevel; 4] = [
+        DiagLevel::Off,
+        DiagLevel::Shape,
+        DiagLevel::ShapeTiming,
+        DiagLevel::ShapeRewriteDiff,
+    ];
+
+    /// The stable wire name.
+    pub const fn wire_name(self) -> &'static str {
+        match self {
+            DiagLevel::Off => "Off",
+            DiagLevel::Shape => "Shape",
+            DiagLevel::ShapeTiming => "ShapeTiming",
+            DiagLevel::ShapeRewriteDiff => "ShapeRewriteDiff",
+        }
+    }
+}
+
+impl fmt::Display for DiagLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.wire_name())
+    }
+}
+
+/// A string that is not the wire name of any [`DiagLevel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownLevel;
+
+impl fmt::Display for UnknownLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown diagnostics level")
+    }
+}
+
+impl std::error::Error for UnknownLevel {}
+
+impl FromStr for DiagLevel {
+    type Err = UnknownLevel;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DiagLevel::ALL
+            .into_iter()
+            .find(|l| l.wire_name() == s)
+            .ok_or(UnknownLevel)
+    }
+}
+
+/// The targets of a directive. An unset target is a wildcard; every set target
+/// must equal the request's attribute for the directive to apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DirectiveMatch {
+    /// Exact tenant, or any.
+    pub tenant: Option<PartitionId>,
+    /// Exact index, or any.
+    pub index: Option<IndexName>,
+    /// Exact principal, or any.
+    pub principal: Option<PrincipalId>,
+    /// Exact endpoint kind, or any.
+    pub endpoint: Option<EndpointKind>,
+}
+
+impl DirectiveMatch {
+    /// Whether every set target equals the request's attribute.
+    #[inline]
+    pub fn matches(&self, attrs: &RequestAttrs<'_>) -> bool {
+        fn eq<T: AsRef<str>>(want: &Option<T>, got: Option<&T>) -> bool {
+            match want {
+                None => true,
+                Some(w) => got.is_some_and(|g| w.as_ref() == g.as_ref()),
+            }
+        }
+        eq(&self.tenant, attrs.tenant)
+            && eq(&self.index, attrs.index)
+            && eq(&self.principal, attrs.principal)
+            && self.endpoint.is_none_or(|e| e == attrs.endpoint)
+    }
+
+    /// Whether no target is set (the directive applies to every request).
+    pub fn is_wildcard(&self) -> bool {
+        self.tenant.is_none()
+            && self.index.is_none()
+            && self.principal.is_none()
+            && self.endpoint.is_none()
+    }
+}
+
+/// One directive: record `level` detail for requests matching `matcher`,
+/// sampled at `sample_per_mille`, until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DiagnosticsDirective {
+    /// Unique id within its set: 1–128 chars of `[A-Za-z0-9._:-]`.
+    pub id: String,
+    /// Which requests it targets.
+    pub matcher: DirectiveMatch,
+    /// The detail to record.
+    pub level: DiagLevel,
+    /// Share of matching requests in the sample, 0–1000.
+    pub sample_per_mille: u16,
+    /// Also keep matching requests in the in-memory ring buffer.
+    pub ring_buffer: bool,
+    /// Also capture matching request bodies.
+    pub capture: bool,
+    /// End of life on the local monotonic timeline; the directive applies
+    /// strictly before this instant.
+    pub expires_at: Instant,
+    /// The same end of life as wall-clock nanoseconds since the Unix epoch:
+    /// what is shared across the fleet and re-published.
+    pub expires_at_unix_nanos: u64,
+}
+
+impl DiagnosticsDirective {
+    /// Whether the directive is still alive at `now`.
+    #[inline]
+    pub fn is_live(&self, now: Instant) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// The attributes of one request, borrowed from the proxy's own request state
+/// so that evaluation allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestAttrs<'a> {
+    /// The tenant, when the request has one.
+    pub tenant: Option<&'a PartitionId>,
+    /// The target index, when the request has one.
+    pub index: Option<&'a IndexName>,
+    /// The authenticated principal, when known.
+    pub principal: Option<&'a PrincipalId>,
+    /// The endpoint kind.
+    pub endpoint: EndpointKind,
+}
+
+impl<'a> RequestAttrs<'a> {
+    /// Attributes with only the endpoint kind set.
+    pub fn new(endpoint: EndpointKind) -> Self {
+        RequestAttrs {
+            tenant: None,
+            index: None,
+            principal: None,
+            endpoint,
+        }
+    }
+
+    /// Sets the tenant.
+    pub fn with_tenant(mut self, tenant: &'a PartitionId) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// Sets the index.
+    pub fn with_index(mut self, index: &'a IndexName) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// Sets the principal.
+    pub fn with_principal(mut self, principal: &'a PrincipalId) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+}

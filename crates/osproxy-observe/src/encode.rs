@@ -1,0 +1,75 @@
+//! The canonical encoder: [`DirectiveSet`] → the wire format of SPEC §2.
+//!
+//! Canonical means deterministic: fixed key order, defaults omitted, and every
+//! lifetime written as an absolute `expires_at`, so that
+//! `decode(encode(set)) == set` and a set read from one instance can be
+//! re-published verbatim without extending any directive.
+
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::directive::DiagnosticsDirective;
+use crate::set::DirectiveSet;
+
+/// Encodes `set` compactly.
+pub fn encode_directive_set(set: &DirectiveSet) -> Vec<u8> {
+    // Serialising a `Value` built from strings, numbers and booleans cannot fail.
+    serde_json::to_vec(&to_value(set)).unwrap_or_default()
+}
+
+/// Encodes `set` indented, for humans and files.
+pub fn encode_directive_set_pretty(set: &DirectiveSet) -> Vec<u8> {
+    serde_json::to_vec_pretty(&to_value(set)).unwrap_or_default()
+}
+
+/// The set as a JSON value (`{"directives":[…]}`).
+pub fn to_value(set: &DirectiveSet) -> Value {
+    let list = set.directives().iter().map(directive_value).collect();
+    let mut root = Map::new();
+    root.insert("directives".into(), Value::Array(list));
+    Value::Object(root)
+}
+
+/// One directive in canonical form.
+pub fn directive_value(d: &DiagnosticsDirective) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), d.id.clone().into());
+    o.insert("level".into(), d.level.wire_name().into());
+    let m = &d.matcher;
+    if let Some(t) = &m.tenant {
+        o.insert("tenant".into(), t.as_str().into());
+    }
+    if let Some(i) = &m.index {
+        o.insert("index".into(), i.as_str().into());
+    }
+    if let Some(p) = &m.principal {
+        o.insert("principal".into(), p.as_str().into());
+    }
+    if let Some(e) = m.endpoint {
+        o.insert("endpoint".into(), e.wire_name().into());
+    }
+    if d.sample_per_mille != 1000 {
+        o.insert("sample_per_mille".into(), d.sample_per_mille.into());
+    }
+    if d.ring_buffer {
+        o.insert("ring_buffer".into(), true.into());
+    }
+    if d.capture {
+        o.insert("capture".into(), true.into());
+    }
+    o.insert(
+        "expires_at".into(),
+        format_rfc3339(d.expires_at_unix_nanos).into(),
+    );
+    Value::Object(o)
+}
+
+/// Formats nanoseconds since the Unix epoch as RFC 3339 UTC (`…Z`), with as
+/// many fractional digits as needed to be exact.
+pub fn format_rfc3339(unix_nanos: u64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nanos))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}

@@ -1,0 +1,269 @@
+//! [`DirectiveSet`]: an immutable, indexed set of directives, and its
+//! evaluation against one request.
+//!
+//! Why an index: a fleet may run thousands of narrowly targeted directives
+//! ("tenant X, 10 minutes") while each request matches almost none of them.
+//! Each directive is filed under its most selective target (tenant, then
+//! index, then principal, then endpoint, else the always-checked wildcard
+//! list), so a request inspects only the directives filed under its own
+//! attributes: a few hash look-ups whether the set holds 10 directives or
+//! 10,000. The set is built once, off the request path, and then shared
+//! read-only.
+
+use std::sync::Arc;
+
+use osproxy_core::{EndpointKind, Instant, RequestId};
+use rustc_hash::FxHashMap;
+
+use crate::decode::{is_valid_id, is_valid_target, DecodeError, RejectReason};
+use crate::directive::{DiagLevel, DiagnosticsDirective, RequestAttrs};
+use crate::sample;
+
+/// The outcome of evaluating one request: the effective level and whether any
+/// applying directive asks for the ring buffer or a capture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The highest applying level; `Off` when none applies.
+    pub level: DiagLevel,
+    /// Some applying directive asks for the ring buffer.
+    pub ring_buffer: bool,
+    /// Some applying directive asks for a body capture.
+    pub capture: bool,
+}
+
+/// An immutable set of directives with its request index.
+///
+/// Equality compares the directives in order; the index is derived.
+#[derive(Clone, Debug, Default)]
+pub struct DirectiveSet {
+    directives: Arc<[DiagnosticsDirective]>,
+    index: Index,
+}
+
+impl PartialEq for DirectiveSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.directives == other.directives
+    }
+}
+
+impl Eq for DirectiveSet {}
+
+/// Positions into `directives`, filed by each directive's most selective
+/// target.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    by_tenant: FxHashMap<Box<str>, Vec<u32>>,
+    by_index: FxHashMap<Box<str>, Vec<u32>>,
+    by_principal: FxHashMap<Box<str>, Vec<u32>>,
+    by_endpoint: [Vec<u32>; EndpointKind::ALL.len()],
+    wildcard: Vec<u32>,
+    /// The latest expiry of any directive: at or after it nothing applies.
+    last_expiry: Instant,
+}
+
+impl Index {
+    fn build(directives: &[DiagnosticsDirective]) -> Index {
+        let mut index = Index::default();
+        for (pos, d) in directives.iter().enumerate() {
+            // At most MAX_DIRECTIVES entries are ever built by the decoder;
+            // a programmatic set beyond u32::MAX positions cannot be allocated.
+            let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+            let m = &d.matcher;
+            if let Some(t) = &m.tenant {
+                index
+                    .by_tenant
+                    .entry(t.as_str().into())
+                    .or_default()
+                    .push(pos);
+            } else if let Some(i) = &m.index {
+                index
+                    .by_index
+                    .entry(i.as_str().into())
+                    .or_default()
+                    .push(pos);
+            } else if let Some(p) = &m.principal {
+                index
+                    .by_principal
+                    .entry(p.as_str().into())
+                    .or_default()
+                    .push(pos);
+            } else if let Some(e) = m.endpoint {
+                index.by_endpoint[endpoint_slot(e)].push(pos);
+            } else {
+                index.wildcard.push(pos);
+            }
+            index.last_expiry = index.last_expiry.max(d.expires_at);
+        }
+        index
+    }
+}
+
+fn endpoint_slot(e: EndpointKind) -> usize {
+    EndpointKind::ALL
+        .iter()
+        .position(|k| *k == e)
+        .unwrap_or(EndpointKind::ALL.len() - 1)
+}
+
+/// Looks `key` up in `map`, skipping the hash when the map is empty.
+#[inline]
+fn bucket<'m>(map: &'m FxHashMap<Box<str>, Vec<u32>>, key: Option<&str>) -> &'m [u32] {
+    match key {
+        Some(k) if !map.is_empty() => map.get(k).map_or(&[], Vec::as_slice),
+        _ => &[],
+    }
+}
+
+impl DirectiveSet {
+    /// The empty set: every request evaluates to `Off`.
+    pub fn new() -> Self {
+        DirectiveSet::default()
+    }
+
+    /// Builds a set from already-typed directives, checking what the decoder
+    /// checks of the set as a whole (ids valid and unique, targets and sample
+    /// within bounds).
+    ///
+    /// # Errors
+    /// [`RejectReason::InvalidId`], [`RejectReason::DuplicateId`],
+    /// [`RejectReason::InvalidTarget`] or [`RejectReason::SampleOutOfRange`],
+    /// with the position of the first offending directive.
+    pub fn try_from_directives(directives: Vec<DiagnosticsDirective>) -> Result<Self, DecodeError> {
+        let mut seen = rustc_hash::FxHashSet::default();
+        for (i, d) in directives.iter().enumerate() {
+            if !is_valid_id(&d.id) {
+                return Err(DecodeError::at(RejectReason::InvalidId, i));
+            }
+            if !seen.insert(d.id.as_str()) {
+                return Err(DecodeError::at(RejectReason::DuplicateId, i));
+            }
+            let m = &d.matcher;
+            let targets = [
+                m.tenant.as_ref().map(|t| t.as_str()),
+                m.index.as_ref().map(|t| t.as_str()),
+                m.principal.as_ref().map(|t| t.as_str()),
+            ];
+            if targets.into_iter().flatten().any(|t| !is_valid_target(t)) {
+                return Err(DecodeError::at(RejectReason::InvalidTarget, i));
+            }
+            if d.sample_per_mille > 1000 {
+                return Err(DecodeError::at(RejectReason::SampleOutOfRange, i));
+            }
+        }
+        let index = Index::build(&directives);
+        Ok(DirectiveSet {
+            directives: directives.into(),
+            index,
+        })
+    }
+
+    /// Number of directives, expired ones included.
+    pub fn len(&self) -> usize {
+        self.directives.len()
+    }
+
+    /// Whether the set holds no directive.
+    pub fn is_empty(&self) -> bool {
+        self.directives.is_empty()
+    }
+
+    /// The directives, in publication order.
+    pub fn directives(&self) -> &[DiagnosticsDirective] {
+        &self.directives
+    }
+
+    /// The directive with this id.
+    pub fn get(&self, id: &str) -> Option<&DiagnosticsDirective> {
+        self.directives.iter().find(|d| d.id == id)
+    }
+
+    /// Number of directives still alive at `now`.
+    pub fn live_count(&self, now: Instant) -> usize {
+        self.directives.iter().filter(|d| d.is_live(now)).count()
+    }
+
+    /// The effective level for a request: the highest level among the
+    /// directives that apply to it at `now`, `Off` when none does.
+    #[inline]
+    pub fn evaluate(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> DiagLevel {
+        if self.directives.is_empty() {
+            return DiagLevel::Off;
+        }
+        self.decide(attrs, now, id).level
+    }
+
+    /// Whether any directive applying to the request asks for the ring buffer.
+    pub fn wants_ring_buffer(
+        &self,
+        attrs: &RequestAttrs<'_>,
+        now: Instant,
+        id: &RequestId,
+    ) -> bool {
+        self.decide(attrs, now, id).ring_buffer
+    }
+
+    /// Whether any directive applying to the request asks for a body capture.
+    pub fn wants_capture(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> bool {
+        self.decide(attrs, now, id).capture
+    }
+
+    /// Level, ring buffer and capture in one pass over the applying directives.
+    #[inline]
+    pub fn decide(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> Decision {
+        let mut decision = Decision::default();
+        if self.directives.is_empty() || now >= self.index.last_expiry {
+            return decision;
+        }
+        let ix = &self.index;
+        let mut request_bucket: Option<u16> = None;
+        let candidates = [
+            bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str())),
+            bucket(&ix.by_index, attrs.index.map(|t| t.as_str())),
+            bucket(&ix.by_principal, attrs.principal.map(|t| t.as_str())),
+            &ix.by_endpoint[endpoint_slot(attrs.endpoint)],
+            &ix.wildcard,
+        ];
+        for &pos in candidates.into_iter().flatten() {
+            let Some(d) = self.directives.get(pos as usize) else {
+                continue;
+            };
+            if !d.is_live(now) || !d.matcher.matches(attrs) {
+                continue;
+            }
+            if d.sample_per_mille < 1000 {
+                let b = *request_bucket.get_or_insert_with(|| sample::bucket(id));
+                if !sample::in_sample(b, d.sample_per_mille) {
+                    continue;
+                }
+            }
+            decision.level = decision.level.max(d.level);
+            decision.ring_buffer |= d.ring_buffer;
+            decision.capture |= d.capture;
+        }
+        decision
+    }
+
+    /// The reference semantics: a plain scan over every directive. Slower on
+    /// large sets; kept public as the oracle for tests and the baseline for
+    /// benchmarks.
+    pub fn decide_by_scan(
+        &self,
+        attrs: &RequestAttrs<'_>,
+        now: Instant,
+        id: &RequestId,
+    ) -> Decision {
+        let bucket = sample::bucket(id);
+        self.directives
+            .iter()
+            .filter(|d| {
+                d.is_live(now)
+                    && d.matcher.matches(attrs)
+                    && sample::in_sample(bucket, d.sample_per_mille)
+            })
+            .fold(Decision::default(), |acc, d| Decision {
+                level: acc.level.max(d.level),
+                ring_buffer: acc.ring_buffer | d.ring_buffer,
+                capture: acc.capture | d.capture,
+            })
+    }
+}

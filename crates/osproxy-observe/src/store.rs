@@ -1,0 +1,248 @@
+//! The store seam: how a proxy's request path reads the current
+//! [`DirectiveSet`], and the single-instance [`InMemoryDirectiveStore`].
+//!
+//! Snapshots are swapped whole: a writer builds the next set (index included)
+//! off to the side and publishes it with one atomic pointer swap; readers never
+//! block. Three read paths, cheapest last:
+//!
+//! - [`DirectiveStore::load`] — the seed's API, an owned `Arc`. Bumps the shared
+//!   reference count, which on many cores becomes a contended cache line.
+//! - [`DirectiveStore::snapshot`] — a short-lived guard; no reference count is
+//!   written in the common case (arc-swap's per-thread debt slots).
+//! - [`DirectiveReader::current`] — an owned per-thread reader that caches the
+//!   `Arc` and only re-checks one pointer: the hot-loop path.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache, Guard};
+
+use crate::set::DirectiveSet;
+
+/// Where a proxy reads its directives from. Implemented by the in-memory store
+/// and the etcd store.
+pub trait DirectiveStore: Send + Sync {
+    /// The current set, owned.
+    fn load(&self) -> Arc<DirectiveSet>;
+
+    /// The current set behind a cheap guard: prefer this on request paths.
+    /// Hold it for one request, not across awaits.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot(Guard::from_inner(self.load()))
+    }
+}
+
+/// A guard over one snapshot of the set; derefs to [`DirectiveSet`].
+pub struct Snapshot(Guard<Arc<DirectiveSet>>);
+
+impl Deref for Snapshot {
+    type Target = DirectiveSet;
+    #[inline]
+    fn deref(&self) -> &DirectiveSet {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Snapshot").field(&**self).finish()
+    }
+}
+
+/// The cell both stores publish into: an atomically swapped set plus a
+/// version counter that moves on every swap.
+#[derive(Clone)]
+pub struct SharedDirectiveSet {
+    inner: Arc<Cell>,
+}
+
+struct Cell {
+    current: Arc<ArcSwap<DirectiveSet>>,
+    swaps: AtomicU64,
+}
+
+impl Default for SharedDirectiveSet {
+    fn default() -> Self {
+        SharedDirectiveSet::new(DirectiveSet::new())
+    }
+}
+
+impl fmt::Debug for SharedDirectiveSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedDirectiveSet")
+            .field("directives", &self.load_full().len())
+            .field("swaps", &self.swaps())
+            .finish()
+    }
+}
+
+impl SharedDirectiveSet {
+    /// A cell holding `initial`.
+    pub fn new(initial: DirectiveSet) -> Self {
+        SharedDirectiveSet {
+            inner: Arc::new(Cell {
+                current: Arc::new(ArcSwap::from_pointee(initial)),
+                swaps: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Publishes `set` in one atomic swap.
+    pub fn store(&self, set: Arc<DirectiveSet>) {
+        self.inner.current.store(set);
+        self.inner.swaps.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current set, owned.
+    pub fn load_full(&self) -> Arc<DirectiveSet> {
+        self.inner.current.load_full()
+    }
+
+    /// The current set behind a guard.
+    #[inline]
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.inner.current.load())
+    }
+
+    /// A per-thread reader for hot loops.
+    pub fn reader(&self) -> DirectiveReader {
+        DirectiveReader {
+            cache: Cache::new(Arc::clone(&self.inner.current)),
+        }
+    }
+
+    /// How many times a set was published into this cell.
+    pub fn swaps(&self) -> u64 {
+        self.inner.swaps.load(Ordering::Acquire)
+    }
+}
+
+/// An owned, per-thread reader: keeps the current `Arc` and re-checks a single
+/// pointer per call, so a read writes no shared memory and scales with cores.
+///
+/// Give each worker thread (or each connection task) its own reader; `current`
+/// takes `&mut self`.
+#[derive(Clone)]
+pub struct DirectiveReader {
+    cache: Cache<Arc<ArcSwap<DirectiveSet>>, Arc<DirectiveSet>>,
+}
+
+impl DirectiveReader {
+    /// The current set.
+    #[inline]
+    pub fn current(&mut self) -> &DirectiveSet {
+        self.cache.load()
+    }
+}
+
+impl fmt::Debug for DirectiveReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DirectiveReader")
+    }
+}
+
+/// The single-instance store, fed by the admin endpoint or by code. The
+/// embedded default: it needs nothing else running.
+///
+/// Each publish gets the next revision number (starting at 1; 0 means nothing
+/// was ever published), so operators and compare-and-swap callers can refer to
+/// what they saw.
+#[derive(Clone, Default)]
+pub struct InMemoryDirectiveStore {
+    shared: SharedDirectiveSet,
+    revision: Arc<std::sync::Mutex<u64>>,
+}
+
+impl fmt::Debug for InMemoryDirectiveStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryDirectiveStore")
+            .field("revision", &self.revision())
+            .field("directives", &self.shared.load_full().len())
+            .finish()
+    }
+}
+
+/// A compare-and-swap publish found another revision than expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("revision conflict: expected {expected}, found {actual}")]
+pub struct RevisionConflict {
+    /// The revision the caller expected.
+    pub expected: u64,
+    /// The revision the store holds.
+    pub actual: u64,
+}
+
+impl InMemoryDirectiveStore {
+    /// An empty store at revision 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the set; returns the new revision.
+    pub fn publish(&self, set: DirectiveSet) -> u64 {
+        let mut rev = self.lock_revision();
+        self.shared.store(Arc::new(set));
+        *rev += 1;
+        *rev
+    }
+
+    /// Replaces the set only if the store is still at `expected`; returns the
+    /// new revision.
+    ///
+    /// # Errors
+    /// [`RevisionConflict`] when someone published in between.
+    pub fn publish_if(&self, expected: u64, set: DirectiveSet) -> Result<u64, RevisionConflict> {
+        let mut rev = self.lock_revision();
+        if *rev != expected {
+            return Err(RevisionConflict {
+                expected,
+                actual: *rev,
+            });
+        }
+        self.shared.store(Arc::new(set));
+        *rev += 1;
+        Ok(*rev)
+    }
+
+    /// The current set with its revision, read consistently.
+    pub fn load_with_revision(&self) -> (Arc<DirectiveSet>, u64) {
+        let rev = self.lock_revision();
+        (self.shared.load_full(), *rev)
+    }
+
+    /// The revision of the current set.
+    pub fn revision(&self) -> u64 {
+        *self.lock_revision()
+    }
+
+    /// A per-thread reader for hot loops.
+    pub fn reader(&self) -> DirectiveReader {
+        self.shared.reader()
+    }
+
+    /// The cell this store publishes into.
+    pub fn shared(&self) -> &SharedDirectiveSet {
+        &self.shared
+    }
+
+    fn lock_revision(&self) -> std::sync::MutexGuard<'_, u64> {
+        // A poisoned lock only means a publisher panicked between two plain
+        // stores; the counter itself is always consistent.
+        self.revision
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl DirectiveStore for InMemoryDirectiveStore {
+    fn load(&self) -> Arc<DirectiveSet> {
+        self.shared.load_full()
+    }
+
+    #[inline]
+    fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot()
+    }
+}

@@ -1,0 +1,79 @@
+//! The introspection view: what an operator wants to see of an applied set —
+//! every directive's targets, level, sample, flags, absolute expiry and the
+//! lifetime it has left.
+
+use std::time::Duration;
+
+use osproxy_core::Clock;
+use serde::Serialize;
+
+use crate::directive::DiagnosticsDirective;
+use crate::encode::format_rfc3339;
+use crate::set::DirectiveSet;
+
+/// One directive as an operator sees it. Serialises to JSON for the admin
+/// endpoint; the wire form for re-publishing is [`crate::encode_directive_set`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DirectiveView {
+    /// The directive's id.
+    pub id: String,
+    /// Level wire name.
+    pub level: &'static str,
+    /// Tenant target, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Index target, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// Principal target, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Endpoint target, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<&'static str>,
+    /// Sample rate, per mille.
+    pub sample_per_mille: u16,
+    /// Ring buffer requested.
+    pub ring_buffer: bool,
+    /// Capture requested.
+    pub capture: bool,
+    /// Absolute end of life, RFC 3339 UTC.
+    pub expires_at: String,
+    /// Whole seconds of life left (0 once expired).
+    pub remaining_secs: u64,
+    /// Whether the directive has expired.
+    pub expired: bool,
+}
+
+impl DirectiveView {
+    /// The view of `d` at the clock's current time.
+    pub fn of(d: &DiagnosticsDirective, clock: &dyn Clock) -> Self {
+        let now = clock.now();
+        let remaining: Duration = d.expires_at.saturating_duration_since(now);
+        let m = &d.matcher;
+        DirectiveView {
+            id: d.id.clone(),
+            level: d.level.wire_name(),
+            tenant: m.tenant.as_ref().map(|t| t.to_string()),
+            index: m.index.as_ref().map(|t| t.to_string()),
+            principal: m.principal.as_ref().map(|t| t.to_string()),
+            endpoint: m.endpoint.map(|e| e.wire_name()),
+            sample_per_mille: d.sample_per_mille,
+            ring_buffer: d.ring_buffer,
+            capture: d.capture,
+            expires_at: format_rfc3339(d.expires_at_unix_nanos),
+            remaining_secs: remaining.as_secs(),
+            expired: !d.is_live(now),
+        }
+    }
+}
+
+impl DirectiveSet {
+    /// The introspection view of every directive, in publication order.
+    pub fn view(&self, clock: &dyn Clock) -> Vec<DirectiveView> {
+        self.directives()
+            .iter()
+            .map(|d| DirectiveView::of(d, clock))
+            .collect()
+    }
+}
