@@ -1,1 +1,53 @@
-//! Placeholder.
+//! A fleet directive store over etcd v3: a watch-fed, locally cached
+//! [`DirectiveSet`](osproxy_observe::DirectiveSet) behind the
+//! [`DirectiveStore`](osproxy_observe::DirectiveStore) seam.
+//!
+//! Every instance keeps the current set in memory, so the per-request read is
+//! an atomic pointer load, never network I/O; a background task follows an
+//! etcd watch and swaps in each new set whole.
+//!
+//! # Consistency model
+//! - **Eventual, with bounded staleness.** After the last write, every running
+//!   store converges to it — whatever happened in between: writes racing with
+//!   `connect`, reconnects, member loss, compaction of missed revisions, or an
+//!   etcd rebuilt from scratch. A connection silent for `stale_after` (15 s)
+//!   is replaced, so staleness is bounded by that plus a reconnect.
+//! - **Last good wins.** An outage or a malformed publish never empties the
+//!   set: the last good value keeps serving and the rejection is reported.
+//! - **Delete means off.** A deleted key (or empty prefix) is the empty set.
+//! - **Expiry is never extended.** Expiries are absolute; a `ttl_secs` written
+//!   by another tool is anchored when this store first sees that revision and
+//!   is not re-anchored by a re-read or reconnect.
+//!
+//! # Posture
+//! `connect` fails fast (an unreachable or misconfigured etcd is an error
+//! within the connect timeout); once connected the store fails safe.
+//!
+//! # What `status()` shows during faults
+//! | fault | `status()` |
+//! |---|---|
+//! | etcd down | `connected: false`, `phase: backoff`/`connecting`, `reconnects` rising, `last_error` set, `staleness` growing; the last set serves |
+//! | member killed | one reconnect, `endpoint` moves to another member |
+//! | frozen member / half-open connection | `staleness` grows to `stale_after`, then a reconnect to the next endpoint |
+//! | compaction | no change beyond `applied_revision` (a fresh read is taken) |
+//! | malformed publish | `rejected` names key, revision and reason; `rejected_total` counts it |
+//!
+//! # Layouts
+//! [`Layout::Key`] holds the whole set in one value (the seed's layout).
+//! [`Layout::Prefix`] holds one directive object per key under a prefix.
+#![deny(missing_docs)]
+
+mod applied;
+pub mod backoff;
+pub mod config;
+mod error;
+mod instance;
+pub mod status;
+mod store;
+mod watcher;
+
+pub use config::{Credentials, Layout, TlsConfig};
+pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError};
+pub use instance::{InstanceReport, InstanceStatus, DEFAULT_STATUS_PREFIX};
+pub use status::{Rejection, StoreStatus, WatchPhase};
+pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};

@@ -469,3 +469,25 @@ pub fn parse_rfc3339(s: &str) -> Result<u64, RejectReason> {
     let at = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| RejectReason::InvalidExpiresAt)?;
     u64::try_from(at.unix_timestamp_nanos()).map_err(|_| RejectReason::InvalidExpiresAt)
 }
+
+/// Decodes a single directive object (the value of one key in the etcd prefix
+/// layout), with the same rules as one entry of a set.
+///
+/// # Errors
+/// A [`DecodeError`] naming the fault; the directive index is always 0.
+pub fn decode_directive(
+    bytes: &[u8],
+    clock: &dyn Clock,
+    limits: &DecodeLimits,
+) -> Result<DiagnosticsDirective, DecodeError> {
+    if bytes.len() > limits.max_body_bytes {
+        return Err(RejectReason::TooLarge.into());
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidUtf8)?;
+    let value = json::parse(text)?;
+    let anchor = Anchor {
+        mono: clock.now(),
+        wall: clock.unix_nanos(),
+    };
+    decode_one(value, anchor, limits).map_err(|r| DecodeError::at(r, 0))
+}

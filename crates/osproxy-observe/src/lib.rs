@@ -42,7 +42,8 @@ pub mod store;
 pub mod view;
 
 pub use decode::{
-    decode_directive_set, decode_directive_set_with, DecodeError, DecodeLimits, RejectReason,
+    decode_directive, decode_directive_set, decode_directive_set_with, DecodeError, DecodeLimits,
+    RejectReason,
 };
 pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};

@@ -1,0 +1,202 @@
+//! [`AppliedState`]: the watcher's record of what it has applied, key by key,
+//! and the composition of the served [`DirectiveSet`] from it.
+//!
+//! Why per key: each key keeps its *last good* decoded value, so a malformed
+//! publish is rejected alone while the previous value keeps serving (SPEC §5.3,
+//! §5.10). And each key remembers the exact value and revisions it decoded, so
+//! a re-read after a reconnect that finds the same revision neither re-decodes
+//! (which would re-anchor `ttl_secs` expiries, SPEC §5.7) nor re-swaps the
+//! snapshot.
+
+use std::collections::BTreeMap;
+
+use osproxy_core::Clock;
+use osproxy_observe::{
+    decode_directive, decode_directive_set_with, DecodeError, DecodeLimits, DiagnosticsDirective,
+    DirectiveSet, RejectReason,
+};
+
+use crate::status::Rejection;
+
+/// One key as last seen.
+#[derive(Debug)]
+struct Entry {
+    mod_revision: i64,
+    create_revision: i64,
+    value: Vec<u8>,
+    /// The directives of the newest value that decoded.
+    good: Option<Vec<DiagnosticsDirective>>,
+    /// The newest value's rejection, when it did not decode.
+    rejected: Option<DecodeError>,
+}
+
+/// What a change did to the served set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Nothing to re-publish.
+    Unchanged,
+    /// The composed set may differ: rebuild and swap.
+    Changed,
+}
+
+/// What the watcher has applied.
+#[derive(Debug)]
+pub(crate) struct AppliedState {
+    prefix_layout: bool,
+    limits: DecodeLimits,
+    entries: BTreeMap<Vec<u8>, Entry>,
+    /// Highest modification revision of any applied change.
+    revision: i64,
+    /// Rejections found while composing (duplicate ids across keys).
+    compose_rejections: Vec<Rejection>,
+}
+
+impl AppliedState {
+    pub(crate) fn new(prefix_layout: bool, limits: DecodeLimits) -> Self {
+        AppliedState {
+            prefix_layout,
+            limits,
+            entries: BTreeMap::new(),
+            revision: 0,
+            compose_rejections: Vec::new(),
+        }
+    }
+
+    /// The newest applied change's revision.
+    pub(crate) fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Replaces everything with a fresh read. Keys whose value and revisions
+    /// did not change keep their decoded directives (and their anchors).
+    pub(crate) fn replace_all(
+        &mut self,
+        kvs: &[etcd_client::KeyValue],
+        clock: &dyn Clock,
+        rejected: &mut Vec<RejectReason>,
+    ) -> Outcome {
+        let mut changed = Outcome::Unchanged;
+        let mut keep = std::collections::BTreeSet::new();
+        for kv in kvs {
+            keep.insert(kv.key().to_vec());
+            if self.put(kv, clock, rejected) == Outcome::Changed {
+                changed = Outcome::Changed;
+            }
+        }
+        let before = self.entries.len();
+        self.entries.retain(|k, _| keep.contains(k));
+        if self.entries.len() != before {
+            // Some key vanished while we were away: a delete we never saw.
+            changed = Outcome::Changed;
+        }
+        changed
+    }
+
+    /// Applies a put of `kv`.
+    pub(crate) fn put(
+        &mut self,
+        kv: &etcd_client::KeyValue,
+        clock: &dyn Clock,
+        rejected: &mut Vec<RejectReason>,
+    ) -> Outcome {
+        self.revision = self.revision.max(kv.mod_revision());
+        let previous = self.entries.get(kv.key());
+        if let Some(p) = previous {
+            if p.mod_revision == kv.mod_revision()
+                && p.create_revision == kv.create_revision()
+                && p.value == kv.value()
+            {
+                return Outcome::Unchanged;
+            }
+        }
+        let decoded = self.decode(kv.value(), clock);
+        let previous_good = previous.and_then(|p| p.good.clone());
+        let entry = match decoded {
+            Ok(directives) => Entry {
+                mod_revision: kv.mod_revision(),
+                create_revision: kv.create_revision(),
+                value: kv.value().to_vec(),
+                good: Some(directives),
+                rejected: None,
+            },
+            Err(e) => {
+                rejected.push(e.reason);
+                Entry {
+                    mod_revision: kv.mod_revision(),
+                    create_revision: kv.create_revision(),
+                    value: kv.value().to_vec(),
+                    good: previous_good,
+                    rejected: Some(e),
+                }
+            }
+        };
+        self.entries.insert(kv.key().to_vec(), entry);
+        Outcome::Changed
+    }
+
+    /// Applies a delete of `key` at `revision`.
+    pub(crate) fn delete(&mut self, key: &[u8], revision: i64) -> Outcome {
+        self.revision = self.revision.max(revision);
+        match self.entries.remove(key) {
+            Some(_) => Outcome::Changed,
+            None => Outcome::Unchanged,
+        }
+    }
+
+    fn decode(
+        &self,
+        value: &[u8],
+        clock: &dyn Clock,
+    ) -> Result<Vec<DiagnosticsDirective>, DecodeError> {
+        if self.prefix_layout {
+            decode_directive(value, clock, &self.limits).map(|d| vec![d])
+        } else {
+            decode_directive_set_with(value, clock, &self.limits)
+                .map(|set| set.directives().to_vec())
+        }
+    }
+
+    /// Builds the set to serve from every key's last good value. In the
+    /// prefix layout, a key whose directive id is already taken by an earlier
+    /// key is left out and reported (`duplicate_id`).
+    pub(crate) fn compose(&mut self) -> DirectiveSet {
+        self.compose_rejections.clear();
+        let mut ids = std::collections::HashSet::new();
+        let mut all = Vec::new();
+        for (key, entry) in &self.entries {
+            let Some(good) = &entry.good else { continue };
+            if good.iter().any(|d| ids.contains(d.id.as_str())) {
+                self.compose_rejections.push(Rejection {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    revision: entry.mod_revision,
+                    reason: RejectReason::DuplicateId.slug(),
+                    directive_index: None,
+                });
+                continue;
+            }
+            ids.extend(good.iter().map(|d| d.id.as_str()));
+            all.extend(good.iter().cloned());
+        }
+        // Every directive was validated by the decoder and ids are unique, so
+        // this cannot fail; an empty set is the fail-safe answer if it did.
+        DirectiveSet::try_from_directives(all).unwrap_or_default()
+    }
+
+    /// Every standing rejection.
+    pub(crate) fn rejections(&self) -> Vec<Rejection> {
+        let mut out: Vec<Rejection> = self
+            .entries
+            .iter()
+            .filter_map(|(key, e)| {
+                e.rejected.map(|r| Rejection {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    revision: e.mod_revision,
+                    reason: r.reason.slug(),
+                    directive_index: r.directive_index,
+                })
+            })
+            .collect();
+        out.extend(self.compose_rejections.iter().cloned());
+        out
+    }
+}

@@ -1,0 +1,358 @@
+//! Every option of the etcd store, with its default, validated once when the
+//! store is built so that a bad option fails at start, not in the background.
+//!
+//! | option | default | meaning |
+//! |---|---|---|
+//! | endpoints | (required) | `host:port` or `http(s)://host:port`; one is used at a time |
+//! | layout | (required) | [`Layout::Key`] (the whole set in one value) or [`Layout::Prefix`] |
+//! | connect timeout | 5 s | bound on `connect` and on each reconnect attempt |
+//! | request timeout | 5 s | bound on each unary request (reads, status writes) |
+//! | keepalive interval / timeout | 10 s / 5 s | HTTP/2 pings; interval ≥ 5 s (etcd's minimum) |
+//! | stale after | 15 s | silence on the watch after which the connection is dropped |
+//! | progress interval | 5 s | silence after which etcd is asked to confirm the watch |
+//! | backoff | 100 ms – 10 s | jittered exponential reconnect delay |
+//! | TLS | off | CA, optional client certificate and key |
+//! | user / password | none | etcd authentication |
+//! | decode limits | SPEC §2 | body size, directive count, lifetime cap |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use osproxy_core::Clock;
+use osproxy_observe::DecodeLimits;
+
+use crate::backoff::BackoffPolicy;
+use crate::error::ConfigError;
+
+/// Where the directives live in etcd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// The seed's layout: the whole set (`{"directives":[…]}`) in one value.
+    Key(String),
+    /// One directive object per key under this prefix; operators add and
+    /// remove directives independently and a malformed key is rejected alone.
+    Prefix(String),
+}
+
+impl Layout {
+    /// The key or prefix.
+    pub fn key(&self) -> &str {
+        match self {
+            Layout::Key(k) | Layout::Prefix(k) => k,
+        }
+    }
+
+    /// Whether this is the prefix layout.
+    pub fn is_prefix(&self) -> bool {
+        matches!(self, Layout::Prefix(_))
+    }
+}
+
+/// TLS material, as PEM.
+#[derive(Clone, Default)]
+pub struct TlsConfig {
+    /// CA bundle that signs the etcd server certificates; system roots when
+    /// absent.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain, for etcd's `--client-cert-auth`.
+    pub client_cert_pem: Option<Vec<u8>>,
+    /// The client certificate's private key.
+    pub client_key_pem: Option<Vec<u8>>,
+    /// Server name to verify, when it differs from the endpoint's host.
+    pub domain_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.client_cert_pem.is_some())
+            .field("client_key", &"<redacted>")
+            .field("domain_name", &self.domain_name)
+            .finish()
+    }
+}
+
+impl TlsConfig {
+    /// Reads PEM files.
+    ///
+    /// # Errors
+    /// [`ConfigError::TlsFile`] naming the unreadable file.
+    pub fn from_files(
+        ca: Option<&std::path::Path>,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+    ) -> Result<Self, ConfigError> {
+        let read = |p: Option<&std::path::Path>| {
+            p.map(|p| {
+                std::fs::read(p).map_err(|_| ConfigError::TlsFile {
+                    path: p.display().to_string(),
+                })
+            })
+            .transpose()
+        };
+        Ok(TlsConfig {
+            ca_pem: read(ca)?,
+            client_cert_pem: read(cert)?,
+            client_key_pem: read(key)?,
+            domain_name: None,
+        })
+    }
+}
+
+/// etcd user credentials.
+#[derive(Clone)]
+pub struct Credentials {
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything that says how to reach etcd: shared by the store, the publisher
+/// and the instance status reporter.
+#[derive(Clone, Debug)]
+pub struct ConnectionConfig {
+    /// Normalised endpoints (`http(s)://host:port`).
+    pub endpoints: Vec<String>,
+    /// Bound on connecting (and authenticating) to one endpoint.
+    pub connect_timeout: Duration,
+    /// Bound on each unary request.
+    pub request_timeout: Duration,
+    /// HTTP/2 keepalive ping interval.
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered.
+    pub keepalive_timeout: Duration,
+    /// TLS, when the endpoints are `https://`.
+    pub tls: Option<TlsConfig>,
+    /// Authentication.
+    pub credentials: Option<Credentials>,
+}
+
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default HTTP/2 keepalive interval.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Default HTTP/2 keepalive timeout.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default staleness bound.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(15);
+/// Default progress-request interval.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// etcd closes connections that ping more often than this ("too_many_pings").
+pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+impl ConnectionConfig {
+    /// Defaults for these endpoints (not yet normalised: see [`Self::validate`]).
+    pub fn new(endpoints: &[String]) -> Self {
+        ConnectionConfig {
+            endpoints: endpoints.to_vec(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            tls: None,
+            credentials: None,
+        }
+    }
+
+    /// Checks every option and normalises the endpoints to `http(s)://host:port`.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(mut self) -> Result<Self, ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::NoEndpoints);
+        }
+        let tls = self.tls.is_some();
+        self.endpoints = self
+            .endpoints
+            .iter()
+            .map(|e| normalize_endpoint(e, tls))
+            .collect::<Result<_, _>>()?;
+        nonzero("connect timeout", self.connect_timeout)?;
+        nonzero("request timeout", self.request_timeout)?;
+        nonzero("keepalive timeout", self.keepalive_timeout)?;
+        if self.keepalive_interval < MIN_KEEPALIVE_INTERVAL {
+            return Err(ConfigError::Range {
+                option: "keepalive interval",
+                why: "must be at least 5 s, or etcd closes the connection (too_many_pings)",
+            });
+        }
+        if let Some(t) = &self.tls {
+            if t.client_cert_pem.is_some() != t.client_key_pem.is_some() {
+                return Err(ConfigError::IncompleteIdentity);
+            }
+        }
+        Ok(self)
+    }
+
+    /// The etcd-client options for one connection.
+    pub(crate) fn client_options(&self) -> etcd_client::ConnectOptions {
+        let mut o = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(self.connect_timeout)
+            .with_keep_alive(self.keepalive_interval, self.keepalive_timeout)
+            .with_keep_alive_while_idle(false)
+            // A member that lost its leader closes our watch instead of
+            // leaving it silently stuck.
+            .with_require_leader(true)
+            // Tokens expire, and a restart invalidates them.
+            .with_auto_token_refresh(true);
+        if let Some(c) = &self.credentials {
+            o = o.with_user(c.user.clone(), c.password.clone());
+        }
+        if let Some(t) = &self.tls {
+            let mut tls = etcd_client::TlsOptions::new();
+            if let Some(ca) = &t.ca_pem {
+                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(ca));
+            }
+            if let (Some(cert), Some(key)) = (&t.client_cert_pem, &t.client_key_pem) {
+                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            if let Some(d) = &t.domain_name {
+                tls = tls.domain_name(d.clone());
+            }
+            o = o.with_tls(tls);
+        }
+        o
+    }
+}
+
+fn nonzero(option: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::Range {
+            option,
+            why: "must be above zero",
+        });
+    }
+    Ok(())
+}
+
+/// `host:port` → `http://host:port` (or `https://` with TLS); a given scheme
+/// must agree with the TLS setting.
+///
+/// # Errors
+/// [`ConfigError::BadEndpoint`] or [`ConfigError::SchemeMismatch`].
+pub fn normalize_endpoint(endpoint: &str, tls: bool) -> Result<String, ConfigError> {
+    let e = endpoint.trim();
+    let (scheme, rest) = match e.split_once("://") {
+        Some(("http", rest)) if !tls => ("http", rest),
+        Some(("https", rest)) if tls => ("https", rest),
+        Some(("http" | "https", _)) => return Err(ConfigError::SchemeMismatch(e.to_owned())),
+        Some(_) => return Err(ConfigError::BadEndpoint(e.to_owned())),
+        None => (if tls { "https" } else { "http" }, e),
+    };
+    let rest = rest.trim_end_matches('/');
+    let valid = rest
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+        && !rest.contains('/');
+    if !valid {
+        return Err(ConfigError::BadEndpoint(e.to_owned()));
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
+/// The options of one [`crate::EtcdDirectiveStore`].
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// How to reach etcd.
+    pub connection: ConnectionConfig,
+    /// Where the directives live.
+    pub layout: Layout,
+    /// Silence on the watch after which the connection counts as stale and is
+    /// replaced (the staleness bound).
+    pub stale_after: Duration,
+    /// Silence after which etcd is asked to confirm the watch is current.
+    pub progress_interval: Duration,
+    /// Reconnect delays.
+    pub backoff: BackoffPolicy,
+    /// Decoder limits.
+    pub decode_limits: DecodeLimits,
+    /// Report this instance's applied revision under a leased status key.
+    pub instance: Option<crate::InstanceReport>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl StoreConfig {
+    /// Checks every option.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(mut self) -> Result<Self, ConfigError> {
+        self.connection = self.connection.validate()?;
+        if self.layout.key().is_empty() {
+            return Err(ConfigError::EmptyKey);
+        }
+        nonzero("stale after", self.stale_after)?;
+        nonzero("progress interval", self.progress_interval)?;
+        if self.progress_interval >= self.stale_after {
+            return Err(ConfigError::Range {
+                option: "progress interval",
+                why: "must be shorter than the staleness bound",
+            });
+        }
+        self.backoff.validate()?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() {
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379", false).unwrap(),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379", true).unwrap(),
+            "https://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_endpoint("http://localhost:1/", false).unwrap(),
+            "http://localhost:1"
+        );
+        assert_eq!(
+            normalize_endpoint("[::1]:2379", false).unwrap(),
+            "http://[::1]:2379"
+        );
+        for bad in [
+            "",
+            "host",
+            "host:",
+            ":1",
+            "host:0",
+            "host:99999",
+            "ftp://h:1",
+            "h:1/x",
+        ] {
+            assert!(normalize_endpoint(bad, false).is_err(), "{bad}");
+        }
+        assert_eq!(
+            normalize_endpoint("https://h:1", false),
+            Err(ConfigError::SchemeMismatch("https://h:1".into()))
+        );
+    }
+
+    #[test]
+    fn keepalive_below_etcd_minimum_is_rejected() {
+        let mut c = ConnectionConfig::new(&["127.0.0.1:1".to_owned()]);
+        c.keepalive_interval = Duration::from_secs(1);
+        assert!(matches!(c.validate(), Err(ConfigError::Range { .. })));
+    }
+}

@@ -1,0 +1,139 @@
+//! Errors of the etcd store. Causes are kept as `#[source]`, never flattened
+//! into the message, so callers can walk the chain and logs stay value-free.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What went wrong talking to etcd.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EtcdError {
+    /// `connect` could not reach etcd, authenticate or read the key in time.
+    /// Retryable: the cluster may come back.
+    #[error(transparent)]
+    Connect(ConnectError),
+    /// The store's configuration is invalid. Not retryable: fix the options.
+    #[error("invalid etcd store configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// An operation on a connected client failed. Retryable.
+    #[error("etcd request failed: {op}")]
+    Request {
+        /// Which operation.
+        op: &'static str,
+        /// The client's error.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// An operation did not finish in time. Retryable.
+    #[error("etcd request timed out after {after:?}: {op}")]
+    Timeout {
+        /// Which operation.
+        op: &'static str,
+        /// The limit that was hit.
+        after: Duration,
+    },
+}
+
+impl From<etcd_client::Error> for EtcdError {
+    fn from(source: etcd_client::Error) -> Self {
+        EtcdError::Connect(ConnectError {
+            endpoints: Vec::new(),
+            cause: ConnectCause::Client(source),
+        })
+    }
+}
+
+/// Why `connect` failed, with the endpoints it tried.
+#[derive(Debug)]
+pub struct ConnectError {
+    /// The endpoints that were tried.
+    pub endpoints: Vec<String>,
+    /// The last failure seen.
+    pub cause: ConnectCause,
+}
+
+/// The cause of a [`ConnectError`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectCause {
+    /// No endpoint answered within the connect timeout.
+    Timeout(Duration),
+    /// The client reported an error (refused, TLS, auth, …).
+    Client(etcd_client::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot connect to etcd at [{}]",
+            self.endpoints.join(", ")
+        )?;
+        match &self.cause {
+            ConnectCause::Timeout(after) => write!(f, ": no answer within {after:?}"),
+            ConnectCause::Client(e) => write!(f, ": {}", client_error_kind(e)),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.cause {
+            ConnectCause::Timeout(_) => None,
+            ConnectCause::Client(e) => Some(e),
+        }
+    }
+}
+
+/// A short, stable description of an etcd-client error's kind; the details
+/// stay in the source chain.
+pub(crate) fn client_error_kind(e: &etcd_client::Error) -> &'static str {
+    use etcd_client::Error as E;
+    match e {
+        E::InvalidArgs(_) | E::InvalidUri(_) | E::EndpointError(_) => "invalid endpoint",
+        E::IoError(_) | E::TransportError(_) => "transport error",
+        E::GRpcStatus(s) => match s.code() {
+            tonic::Code::Unauthenticated => "authentication failed",
+            tonic::Code::PermissionDenied => "permission denied",
+            tonic::Code::Unavailable => "unavailable",
+            tonic::Code::DeadlineExceeded => "deadline exceeded",
+            _ => "request rejected",
+        },
+        _ => "client error",
+    }
+}
+
+/// An invalid option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No endpoint was given.
+    #[error("no endpoints given")]
+    NoEndpoints,
+    /// An endpoint is not `host:port` or `http(s)://host:port`.
+    #[error("endpoint {0:?} is not host:port or http(s)://host:port")]
+    BadEndpoint(String),
+    /// An `http://` endpoint was given with TLS configured, or `https://` without.
+    #[error("endpoint {0:?} does not match the TLS setting")]
+    SchemeMismatch(String),
+    /// The key or prefix is empty.
+    #[error("the key or prefix is empty")]
+    EmptyKey,
+    /// A duration option is out of its range.
+    #[error("{option} is out of range: {why}")]
+    Range {
+        /// The option.
+        option: &'static str,
+        /// The rule it breaks.
+        why: &'static str,
+    },
+    /// TLS material could not be read.
+    #[error("cannot read TLS file {path}")]
+    TlsFile {
+        /// The file.
+        path: String,
+    },
+    /// Only one of client certificate and key was given.
+    #[error("a client certificate needs its key and a key its certificate")]
+    IncompleteIdentity,
+}

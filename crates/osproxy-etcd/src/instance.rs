@@ -1,0 +1,171 @@
+//! Per-instance status reporting: each instance given an id keeps a key
+//! `<status prefix>/<instance id>` saying which revision it applied and what
+//! it rejected, bound to a lease it keeps alive, so the key disappears when
+//! the instance dies. `osproxy-directives status` reads these keys to show the
+//! fleet.
+//!
+//! Reporting rides on the watcher's connection (one connection per store) and
+//! never blocks serving: a failed write is retried on the next report.
+
+use std::time::Duration;
+
+use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use osproxy_core::Clock;
+use serde::{Deserialize, Serialize};
+use tokio::time::{timeout, Instant as TokioInstant};
+
+use crate::status::StatusCell;
+
+/// Where and how an instance reports its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceReport {
+    /// This instance's id, unique in the fleet.
+    pub instance_id: String,
+    /// The prefix status keys live under. Default `/osproxy/status/`.
+    pub status_prefix: String,
+    /// Lease time-to-live: how long a dead instance's key lingers. Default 10 s.
+    pub lease_ttl: Duration,
+}
+
+/// Default prefix for instance status keys.
+pub const DEFAULT_STATUS_PREFIX: &str = "/osproxy/status/";
+
+impl InstanceReport {
+    /// Reports as `instance_id` under the default prefix and lease.
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        InstanceReport {
+            instance_id: instance_id.into(),
+            status_prefix: DEFAULT_STATUS_PREFIX.to_owned(),
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+
+    /// The status key of this instance.
+    pub fn key(&self) -> String {
+        format!("{}{}", self.status_prefix, self.instance_id)
+    }
+}
+
+/// The value of an instance status key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// The instance id.
+    pub instance: String,
+    /// Revision of the applied directive set.
+    pub applied_revision: i64,
+    /// Directives applied.
+    pub directives: usize,
+    /// The newest standing rejection: its revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_revision: Option<i64>,
+    /// The newest standing rejection: its reason slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_reason: Option<String>,
+    /// When this report was written (ns since the Unix epoch).
+    pub updated_unix_nanos: u64,
+}
+
+/// The reporter's state on the current connection.
+pub(crate) struct InstanceReporter {
+    report: InstanceReport,
+    request_timeout: Duration,
+    lease: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>,
+    dirty: bool,
+    next_keepalive: TokioInstant,
+}
+
+impl InstanceReporter {
+    pub(crate) fn new(report: InstanceReport, request_timeout: Duration) -> Self {
+        InstanceReporter {
+            report,
+            request_timeout,
+            lease: None,
+            dirty: true,
+            next_keepalive: TokioInstant::now(),
+        }
+    }
+
+    /// Something changed that the fleet should see.
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// When the reporter next needs to run.
+    pub(crate) fn next_due(&self) -> Option<TokioInstant> {
+        if self.dirty || self.lease.is_none() {
+            Some(TokioInstant::now())
+        } else {
+            Some(self.next_keepalive)
+        }
+    }
+
+    /// Writes the status if it changed, and keeps the lease alive. Failures
+    /// drop the lease so the next call starts over, after a short pause.
+    pub(crate) async fn report(&mut self, client: &Client, status: &StatusCell, clock: &dyn Clock) {
+        let limit = self.request_timeout;
+        let result = timeout(limit, self.try_report(client, status, clock)).await;
+        if !matches!(result, Ok(Ok(()))) {
+            self.lease = None;
+            self.dirty = true;
+            // Retry no sooner than a keepalive period, so a broken etcd is not hammered.
+            self.next_keepalive = TokioInstant::now() + self.keepalive_period();
+        }
+    }
+
+    fn keepalive_period(&self) -> Duration {
+        (self.report.lease_ttl / 3).max(Duration::from_millis(500))
+    }
+
+    async fn try_report(
+        &mut self,
+        client: &Client,
+        status: &StatusCell,
+        clock: &dyn Clock,
+    ) -> Result<(), etcd_client::Error> {
+        let mut client = client.clone();
+        if self.lease.is_none() {
+            let ttl = i64::try_from(self.report.lease_ttl.as_secs().max(2)).unwrap_or(10);
+            let grant = client.lease_grant(ttl, None).await?;
+            let (keeper, stream) = client.lease_keep_alive(grant.id()).await?;
+            self.lease = Some((grant.id(), keeper, stream));
+            self.dirty = true;
+        }
+        let Some((lease_id, keeper, stream)) = &mut self.lease else {
+            return Ok(());
+        };
+        if self.dirty {
+            let s = status.snapshot(clock);
+            let newest = s.rejected.iter().max_by_key(|r| r.revision);
+            let value = InstanceStatus {
+                instance: self.report.instance_id.clone(),
+                applied_revision: s.applied_revision,
+                directives: s.directives,
+                rejected_revision: newest.map(|r| r.revision),
+                rejected_reason: newest.map(|r| r.reason.to_owned()),
+                updated_unix_nanos: clock.unix_nanos(),
+            };
+            let body = serde_json::to_vec(&value).unwrap_or_default();
+            client
+                .put(
+                    self.report.key(),
+                    body,
+                    Some(PutOptions::new().with_lease(*lease_id)),
+                )
+                .await?;
+            self.dirty = false;
+        } else {
+            keeper.keep_alive().await?;
+            match stream.message().await? {
+                Some(resp) if resp.ttl() > 0 => {}
+                _ => {
+                    // The lease expired (etcd was away too long): start over.
+                    self.lease = None;
+                    self.dirty = true;
+                    return Ok(());
+                }
+            }
+        }
+        self.next_keepalive = TokioInstant::now() + self.keepalive_period();
+        Ok(())
+    }
+}

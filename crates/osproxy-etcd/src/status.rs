@@ -1,0 +1,147 @@
+//! [`StoreStatus`]: what an operator sees of one store — connected or not,
+//! the applied revision, how fresh the last confirmation from etcd is, how
+//! often it reconnected, and which publishes it rejected and why.
+//!
+//! The watcher writes it under a mutex on every state change and every
+//! message from etcd; readers take a copy. Nothing here is on the request path.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use osproxy_core::{Clock, Instant};
+use serde::Serialize;
+
+/// Where the background watcher is in its cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchPhase {
+    /// Opening a connection to an endpoint.
+    Connecting,
+    /// Reading the key (or prefix) at a revision.
+    Reading,
+    /// Following the watch stream.
+    Watching,
+    /// Waiting before the next reconnect attempt.
+    Backoff,
+    /// Stopped: every handle of the store was dropped.
+    Stopped,
+}
+
+/// One standing rejection: the value at `key`, revision `revision`, was not
+/// applied because of `reason`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// The etcd key whose value was rejected.
+    pub key: String,
+    /// The key's modification revision.
+    pub revision: i64,
+    /// The decoder's stable reason slug.
+    pub reason: &'static str,
+    /// The offending directive's position, when one directive caused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directive_index: Option<usize>,
+}
+
+/// A snapshot of a store's health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    /// The watcher's phase.
+    pub phase: WatchPhase,
+    /// Whether the watch is established.
+    pub connected: bool,
+    /// The endpoint in use or being tried.
+    pub endpoint: Option<String>,
+    /// The etcd revision of the applied snapshot: the modification revision
+    /// of the newest change (put or delete) the store applied; 0 before any.
+    pub applied_revision: i64,
+    /// The newest etcd revision etcd confirmed this store is current with.
+    pub confirmed_revision: i64,
+    /// Directives in the applied snapshot (expired ones included).
+    pub directives: usize,
+    /// Wall-clock time of the last snapshot swap (ns since the Unix epoch).
+    pub last_update_unix_nanos: Option<u64>,
+    /// Wall-clock time of the last message from etcd.
+    pub last_confirmed_unix_nanos: Option<u64>,
+    /// Time since the last message from etcd, at the moment of this snapshot.
+    #[serde(serialize_with = "secs_f64")]
+    pub staleness: Option<Duration>,
+    /// Connections replaced after the first (failures and stale connections).
+    pub reconnects: u64,
+    /// Values currently rejected (the last good value of their key serves).
+    pub rejected: Vec<Rejection>,
+    /// Rejected values since start, by reason slug.
+    pub rejected_total: BTreeMap<&'static str, u64>,
+    /// The kind of the last connection error, if any since the last success.
+    pub last_error: Option<&'static str>,
+}
+
+fn secs_f64<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The mutable status, shared by the watcher and every handle.
+#[derive(Debug)]
+pub(crate) struct StatusCell {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
+    status: StoreStatus,
+    last_confirmed: Option<Instant>,
+}
+
+impl StatusCell {
+    pub(crate) fn new() -> Self {
+        StatusCell {
+            inner: Mutex::new(Inner {
+                status: StoreStatus {
+                    phase: WatchPhase::Connecting,
+                    connected: false,
+                    endpoint: None,
+                    applied_revision: 0,
+                    confirmed_revision: 0,
+                    directives: 0,
+                    last_update_unix_nanos: None,
+                    last_confirmed_unix_nanos: None,
+                    staleness: None,
+                    reconnects: 0,
+                    rejected: Vec::new(),
+                    rejected_total: BTreeMap::new(),
+                    last_error: None,
+                },
+                last_confirmed: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every update leaves the status consistent; a panic elsewhere while
+        // holding the lock cannot corrupt it.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn snapshot(&self, clock: &dyn Clock) -> StoreStatus {
+        let inner = self.lock();
+        let mut s = inner.status.clone();
+        s.staleness = inner
+            .last_confirmed
+            .map(|t| clock.now().saturating_duration_since(t));
+        s
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut StoreStatus)) {
+        f(&mut self.lock().status);
+    }
+
+    pub(crate) fn confirmed(&self, clock: &dyn Clock, revision: i64) {
+        let mut inner = self.lock();
+        inner.last_confirmed = Some(clock.now());
+        inner.status.last_confirmed_unix_nanos = Some(clock.unix_nanos());
+        inner.status.confirmed_revision = inner.status.confirmed_revision.max(revision);
+    }
+}

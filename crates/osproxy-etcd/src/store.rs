@@ -1,0 +1,342 @@
+//! [`EtcdDirectiveStore`]: the seed's constructor, the builder for every
+//! option, and the handle a proxy keeps.
+//!
+//! `connect` is fail-fast: it reads the key before returning, within the
+//! connect timeout, trying each endpoint in turn. From then on the store is
+//! fail-safe: the background watcher keeps the last good snapshot serving
+//! through any outage and converges once etcd is back.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions};
+use osproxy_core::Clock;
+use osproxy_observe::{
+    DecodeLimits, DirectiveReader, DirectiveSet, DirectiveStore, SharedDirectiveSet, Snapshot,
+};
+use tokio::runtime::Handle;
+use tokio::time::timeout;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
+
+use crate::applied::AppliedState;
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::config::{
+    ConnectionConfig, Credentials, Layout, StoreConfig, TlsConfig, DEFAULT_PROGRESS_INTERVAL,
+    DEFAULT_STALE_AFTER,
+};
+use crate::error::{ConnectCause, ConnectError, EtcdError};
+use crate::instance::{InstanceReport, InstanceReporter};
+use crate::status::{StatusCell, StoreStatus};
+use crate::watcher::Watcher;
+
+/// A directive store fed by etcd: a locally cached snapshot kept fresh by a
+/// watch. Cheap to clone; every clone shares one connection and one
+/// background task, which stop when the last clone drops.
+#[derive(Clone)]
+pub struct EtcdDirectiveStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: SharedDirectiveSet,
+    status: Arc<StatusCell>,
+    clock: Arc<dyn Clock>,
+    layout: Layout,
+    endpoints: Vec<String>,
+    /// Cancels the watcher when the last handle drops.
+    _stop: DropGuard,
+}
+
+impl fmt::Debug for EtcdDirectiveStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.status();
+        f.debug_struct("EtcdDirectiveStore")
+            .field("endpoints", &self.inner.endpoints)
+            .field("layout", &self.inner.layout)
+            .field("applied_revision", &status.applied_revision)
+            .field("connected", &status.connected)
+            .finish()
+    }
+}
+
+impl EtcdDirectiveStore {
+    /// Connects to `endpoints`, reads the directive set at `key` and starts
+    /// the background watch that keeps it fresh (the seed's constructor; every
+    /// option at its default).
+    ///
+    /// A missing key is the empty set; a malformed value is the empty set too,
+    /// reported in [`status`](Self::status).
+    ///
+    /// # Errors
+    /// [`EtcdError::Connect`] when no endpoint answers the read within the
+    /// connect timeout (5 s), naming the endpoints and the cause;
+    /// [`EtcdError::Config`] for an invalid endpoint or an empty key.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> Result<(), osproxy_etcd::EtcdError> {
+    /// use std::sync::Arc;
+    /// use osproxy_core::SystemClock;
+    /// use osproxy_etcd::EtcdDirectiveStore;
+    /// use osproxy_observe::DirectiveStore;
+    ///
+    /// let endpoints = vec!["127.0.0.1:2379".to_owned()];
+    /// let store = EtcdDirectiveStore::connect(&endpoints, "/osproxy/directives",
+    ///     Arc::new(SystemClock)).await?;
+    /// println!("{} directives", store.load().len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(
+        endpoints: &[String],
+        key: impl Into<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EtcdError> {
+        Self::builder(endpoints, Layout::Key(key.into()), clock)
+            .connect()
+            .await
+    }
+
+    /// A builder with every option at its default.
+    pub fn builder(
+        endpoints: &[String],
+        layout: Layout,
+        clock: Arc<dyn Clock>,
+    ) -> EtcdStoreBuilder {
+        EtcdStoreBuilder {
+            config: StoreConfig {
+                connection: ConnectionConfig::new(endpoints),
+                layout,
+                stale_after: DEFAULT_STALE_AFTER,
+                progress_interval: DEFAULT_PROGRESS_INTERVAL,
+                backoff: BackoffPolicy::default(),
+                decode_limits: DecodeLimits::default(),
+                instance: None,
+                clock,
+            },
+            runtime: None,
+        }
+    }
+
+    /// A snapshot of the store's health (SPEC §5.9).
+    pub fn status(&self) -> StoreStatus {
+        self.inner.status.snapshot(self.inner.clock.as_ref())
+    }
+
+    /// A per-thread reader for hot loops (no shared write per read).
+    pub fn reader(&self) -> DirectiveReader {
+        self.inner.shared.reader()
+    }
+
+    /// The layout this store follows.
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// How many snapshots were swapped in since start. Moves only when the
+    /// served set actually changed.
+    pub fn swaps(&self) -> u64 {
+        self.inner.shared.swaps()
+    }
+}
+
+impl DirectiveStore for EtcdDirectiveStore {
+    fn load(&self) -> Arc<DirectiveSet> {
+        self.inner.shared.load_full()
+    }
+
+    #[inline]
+    fn snapshot(&self) -> Snapshot {
+        self.inner.shared.snapshot()
+    }
+}
+
+/// Options for [`EtcdDirectiveStore`]; see [`crate::config`] for defaults.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `connect` is awaited"]
+pub struct EtcdStoreBuilder {
+    config: StoreConfig,
+    runtime: Option<Handle>,
+}
+
+impl EtcdStoreBuilder {
+    /// Bound on `connect` and on each reconnect attempt. Default 5 s.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.connection.connect_timeout = d;
+        self
+    }
+
+    /// Bound on each unary request. Default 5 s.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.config.connection.request_timeout = d;
+        self
+    }
+
+    /// HTTP/2 keepalive ping interval (≥ 5 s) and timeout. Default 10 s / 5 s.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.connection.keepalive_interval = interval;
+        self.config.connection.keepalive_timeout = timeout;
+        self
+    }
+
+    /// The staleness bound: a watch silent this long is replaced. Default 15 s.
+    pub fn stale_after(mut self, d: Duration) -> Self {
+        self.config.stale_after = d;
+        self
+    }
+
+    /// Silence after which etcd is asked to confirm the watch. Default 5 s;
+    /// must be shorter than [`stale_after`](Self::stale_after).
+    pub fn progress_interval(mut self, d: Duration) -> Self {
+        self.config.progress_interval = d;
+        self
+    }
+
+    /// Reconnect delay bounds. Default 100 ms to 10 s.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.backoff = BackoffPolicy { initial, max };
+        self
+    }
+
+    /// TLS material; endpoints become `https://`.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.config.connection.tls = Some(tls);
+        self
+    }
+
+    /// etcd user and password.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.config.connection.credentials = Some(Credentials {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Decoder limits (lifetime cap, sizes).
+    pub fn decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.config.decode_limits = limits;
+        self
+    }
+
+    /// Report this instance's status under a leased key.
+    pub fn instance(mut self, report: InstanceReport) -> Self {
+        self.config.instance = Some(report);
+        self
+    }
+
+    /// Runs the background task on this runtime instead of the current one.
+    pub fn runtime(mut self, handle: Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// Validates the options, reads the key and starts the watch.
+    ///
+    /// # Errors
+    /// As [`EtcdDirectiveStore::connect`].
+    pub async fn connect(self) -> Result<EtcdDirectiveStore, EtcdError> {
+        let config = self.config.validate()?;
+        let runtime = match self.runtime {
+            Some(h) => h,
+            None => Handle::current(),
+        };
+        let status = Arc::new(StatusCell::new());
+        let shared = SharedDirectiveSet::default();
+        let instance = config
+            .instance
+            .clone()
+            .map(|r| InstanceReporter::new(r, config.connection.request_timeout));
+        let mut watcher = Watcher {
+            applied: AppliedState::new(config.layout.is_prefix(), config.decode_limits),
+            backoff: Backoff::new(config.backoff),
+            shared: shared.clone(),
+            status: Arc::clone(&status),
+            endpoint_ix: 0,
+            header_revision: 0,
+            cluster_id: None,
+            instance,
+            config,
+        };
+        let (client, read) = initial_read(&mut watcher).await?;
+        let start = read.revision + 1;
+        watcher.header_revision = read.revision;
+        watcher.cluster_id = Some(read.cluster_id);
+        watcher.apply_read(&read.kvs);
+        watcher
+            .status
+            .confirmed(watcher.config.clock.as_ref(), read.revision);
+        let stop = CancellationToken::new();
+        let span = tracing::info_span!("etcd_directive_watch", key = watcher.config.layout.key());
+        let inner = Inner {
+            shared,
+            status,
+            clock: Arc::clone(&watcher.config.clock),
+            layout: watcher.config.layout.clone(),
+            endpoints: watcher.config.connection.endpoints.clone(),
+            _stop: stop.clone().drop_guard(),
+        };
+        runtime.spawn(watcher.run(client, start, stop).instrument(span));
+        Ok(EtcdDirectiveStore {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// The result of the first read.
+struct FirstRead {
+    revision: i64,
+    cluster_id: u64,
+    kvs: Vec<etcd_client::KeyValue>,
+}
+
+/// Tries each endpoint in turn, sharing the connect timeout between them so
+/// that `connect` as a whole is bounded by it.
+async fn initial_read(watcher: &mut Watcher) -> Result<(Client, FirstRead), EtcdError> {
+    let conn = &watcher.config.connection;
+    let total = conn.connect_timeout;
+    let endpoints = conn.endpoints.clone();
+    let deadline = tokio::time::Instant::now() + total;
+    let mut cause = ConnectCause::Timeout(total);
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let left = u32::try_from(endpoints.len() - i).unwrap_or(1).max(1);
+        let budget = remaining / left;
+        if budget.is_zero() {
+            break;
+        }
+        let key = watcher.config.layout.key().to_owned();
+        let opts = watcher
+            .config
+            .layout
+            .is_prefix()
+            .then(|| GetOptions::new().with_prefix());
+        let attempt = async {
+            let mut client =
+                Client::connect([endpoint.as_str()], Some(conn.client_options())).await?;
+            let resp = client.get(key, opts).await?;
+            Ok::<_, etcd_client::Error>((client, resp))
+        };
+        match timeout(budget, attempt).await {
+            Ok(Ok((client, mut resp))) => {
+                watcher.endpoint_ix = i;
+                let (revision, cluster_id) = resp
+                    .header()
+                    .map_or((0, 0), |h| (h.revision(), h.cluster_id()));
+                let kvs = resp.take_kvs();
+                return Ok((
+                    client,
+                    FirstRead {
+                        revision,
+                        cluster_id,
+                        kvs,
+                    },
+                ));
+            }
+            Ok(Err(e)) => cause = ConnectCause::Client(e),
+            Err(_) => cause = ConnectCause::Timeout(budget),
+        }
+    }
+    Err(EtcdError::Connect(ConnectError { endpoints, cause }))
+}
