@@ -1,0 +1,75 @@
+//! Bounded polling: the only sanctioned way for tests to wait on a condition.
+
+use std::future::Future;
+use std::time::Duration;
+
+use osproxy_core::{Clock, Instant, SystemClock};
+
+/// How long [`wait_until`] and [`eventually`] pause between two checks.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A point in monotonic time after which a bounded wait gives up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(Instant);
+
+impl Deadline {
+    /// `timeout` from now.
+    pub(crate) fn after(timeout: Duration) -> Self {
+        Deadline(SystemClock.now() + timeout)
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn expired(self) -> bool {
+        SystemClock.now() >= self.0
+    }
+
+    /// Time left, zero once expired.
+    pub(crate) fn remaining(self) -> Duration {
+        self.0 - SystemClock.now()
+    }
+}
+
+/// Blocks until `check` returns `true`, polling every 10 ms; panics with
+/// `what` when it is still `false` after `timeout`.
+///
+/// ```
+/// # use std::time::Duration;
+/// let mut n = 0;
+/// osproxy_test_support::wait_until(Duration::from_secs(1), "n reaches 3", || {
+///     n += 1;
+///     n >= 3
+/// });
+/// ```
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Deadline::after(timeout);
+    loop {
+        if check() {
+            return;
+        }
+        if deadline.expired() {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        std::thread::sleep(POLL_INTERVAL.min(deadline.remaining()));
+    }
+}
+
+/// Async twin of [`wait_until`]: awaits `check()` every 10 ms until it yields
+/// `true`; panics with `what` after `timeout`. Needs a tokio runtime with time
+/// enabled (`#[tokio::test]` has it).
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let polled = async {
+        loop {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    };
+    if tokio::time::timeout(timeout, polled).await.is_err() {
+        panic!("timed out after {timeout:?} waiting until {what}");
+    }
+}
