@@ -51,3 +51,8 @@ pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError};
 pub use instance::{InstanceReport, InstanceStatus, DEFAULT_STATUS_PREFIX};
 pub use status::{Rejection, StoreStatus, WatchPhase};
 pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
