@@ -67,6 +67,12 @@ impl AppliedState {
         self.revision
     }
 
+    /// Forgets the applied revision before a read from a rebuilt cluster,
+    /// whose revisions start afresh (the read sets it again).
+    pub(crate) fn forget_revision(&mut self) {
+        self.revision = 0;
+    }
+
     /// Replaces everything with a fresh read. Keys whose value and revisions
     /// did not change keep their decoded directives (and their anchors).
     pub(crate) fn replace_all(

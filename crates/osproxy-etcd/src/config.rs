@@ -11,7 +11,7 @@
 //! | stale after | 15 s | silence on the watch after which the connection is dropped |
 //! | progress interval | 5 s | silence after which etcd is asked to confirm the watch |
 //! | backoff | 100 ms – 10 s | jittered exponential reconnect delay |
-//! | TLS | off | CA, optional client certificate and key |
+//! | TLS | off | CA (required), optional client certificate and key |
 //! | user / password | none | etcd authentication |
 //! | decode limits | SPEC §2 | body size, directive count, lifetime cap |
 
@@ -51,8 +51,7 @@ impl Layout {
 /// TLS material, as PEM.
 #[derive(Clone, Default)]
 pub struct TlsConfig {
-    /// CA bundle that signs the etcd server certificates; system roots when
-    /// absent.
+    /// CA bundle that signs the etcd server certificates (required with TLS).
     pub ca_pem: Option<Vec<u8>>,
     /// Client certificate chain, for etcd's `--client-cert-auth`.
     pub client_cert_pem: Option<Vec<u8>>,
@@ -194,38 +193,11 @@ impl ConnectionConfig {
             if t.client_cert_pem.is_some() != t.client_key_pem.is_some() {
                 return Err(ConfigError::IncompleteIdentity);
             }
+            if t.ca_pem.is_none() {
+                return Err(ConfigError::MissingCa);
+            }
         }
         Ok(self)
-    }
-
-    /// The etcd-client options for one connection.
-    pub(crate) fn client_options(&self) -> etcd_client::ConnectOptions {
-        let mut o = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(self.connect_timeout)
-            .with_keep_alive(self.keepalive_interval, self.keepalive_timeout)
-            .with_keep_alive_while_idle(false)
-            // A member that lost its leader closes our watch instead of
-            // leaving it silently stuck.
-            .with_require_leader(true)
-            // Tokens expire, and a restart invalidates them.
-            .with_auto_token_refresh(true);
-        if let Some(c) = &self.credentials {
-            o = o.with_user(c.user.clone(), c.password.clone());
-        }
-        if let Some(t) = &self.tls {
-            let mut tls = etcd_client::TlsOptions::new();
-            if let Some(ca) = &t.ca_pem {
-                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(ca));
-            }
-            if let (Some(cert), Some(key)) = (&t.client_cert_pem, &t.client_key_pem) {
-                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
-            }
-            if let Some(d) = &t.domain_name {
-                tls = tls.domain_name(d.clone());
-            }
-            o = o.with_tls(tls);
-        }
-        o
     }
 }
 

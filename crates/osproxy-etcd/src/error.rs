@@ -133,6 +133,9 @@ pub enum ConfigError {
         /// The file.
         path: String,
     },
+    /// TLS was configured without a CA bundle to verify etcd with.
+    #[error("TLS needs a CA bundle to verify the etcd servers")]
+    MissingCa,
     /// Only one of client certificate and key was given.
     #[error("a client certificate needs its key and a key its certificate")]
     IncompleteIdentity,

@@ -68,6 +68,8 @@ pub struct InstanceStatus {
 /// The reporter's state on the current connection.
 pub(crate) struct InstanceReporter {
     report: InstanceReport,
+    /// The current connection's client; replaced on every reconnect.
+    client: Option<Client>,
     request_timeout: Duration,
     lease: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>,
     dirty: bool,
@@ -78,11 +80,20 @@ impl InstanceReporter {
     pub(crate) fn new(report: InstanceReport, request_timeout: Duration) -> Self {
         InstanceReporter {
             report,
+            client: None,
             request_timeout,
             lease: None,
             dirty: true,
             next_keepalive: TokioInstant::now(),
         }
+    }
+
+    /// Uses `client` (a new connection) from now on; the old lease's
+    /// keepalive stream died with the old connection.
+    pub(crate) fn attach(&mut self, client: Client) {
+        self.client = Some(client);
+        self.lease = None;
+        self.dirty = true;
     }
 
     /// Something changed that the fleet should see.
@@ -92,7 +103,9 @@ impl InstanceReporter {
 
     /// When the reporter next needs to run.
     pub(crate) fn next_due(&self) -> Option<TokioInstant> {
-        if self.dirty || self.lease.is_none() {
+        if self.client.is_none() {
+            None
+        } else if self.dirty || self.lease.is_none() {
             Some(TokioInstant::now())
         } else {
             Some(self.next_keepalive)
@@ -101,7 +114,10 @@ impl InstanceReporter {
 
     /// Writes the status if it changed, and keeps the lease alive. Failures
     /// drop the lease so the next call starts over, after a short pause.
-    pub(crate) async fn report(&mut self, client: &Client, status: &StatusCell, clock: &dyn Clock) {
+    pub(crate) async fn report(&mut self, status: &StatusCell, clock: &dyn Clock) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
         let limit = self.request_timeout;
         let result = timeout(limit, self.try_report(client, status, clock)).await;
         if !matches!(result, Ok(Ok(()))) {
@@ -118,11 +134,10 @@ impl InstanceReporter {
 
     async fn try_report(
         &mut self,
-        client: &Client,
+        mut client: Client,
         status: &StatusCell,
         clock: &dyn Clock,
     ) -> Result<(), etcd_client::Error> {
-        let mut client = client.clone();
         if self.lease.is_none() {
             let ttl = i64::try_from(self.report.lease_ttl.as_secs().max(2)).unwrap_or(10);
             let grant = client.lease_grant(ttl, None).await?;

@@ -35,13 +35,20 @@
 //! # Layouts
 //! [`Layout::Key`] holds the whole set in one value (the seed's layout).
 //! [`Layout::Prefix`] holds one directive object per key under a prefix.
+//!
+//! # Writing
+//! [`Publisher`] is the write side: compare-and-swap publishes in canonical
+//! form, `add`/`remove` of single directives, leases in the prefix layout,
+//! a change feed and the fleet's instance reports.
 #![deny(missing_docs)]
 
 mod applied;
 pub mod backoff;
 pub mod config;
+mod connection;
 mod error;
 mod instance;
+pub mod publisher;
 pub mod status;
 mod store;
 mod watcher;
@@ -49,6 +56,7 @@ mod watcher;
 pub use config::{Credentials, Layout, TlsConfig};
 pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError};
 pub use instance::{InstanceReport, InstanceStatus, DEFAULT_STATUS_PREFIX};
+pub use publisher::{Change, Changes, FleetStatus, PublishError, Publisher, Written};
 pub use status::{Rejection, StoreStatus, WatchPhase};
 pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};
 

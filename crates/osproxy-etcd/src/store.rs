@@ -10,13 +10,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions};
+use etcd_client::WatchStream;
 use osproxy_core::Clock;
 use osproxy_observe::{
     DecodeLimits, DirectiveReader, DirectiveSet, DirectiveStore, SharedDirectiveSet, Snapshot,
 };
 use tokio::runtime::Handle;
-use tokio::time::timeout;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
@@ -26,7 +25,8 @@ use crate::config::{
     ConnectionConfig, Credentials, Layout, StoreConfig, TlsConfig, DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_STALE_AFTER,
 };
-use crate::error::{ConnectCause, ConnectError, EtcdError};
+use crate::connection;
+use crate::error::EtcdError;
 use crate::instance::{InstanceReport, InstanceReporter};
 use crate::status::{StatusCell, StoreStatus};
 use crate::watcher::Watcher;
@@ -259,14 +259,7 @@ impl EtcdStoreBuilder {
             instance,
             config,
         };
-        let (client, read) = initial_read(&mut watcher).await?;
-        let start = read.revision + 1;
-        watcher.header_revision = read.revision;
-        watcher.cluster_id = Some(read.cluster_id);
-        watcher.apply_read(&read.kvs);
-        watcher
-            .status
-            .confirmed(watcher.config.clock.as_ref(), read.revision);
+        let (stream, next_revision) = first_watch(&mut watcher).await?;
         let stop = CancellationToken::new();
         let span = tracing::info_span!("etcd_directive_watch", key = watcher.config.layout.key());
         let inner = Inner {
@@ -277,66 +270,22 @@ impl EtcdStoreBuilder {
             endpoints: watcher.config.connection.endpoints.clone(),
             _stop: stop.clone().drop_guard(),
         };
-        runtime.spawn(watcher.run(client, start, stop).instrument(span));
+        runtime.spawn(watcher.run(stream, next_revision, stop).instrument(span));
         Ok(EtcdDirectiveStore {
             inner: Arc::new(inner),
         })
     }
 }
 
-/// The result of the first read.
-struct FirstRead {
-    revision: i64,
-    cluster_id: u64,
-    kvs: Vec<etcd_client::KeyValue>,
-}
-
-/// Tries each endpoint in turn, sharing the connect timeout between them so
-/// that `connect` as a whole is bounded by it.
-async fn initial_read(watcher: &mut Watcher) -> Result<(Client, FirstRead), EtcdError> {
-    let conn = &watcher.config.connection;
-    let total = conn.connect_timeout;
-    let endpoints = conn.endpoints.clone();
-    let deadline = tokio::time::Instant::now() + total;
-    let mut cause = ConnectCause::Timeout(total);
-    for (i, endpoint) in endpoints.iter().enumerate() {
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let left = u32::try_from(endpoints.len() - i).unwrap_or(1).max(1);
-        let budget = remaining / left;
-        if budget.is_zero() {
-            break;
-        }
-        let key = watcher.config.layout.key().to_owned();
-        let opts = watcher
-            .config
-            .layout
-            .is_prefix()
-            .then(|| GetOptions::new().with_prefix());
-        let attempt = async {
-            let mut client =
-                Client::connect([endpoint.as_str()], Some(conn.client_options())).await?;
-            let resp = client.get(key, opts).await?;
-            Ok::<_, etcd_client::Error>((client, resp))
-        };
-        match timeout(budget, attempt).await {
-            Ok(Ok((client, mut resp))) => {
-                watcher.endpoint_ix = i;
-                let (revision, cluster_id) = resp
-                    .header()
-                    .map_or((0, 0), |h| (h.revision(), h.cluster_id()));
-                let kvs = resp.take_kvs();
-                return Ok((
-                    client,
-                    FirstRead {
-                        revision,
-                        cluster_id,
-                        kvs,
-                    },
-                ));
-            }
-            Ok(Err(e)) => cause = ConnectCause::Client(e),
-            Err(_) => cause = ConnectCause::Timeout(budget),
-        }
-    }
-    Err(EtcdError::Connect(ConnectError { endpoints, cause }))
+/// The first connect: each endpoint in turn within the connect timeout.
+async fn first_watch(watcher: &mut Watcher) -> Result<(WatchStream, i64), EtcdError> {
+    let endpoints = watcher.config.connection.endpoints.clone();
+    let total = watcher.config.connection.connect_timeout;
+    let (_, first) = connection::first_answering(&endpoints, total, async |i, budget| {
+        watcher.endpoint_ix = i;
+        watcher.establish(budget, None).await.map_err(|f| f.error)
+    })
+    .await
+    .map_err(EtcdError::Connect)?;
+    Ok(first)
 }

@@ -38,27 +38,26 @@ use tracing::{debug, info, warn};
 use crate::applied::{AppliedState, Outcome};
 use crate::backoff::Backoff;
 use crate::config::StoreConfig;
+use crate::connection;
 use crate::error::client_error_kind;
 use crate::instance::InstanceReporter;
 use crate::status::{StatusCell, WatchPhase};
 
 /// Where the watcher is; each variant holds only what is valid in it.
-// `Client` is large; a state moves once per transition, so boxing buys nothing.
-#[allow(clippy::large_enum_variant)]
+///
+/// The steady state holds nothing but the watch stream: the connection lives
+/// as long as the stream does, and a store's memory is mostly this task.
 enum State {
     /// Wait, then connect.
     Backoff {
         delay: Duration,
         resume: Option<i64>,
     },
-    /// Open a connection to the current endpoint. With `resume`, skip the
-    /// read and watch from that revision.
+    /// Open a connection to the current endpoint; read first unless
+    /// resuming from a known revision.
     Connect { resume: Option<i64> },
-    /// Read the key (or prefix) at a revision on this connection.
-    Read { client: Client },
     /// Follow the watch from `next_revision`.
     Watch {
-        client: Client,
         stream: WatchStream,
         next_revision: i64,
     },
@@ -66,10 +65,30 @@ enum State {
 
 /// Why a watch ended.
 enum WatchEnd {
-    /// Compacted, rebuilt or gone backwards: take a fresh read on this client.
+    /// Compacted, rebuilt or gone backwards: take a fresh read.
     Reread,
     /// The connection is unusable (error, end, stale): reconnect and resume.
     Reconnect { kind: &'static str },
+}
+
+/// A connection attempt that failed, with the error kind for status and,
+/// for the first connect, the error itself.
+pub(crate) struct Failed {
+    pub(crate) kind: &'static str,
+    pub(crate) error: Option<etcd_client::Error>,
+}
+
+impl Failed {
+    fn client(e: etcd_client::Error) -> Self {
+        Failed {
+            kind: client_error_kind(&e),
+            error: Some(e),
+        }
+    }
+
+    fn timeout(kind: &'static str) -> Self {
+        Failed { kind, error: None }
+    }
 }
 
 /// The watcher and everything it owns.
@@ -87,20 +106,16 @@ pub(crate) struct Watcher {
 }
 
 impl Watcher {
-    /// Runs until `cancel` fires. `client` is the connection `connect` already
-    /// read on; `start` is the revision after that read.
-    pub(crate) async fn run(mut self, client: Client, start: i64, cancel: CancellationToken) {
-        let mut state = match client
-            .watch_client()
-            .watch(self.watch_key(), Some(self.watch_options(start)))
-            .await
-        {
-            Ok(stream) => State::Watch {
-                client,
-                stream,
-                next_revision: start,
-            },
-            Err(e) => self.fail(client_error_kind(&e), Some(start)),
+    /// Runs until `cancel` fires, starting from an established watch.
+    pub(crate) async fn run(
+        mut self,
+        stream: WatchStream,
+        next_revision: i64,
+        cancel: CancellationToken,
+    ) {
+        let mut state = State::Watch {
+            stream,
+            next_revision,
         };
         loop {
             state = tokio::select! {
@@ -123,13 +138,22 @@ impl Watcher {
                 tokio::time::sleep(delay).await;
                 State::Connect { resume }
             }
-            State::Connect { resume } => self.connect(resume).await,
-            State::Read { client } => self.read(client).await,
+            State::Connect { resume } => {
+                let limit = self.config.connection.connect_timeout;
+                // Boxed: connecting is rare and its future is large; the
+                // steady state should not carry its size.
+                match Box::pin(self.establish(limit, resume)).await {
+                    Ok((stream, next_revision)) => State::Watch {
+                        stream,
+                        next_revision,
+                    },
+                    Err(failed) => self.fail(failed.kind, resume),
+                }
+            }
             State::Watch {
-                client,
                 stream,
                 next_revision,
-            } => self.watch(client, stream, next_revision).await,
+            } => self.watch(stream, next_revision).await,
         }
     }
 
@@ -161,47 +185,37 @@ impl Watcher {
         State::Backoff { delay, resume }
     }
 
-    async fn connect(&mut self, resume: Option<i64>) -> State {
+    /// Connects to the current endpoint within `limit`, reads (unless
+    /// resuming) and opens the watch. The one path for the first connect and
+    /// every reconnect.
+    pub(crate) async fn establish(
+        &mut self,
+        limit: Duration,
+        resume: Option<i64>,
+    ) -> Result<(WatchStream, i64), Failed> {
         self.set_phase(WatchPhase::Connecting, false);
-        let conn = &self.config.connection;
         let endpoint = self.endpoint().to_owned();
-        let attempt = timeout(
-            conn.connect_timeout,
-            Client::connect([endpoint.as_str()], Some(conn.client_options())),
-        )
-        .await;
-        let client = match attempt {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return self.fail(client_error_kind(&e), resume),
-            Err(_) => return self.fail("connect timeout", resume),
+        let mut client =
+            match timeout(limit, connection::open(&self.config.connection, &endpoint)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(Failed::client(e)),
+                Err(_) => return Err(Failed::timeout("connect timeout")),
+            };
+        let next_revision = match resume {
+            Some(rev) => rev,
+            None => self.read(&mut client, limit).await? + 1,
         };
-        match resume {
-            None => State::Read { client },
-            Some(rev) => self.open_watch(client, rev).await,
-        }
-    }
-
-    async fn open_watch(&mut self, mut client: Client, next_revision: i64) -> State {
         let opts = self.watch_options(next_revision);
-        let key = self.watch_key();
-        match timeout(
-            self.config.connection.connect_timeout,
-            client.watch(key, Some(opts)),
-        )
-        .await
-        {
-            Ok(Ok(stream)) => State::Watch {
-                client,
-                stream,
-                next_revision,
-            },
-            Ok(Err(e)) => self.fail(client_error_kind(&e), Some(next_revision)),
-            Err(_) => self.fail("watch timeout", Some(next_revision)),
+        let key = self.config.layout.key().to_owned();
+        let stream = match timeout(limit, client.watch(key, Some(opts))).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(Failed::client(e)),
+            Err(_) => return Err(Failed::timeout("watch timeout")),
+        };
+        if let Some(reporter) = &mut self.instance {
+            reporter.attach(client);
         }
-    }
-
-    fn watch_key(&self) -> String {
-        self.config.layout.key().to_owned()
+        Ok((stream, next_revision))
     }
 
     fn watch_options(&self, start: i64) -> WatchOptions {
@@ -215,90 +229,85 @@ impl Watcher {
         }
     }
 
-    async fn read(&mut self, mut client: Client) -> State {
+    /// Reads the key (or prefix) and applies it; returns the read's revision.
+    async fn read(&mut self, client: &mut Client, limit: Duration) -> Result<i64, Failed> {
         self.set_phase(WatchPhase::Reading, false);
-        let key = self.watch_key();
+        let key = self.config.layout.key().to_owned();
         let opts = self
             .config
             .layout
             .is_prefix()
             .then(|| GetOptions::new().with_prefix());
         let resp = match timeout(
-            self.config.connection.request_timeout,
+            limit.min(self.config.connection.request_timeout),
             client.get(key, opts),
         )
         .await
         {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return self.fail(client_error_kind(&e), None),
-            Err(_) => return self.fail("read timeout", None),
+            Ok(Err(e)) => return Err(Failed::client(e)),
+            Err(_) => return Err(Failed::timeout("read timeout")),
         };
         let (revision, cluster_id) = resp
             .header()
             .map_or((0, 0), |h| (h.revision(), h.cluster_id()));
+        if self.cluster_id.is_some_and(|id| id != cluster_id) || revision < self.header_revision {
+            // A rebuilt cluster: its revisions start afresh.
+            self.applied.forget_revision();
+        }
         self.header_revision = revision;
         self.cluster_id = Some(cluster_id);
-        self.apply_read(resp.kvs());
-        self.status.confirmed(self.config.clock.as_ref(), revision);
-        self.open_watch(client, revision + 1).await
-    }
-
-    /// Applies a full read: the same logic `connect` uses for the first one.
-    pub(crate) fn apply_read(&mut self, kvs: &[etcd_client::KeyValue]) {
         let mut rejected = Vec::new();
-        let outcome = self
-            .applied
-            .replace_all(kvs, self.config.clock.as_ref(), &mut rejected);
+        let outcome =
+            self.applied
+                .replace_all(resp.kvs(), self.config.clock.as_ref(), &mut rejected);
         self.publish(outcome, &rejected);
+        self.status.confirmed(self.config.clock.as_ref(), revision);
+        Ok(revision)
     }
 
     /// Swaps the snapshot if anything changed and records rejections.
     fn publish(&mut self, outcome: Outcome, rejected: &[RejectReason]) {
-        let clock = self.config.clock.as_ref();
-        if outcome == Outcome::Changed {
-            let set = self.applied.compose();
-            let len = set.len();
-            let changed = *self.shared.load_full() != set;
+        if outcome == Outcome::Unchanged {
+            return;
+        }
+        let set = self.applied.compose();
+        let len = set.len();
+        let changed = *self.shared.load_full() != set;
+        if changed {
+            self.shared.store(Arc::new(set));
+            info!(
+                directives = len,
+                revision = self.applied.revision(),
+                "directive set applied"
+            );
+        }
+        let now_wall = self.config.clock.unix_nanos();
+        let revision = self.applied.revision();
+        let rejections = self.applied.rejections();
+        self.status.update(|s| {
+            s.applied_revision = revision;
+            s.directives = len;
             if changed {
-                self.shared.store(Arc::new(set));
-                info!(
-                    directives = len,
-                    revision = self.applied.revision(),
-                    "directive set applied"
-                );
+                s.last_update_unix_nanos = Some(now_wall);
             }
-            let now_wall = clock.unix_nanos();
-            let revision = self.applied.revision();
-            let rejections = self.applied.rejections();
-            self.status.update(|s| {
-                s.applied_revision = revision;
-                s.directives = len;
-                if changed {
-                    s.last_update_unix_nanos = Some(now_wall);
-                }
-                s.rejected = rejections;
-                for r in rejected {
-                    *s.rejected_total.entry(r.slug()).or_default() += 1;
-                }
-            });
+            s.rejected = rejections;
             for r in rejected {
-                warn!(
-                    reason = r.slug(),
-                    "directive publish rejected; last good set keeps serving"
-                );
+                *s.rejected_total.entry(r.slug()).or_default() += 1;
             }
-            if let Some(reporter) = &mut self.instance {
-                reporter.mark_dirty();
-            }
+        });
+        for r in rejected {
+            warn!(
+                reason = r.slug(),
+                "directive publish rejected; last good set keeps serving"
+            );
+        }
+        if let Some(reporter) = &mut self.instance {
+            reporter.mark_dirty();
         }
     }
 
-    async fn watch(
-        &mut self,
-        client: Client,
-        mut stream: WatchStream,
-        mut next_revision: i64,
-    ) -> State {
+    async fn watch(&mut self, mut stream: WatchStream, mut next_revision: i64) -> State {
         self.set_phase(WatchPhase::Watching, true);
         let progress_every = self.config.progress_interval;
         let stale_after = self.config.stale_after;
@@ -317,9 +326,8 @@ impl Watcher {
                     };
                     last_message = TokioInstant::now();
                     progress_requested = false;
-                    match self.on_response(&resp, &mut next_revision) {
-                        Ok(()) => {}
-                        Err(end) => break end,
+                    if let Err(end) = self.on_response(&resp, &mut next_revision) {
+                        break end;
                     }
                 }
                 () = sleep_until(progress_at), if !progress_requested => {
@@ -333,7 +341,7 @@ impl Watcher {
                 }
                 () = sleep_until(report_due.unwrap_or(stale_at)), if report_due.is_some() => {
                     if let Some(reporter) = &mut self.instance {
-                        reporter.report(&client, &self.status, self.config.clock.as_ref()).await;
+                        Box::pin(reporter.report(&self.status, self.config.clock.as_ref())).await;
                     }
                 }
             }
@@ -341,11 +349,8 @@ impl Watcher {
         // Close the old watch before anything opens a new one.
         drop(stream);
         match end {
-            WatchEnd::Reread => State::Read { client },
-            WatchEnd::Reconnect { kind } => {
-                drop(client);
-                self.fail(kind, Some(next_revision))
-            }
+            WatchEnd::Reread => State::Connect { resume: None },
+            WatchEnd::Reconnect { kind } => self.fail(kind, Some(next_revision)),
         }
     }
 
@@ -362,8 +367,8 @@ impl Watcher {
             .cluster_id
             .is_some_and(|id| id != cluster_id && cluster_id != 0)
         {
+            // `read` records the new id (and sees that it changed).
             info!("etcd cluster id changed; re-reading");
-            self.cluster_id = Some(cluster_id);
             return Err(WatchEnd::Reread);
         }
         if resp.compact_revision() != 0 {
