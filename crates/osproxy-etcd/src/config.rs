@@ -9,7 +9,7 @@
 //! | request timeout | 5 s | bound on each unary request (reads, status writes) |
 //! | keepalive interval / timeout | 10 s / 5 s | HTTP/2 pings; interval ≥ 5 s (etcd's minimum) |
 //! | stale after | 15 s | silence on the watch after which the connection is dropped |
-//! | progress interval | 5 s | silence after which etcd is asked to confirm the watch |
+//! | progress interval | 10 s | silence after which etcd is asked to confirm the watch (the idle cost of a store: one small round trip per interval) |
 //! | backoff | 100 ms – 10 s | jittered exponential reconnect delay |
 //! | TLS | off | CA (required), optional client certificate and key |
 //! | user / password | none | etcd authentication |
@@ -148,7 +148,7 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default staleness bound.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(15);
 /// Default progress-request interval.
-pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// etcd closes connections that ping more often than this ("too_many_pings").
 pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 

@@ -186,7 +186,7 @@ impl EtcdStoreBuilder {
         self
     }
 
-    /// Silence after which etcd is asked to confirm the watch. Default 5 s;
+    /// Silence after which etcd is asked to confirm the watch. Default 10 s;
     /// must be shorter than [`stale_after`](Self::stale_after).
     pub fn progress_interval(mut self, d: Duration) -> Self {
         self.config.progress_interval = d;
