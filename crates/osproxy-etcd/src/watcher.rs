@@ -251,7 +251,9 @@ impl Watcher {
         let (revision, cluster_id) = resp
             .header()
             .map_or((0, 0), |h| (h.revision(), h.cluster_id()));
-        if self.cluster_id.is_some_and(|id| id != cluster_id) || revision < self.header_revision {
+        let rebuilt =
+            self.cluster_id.is_some_and(|id| id != cluster_id) || revision < self.header_revision;
+        if rebuilt {
             // A rebuilt cluster: its revisions start afresh.
             self.applied.forget_revision();
         }
@@ -262,6 +264,19 @@ impl Watcher {
             self.applied
                 .replace_all(resp.kvs(), self.config.clock.as_ref(), &mut rejected);
         self.publish(outcome, &rejected);
+        if rebuilt {
+            // The old cluster's revisions mean nothing here: status must not
+            // keep showing them (`confirmed` only ever raises its revision,
+            // and an unchanged read publishes nothing).
+            let applied = self.applied.revision();
+            self.status.update(|s| {
+                s.applied_revision = applied;
+                s.confirmed_revision = 0;
+            });
+            if let Some(reporter) = &mut self.instance {
+                reporter.mark_dirty();
+            }
+        }
         self.status.confirmed(self.config.clock.as_ref(), revision);
         Ok(revision)
     }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use osproxy_core::{Clock, SystemClock};
-use osproxy_etcd::{EtcdDirectiveStore, EtcdStoreBuilder, Layout};
+use osproxy_etcd::{EtcdDirectiveStore, EtcdStoreBuilder, Layout, StoreStatus};
 use osproxy_observe::DirectiveStore;
+#[allow(unused_imports)]
 pub use osproxy_test_support::{eventually, unique_key, EtcdCluster, EtcdMember, TcpForwarder};
 
 /// Generous bound for anything that should happen "promptly" on a loaded
@@ -67,6 +68,26 @@ pub async fn wait_ids_within(store: &EtcdDirectiveStore, want: &[&str], bound: D
         panic!(
             "timed out after {bound:?} waiting until {what}; it serves {:?}; status {:#?}",
             ids(store),
+            store.status()
+        );
+    }
+}
+
+/// Waits until `pred` holds for the store's status; the panic message
+/// carries the last status seen.
+pub async fn wait_status(
+    store: &EtcdDirectiveStore,
+    what: &str,
+    bound: Duration,
+    pred: impl Fn(&StoreStatus) -> bool,
+) {
+    let check = || async { pred(&store.status()) };
+    if tokio::time::timeout(bound, poll_until(check))
+        .await
+        .is_err()
+    {
+        panic!(
+            "timed out after {bound:?} waiting until {what}; status {:#?}",
             store.status()
         );
     }
