@@ -63,17 +63,26 @@ fn tls_options(t: &TlsConfig) -> TlsOptions {
     tls
 }
 
+/// One connection attempt of [`first_answering`].
+pub(crate) type Attempt<'s, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, Option<etcd_client::Error>>> + Send + 's>,
+>;
+
 /// Runs `attempt` against each endpoint in turn until one succeeds, sharing
 /// `total` between them so the whole is bounded by it: a refused endpoint
 /// fails at once and leaves its share to the next, a silent one uses only its
 /// share. Returns the index of the endpoint that answered.
 ///
-/// `attempt` gets the endpoint's index and its time budget, and reports a
-/// failure as the client error when there is one (`None` for a timeout).
-pub(crate) async fn first_answering<T>(
+/// `attempt` gets `state`, the endpoint's index and its time budget, and
+/// reports a failure as the client error when there is one (`None` for a
+/// timeout). It returns a boxed `Send` future rather than being an async
+/// closure: the future of an async closure is not `Send` (a compiler
+/// limitation), and `connect` must be `Send` to run in a spawned task.
+pub(crate) async fn first_answering<S, T>(
     endpoints: &[String],
     total: Duration,
-    mut attempt: impl AsyncFnMut(usize, Duration) -> Result<T, Option<etcd_client::Error>>,
+    state: &mut S,
+    mut attempt: impl for<'s> FnMut(&'s mut S, usize, Duration) -> Attempt<'s, T>,
 ) -> Result<(usize, T), ConnectError> {
     let deadline = tokio::time::Instant::now() + total;
     let mut cause = ConnectCause::Timeout(total);
@@ -84,7 +93,7 @@ pub(crate) async fn first_answering<T>(
         if budget.is_zero() {
             break;
         }
-        match timeout(budget, attempt(i, budget)).await {
+        match timeout(budget, attempt(state, i, budget)).await {
             Ok(Ok(value)) => return Ok((i, value)),
             Ok(Err(Some(e))) => cause = ConnectCause::Client(e),
             Ok(Err(None)) | Err(_) => cause = ConnectCause::Timeout(budget),

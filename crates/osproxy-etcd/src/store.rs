@@ -281,9 +281,11 @@ impl EtcdStoreBuilder {
 async fn first_watch(watcher: &mut Watcher) -> Result<(WatchStream, i64), EtcdError> {
     let endpoints = watcher.config.connection.endpoints.clone();
     let total = watcher.config.connection.connect_timeout;
-    let (_, first) = connection::first_answering(&endpoints, total, async |i, budget| {
-        watcher.endpoint_ix = i;
-        watcher.establish(budget, None).await.map_err(|f| f.error)
+    let (_, first) = connection::first_answering(&endpoints, total, watcher, |w, i, budget| {
+        Box::pin(async move {
+            w.endpoint_ix = i;
+            w.establish(budget, None).await.map_err(|f| f.error)
+        })
     })
     .await
     .map_err(EtcdError::Connect)?;

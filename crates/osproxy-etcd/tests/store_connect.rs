@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use osproxy_etcd::{ConfigError, ConnectCause, EtcdDirectiveStore, EtcdError, Layout};
-use osproxy_observe::DirectiveStore;
 use tokio::time::Instant;
 
 /// Slack for a loaded 2-core machine on top of a configured timeout.
@@ -219,4 +218,19 @@ async fn a_dead_first_endpoint_fails_over_to_a_live_second_at_connect() {
     cluster.put(&key, &set_body(&["a", "b"], 600));
     wait_ids(&store, &["a", "b"]).await;
     assert!(store.status().connected);
+}
+
+/// `connect` is awaited inside spawned tasks (servers start stores in their
+/// own tasks): its future must be `Send`, and the store `Send + Sync`.
+#[test]
+fn connect_futures_are_send_and_the_store_is_send_and_sync() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
+    let endpoints = vec!["127.0.0.1:1".to_owned()];
+    let by_builder =
+        EtcdDirectiveStore::builder(&endpoints, Layout::Key("/k".into()), clock()).connect();
+    send(&by_builder);
+    let seed = EtcdDirectiveStore::connect(&endpoints, "/k", clock());
+    send(&seed);
+    send_sync::<EtcdDirectiveStore>();
 }
