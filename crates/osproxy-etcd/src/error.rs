@@ -94,6 +94,12 @@ pub(crate) fn client_error_kind(e: &etcd_client::Error) -> &'static str {
         E::IoError(_) | E::TransportError(_) => "transport error",
         E::GRpcStatus(s) => match s.code() {
             tonic::Code::Unauthenticated => "authentication failed",
+            // etcd answers a wrong password or an unknown user with
+            // InvalidArgument ("etcdserver: authentication failed, invalid
+            // user ID or password"), not Unauthenticated.
+            tonic::Code::InvalidArgument if s.message().contains("authentication failed") => {
+                "authentication failed"
+            }
             tonic::Code::PermissionDenied => "permission denied",
             tonic::Code::Unavailable => "unavailable",
             tonic::Code::DeadlineExceeded => "deadline exceeded",
