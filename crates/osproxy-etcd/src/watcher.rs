@@ -47,6 +47,9 @@ use crate::status::{StatusCell, WatchPhase};
 ///
 /// The steady state holds nothing but the watch stream: the connection lives
 /// as long as the stream does, and a store's memory is mostly this task.
+// The steady state is `Watch`: boxing its stream would add an allocation and
+// an indirection there to shrink the rare states.
+#[allow(clippy::large_enum_variant)]
 enum State {
     /// Wait, then connect.
     Backoff {

@@ -19,6 +19,7 @@ async fn wait_cut_off(store: &EtcdDirectiveStore) {
     .await;
 }
 
+#[allow(clippy::expect_used)] // a test helper: failing to connect fails the test
 async fn writer(cluster: &EtcdCluster) -> Client {
     Client::connect(cluster.endpoints(), None)
         .await

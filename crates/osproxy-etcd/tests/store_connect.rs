@@ -16,6 +16,7 @@ const MARGIN: Duration = Duration::from_millis(1500);
 
 /// A listener that completes TCP handshakes (the kernel does, from its
 /// backlog) but never reads or answers: a black hole.
+#[allow(clippy::expect_used)] // a test helper: a failure fails the test
 fn black_hole() -> (std::net::TcpListener, String) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let endpoint = listener.local_addr().expect("addr").to_string();

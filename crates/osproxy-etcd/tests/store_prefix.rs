@@ -14,6 +14,7 @@ fn prefix() -> String {
     format!("{}/", unique_key("prefix"))
 }
 
+#[allow(clippy::expect_used)] // a test helper: a failure fails the test
 async fn prefix_store(cluster: &EtcdCluster, prefix: &str) -> EtcdDirectiveStore {
     quick(&cluster.endpoints(), Layout::Prefix(prefix.to_owned()))
         .connect()

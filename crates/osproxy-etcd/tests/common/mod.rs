@@ -1,5 +1,7 @@
 //! Shared helpers for the live etcd store tests.
 #![allow(dead_code)]
+// Test helpers: a failed step is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
