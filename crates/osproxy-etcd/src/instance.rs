@@ -74,6 +74,9 @@ pub(crate) struct InstanceReporter {
     lease: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>,
     dirty: bool,
     next_keepalive: TokioInstant,
+    /// No write before this: set after a failure so a failing etcd is not
+    /// retried in a tight loop.
+    retry_at: TokioInstant,
 }
 
 impl InstanceReporter {
@@ -85,6 +88,7 @@ impl InstanceReporter {
             lease: None,
             dirty: true,
             next_keepalive: TokioInstant::now(),
+            retry_at: TokioInstant::now(),
         }
     }
 
@@ -106,7 +110,7 @@ impl InstanceReporter {
         if self.client.is_none() {
             None
         } else if self.dirty || self.lease.is_none() {
-            Some(TokioInstant::now())
+            Some(self.retry_at)
         } else {
             Some(self.next_keepalive)
         }
@@ -120,11 +124,13 @@ impl InstanceReporter {
         };
         let limit = self.request_timeout;
         let result = timeout(limit, self.try_report(client, status, clock)).await;
-        if !matches!(result, Ok(Ok(()))) {
+        if matches!(result, Ok(Ok(()))) {
+            self.retry_at = TokioInstant::now();
+        } else {
             self.lease = None;
             self.dirty = true;
             // Retry no sooner than a keepalive period, so a broken etcd is not hammered.
-            self.next_keepalive = TokioInstant::now() + self.keepalive_period();
+            self.retry_at = TokioInstant::now() + self.keepalive_period();
         }
     }
 
