@@ -68,6 +68,12 @@ async fn an_etcd_restart_neither_re_arms_a_ttl_directive_nor_re_swaps() {
     })
     .await;
     let swaps = store.swaps();
+    let last_update = store.status().last_update_unix_nanos;
+    assert_eq!(
+        last_update,
+        Some(published_at),
+        "status: time of the last swap"
+    );
 
     manual.advance(Duration::from_secs(120));
     cluster.member(0).restart();
@@ -77,6 +83,14 @@ async fn an_etcd_restart_neither_re_arms_a_ttl_directive_nor_re_swaps() {
     .await;
     assert_eq!(expiries(&store), before, "the reconnect re-anchored");
     assert_eq!(store.swaps(), swaps, "the reconnect re-swapped");
+    let status = store.status();
+    assert_eq!(status.last_update_unix_nanos, last_update, "{status:?}");
+    assert!(
+        status
+            .last_confirmed_unix_nanos
+            .is_some_and(|t| t >= published_at + 120 * SECOND),
+        "the new watch confirmed the store after the restart: {status:?}"
+    );
 
     // The control: a new publication of the same body is a new revision and
     // is anchored anew, so the comparison above could have failed.
