@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use osproxy_etcd::{Layout, WatchPhase};
+use osproxy_etcd::{EtcdDirectiveStore, Layout, WatchPhase};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,4 +135,51 @@ async fn a_publish_made_while_the_store_is_disconnected_is_not_lost() {
         store.status().applied_revision,
         mod_revision(&cluster, &key)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_loses_quorum_drops_the_watch_before_the_staleness_bound() {
+    // The watch asks for a leader (require-leader): a member cut off from its
+    // quorum closes it instead of leaving it silently stuck, well before the
+    // default 15 s staleness bound would.
+    let cluster = EtcdCluster::three();
+    let key = unique_key("faults-quorum");
+    cluster.put(&key, &set_body(&["a"], 600));
+    let store =
+        EtcdDirectiveStore::builder(&cluster.endpoints(), Layout::Key(key.clone()), clock())
+            .backoff(Duration::from_millis(100), Duration::from_secs(1))
+            .connect()
+            .await
+            .expect("connect");
+    wait_status(&store, "the watch is established", PROMPTLY, |s| {
+        s.connected
+    })
+    .await;
+    let used = member_index(&cluster, &store.status().endpoint.expect("endpoint"))
+        .expect("a member's endpoint");
+    let lost_at = Instant::now();
+    for (i, member) in cluster.members().iter().enumerate() {
+        if i != used {
+            member.kill();
+        }
+    }
+    wait_status(
+        &store,
+        "the leaderless member's watch is dropped",
+        Duration::from_secs(12),
+        |s| !s.connected,
+    )
+    .await;
+    eprintln!("watch dropped {:?} after quorum loss", lost_at.elapsed());
+    assert_eq!(ids(&store), ["a"], "the last good set serves");
+
+    for member in cluster.members() {
+        if !member.is_running() {
+            member.start();
+        }
+    }
+    cluster.wait_healthy();
+    put_via(cluster.member(used), &key, &set_body(&["b"], 600)).await;
+    wait_ids_within(&store, &["b"], PROMPTLY).await;
+    wait_status(&store, "connected again", PROMPTLY, |s| s.connected).await;
 }
