@@ -1,0 +1,408 @@
+//! The propagation harness: starts its own etcd (osproxy-test-support) and
+//! measures, in one run on the same etcd, what a fleet of etcd directive
+//! stores costs and how fast it follows a publish:
+//!
+//! 1. **cost** — connections, resident memory and idle CPU of 1,000 stores;
+//! 2. **propagation** — write acknowledged → visible in 1, 100 and 1,000
+//!    stores, beside bare etcd watches measured on interleaved writes;
+//! 3. **churn** — hot-path reads per second on two threads with and without
+//!    100 publishes per second;
+//! 4. **recovery** — on a three-member cluster: member killed, connection
+//!    frozen (default and tuned staleness bound), whole cluster restarted.
+//!
+//! ```text
+//! cargo run --release -p osproxy-bench --bin propagation            # full, ~5 min
+//! cargo run -p osproxy-bench --bin propagation -- --quick           # smoke, < 60 s
+//!   --out PATH    JSON report (default bench-out/propagation[-quick].json)
+//!   --plots DIR   SVG plots (default docs/bench; with --quick, next to --out)
+//! ```
+//!
+//! Everything listens on 127.0.0.1; every loop is bounded by a count or a
+//! deadline. Tables go to stdout (Markdown) and next to the JSON (`.md`).
+// A measurement tool, not library code: a failed setup step may panic, and
+// its clocks come from `osproxy_core::SystemClock` like everything else.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod churn;
+mod cost;
+mod fleet;
+mod plot;
+mod propagation;
+mod recovery;
+mod report;
+mod stats;
+mod sys;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use osproxy_test_support::{unique_key, EtcdCluster};
+use serde::Serialize;
+
+use crate::fleet::{connect_stores, StoreOpts, Writer};
+use crate::sys::{load_average, mono, wall, Machine};
+use crate::workload::Values;
+
+/// Errors of the harness: reported, then exit 1.
+pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Sizes and windows of one run.
+#[derive(Clone, Debug, Serialize)]
+struct Plan {
+    mode: &'static str,
+    store_counts: Vec<usize>,
+    writes: usize,
+    cap_ms: u64,
+    directives: usize,
+    cost_baseline_window_s: u64,
+    cost_idle_window_s: u64,
+    churn_rounds: usize,
+    churn_window_s: u64,
+    churn_directives: usize,
+    churn_publishes_per_s: u32,
+    kill_rounds: usize,
+    freeze_default_rounds: usize,
+    freeze_tuned_rounds: usize,
+    tuned_stale_after_s: u64,
+    tuned_progress_interval_s: u64,
+    restart_rounds: usize,
+    restart_outage_ms: u64,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            mode: "full",
+            store_counts: vec![1, 100, 1000],
+            writes: 200,
+            cap_ms: 1000,
+            directives: 10,
+            cost_baseline_window_s: 10,
+            cost_idle_window_s: 30,
+            churn_rounds: 4,
+            churn_window_s: 5,
+            churn_directives: 100,
+            churn_publishes_per_s: 100,
+            kill_rounds: 5,
+            freeze_default_rounds: 3,
+            freeze_tuned_rounds: 5,
+            tuned_stale_after_s: 3,
+            tuned_progress_interval_s: 1,
+            restart_rounds: 3,
+            restart_outage_ms: 1000,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            mode: "quick",
+            store_counts: vec![1, 10],
+            writes: 20,
+            cap_ms: 1000,
+            directives: 10,
+            cost_baseline_window_s: 1,
+            cost_idle_window_s: 2,
+            churn_rounds: 1,
+            churn_window_s: 1,
+            churn_directives: 100,
+            churn_publishes_per_s: 100,
+            kill_rounds: 1,
+            freeze_default_rounds: 0,
+            freeze_tuned_rounds: 1,
+            tuned_stale_after_s: 3,
+            tuned_progress_interval_s: 1,
+            restart_rounds: 1,
+            restart_outage_ms: 200,
+        }
+    }
+}
+
+struct Args {
+    quick: bool,
+    out: Option<PathBuf>,
+    plots: Option<PathBuf>,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut args = Args {
+        quick: false,
+        out: None,
+        plots: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--out" => args.out = Some(it.next().ok_or("--out needs a path")?.into()),
+            "--plots" => args.plots = Some(it.next().ok_or("--plots needs a directory")?.into()),
+            "-h" | "--help" => {
+                println!("usage: propagation [--quick] [--out PATH] [--plots DIR]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)").into()),
+        }
+    }
+    Ok(args)
+}
+
+/// Which code was measured: the commit, and whether the crates on the
+/// measured path had uncommitted changes.
+#[derive(Serialize)]
+struct Source {
+    commit: String,
+    uncommitted_in_measured_crates: Vec<String>,
+}
+
+impl Source {
+    fn describe() -> Source {
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        Source {
+            commit: git(&["rev-parse", "HEAD"]).trim().to_owned(),
+            uncommitted_in_measured_crates: git(&[
+                "status",
+                "--porcelain",
+                "--",
+                "crates/osproxy-core",
+                "crates/osproxy-observe",
+                "crates/osproxy-etcd/src",
+            ])
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Meta {
+    mode: &'static str,
+    command: String,
+    source: Source,
+    machine: Machine,
+    load_average_before: [f64; 3],
+    load_average_after: [f64; 3],
+    started_unix_s: u64,
+    duration_s: f64,
+    value_bytes: usize,
+    plan: Plan,
+}
+
+#[derive(Serialize)]
+struct Report {
+    meta: Meta,
+    cost: cost::Cost,
+    propagation: Vec<propagation::PropagationRun>,
+    churn: churn::Churn,
+    recovery: Vec<recovery::Scenario>,
+    targets: Vec<report::Target>,
+    plots: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("propagation harness failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Res<()> {
+    let args = parse_args()?;
+    let plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if args.quick {
+            "bench-out/propagation-quick.json"
+        } else {
+            "bench-out/propagation.json"
+        })
+    });
+    let plots_dir = args.plots.clone().unwrap_or_else(|| {
+        if args.quick {
+            out.parent().map_or_else(PathBuf::new, PathBuf::from)
+        } else {
+            PathBuf::from("docs/bench")
+        }
+    });
+    let started = wall();
+    let t0 = mono();
+    let load_before = load_average();
+    let machine = Machine::describe();
+    eprintln!(
+        "propagation harness ({}): {} CPUs ({}), etcd {}, load {:?}",
+        plan.mode, machine.nproc, machine.cpu_model, machine.etcd_version, load_before
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("stores")
+        .enable_all()
+        .build()?;
+
+    // One single-member etcd for cost, propagation and churn.
+    let cluster = EtcdCluster::single();
+    let member = cluster.member(0);
+    let endpoint = member.endpoint();
+    let etcd_port = member.client_addr().port();
+    let etcd_pid = member.pid().ok_or("etcd is not running")?;
+    let values = Values::new(plan.directives);
+    let mut writer = Writer::connect(std::slice::from_ref(&endpoint))?;
+    let cap = Duration::from_millis(plan.cap_ms);
+
+    // Cost first, in a process that has not yet allocated for other stores;
+    // its stores then serve the largest propagation run.
+    let largest = plan.store_counts.iter().copied().max().unwrap_or(1);
+    let big_key = unique_key("bench-prop-store");
+    writer.put(&big_key, values.value(0))?;
+    eprintln!("cost: {largest} stores");
+    let (cost, big_stores) = cost::run(
+        &rt,
+        &endpoint,
+        etcd_port,
+        etcd_pid,
+        &big_key,
+        cost::Settings {
+            stores: largest,
+            baseline_window: Duration::from_secs(plan.cost_baseline_window_s),
+            idle_window: Duration::from_secs(plan.cost_idle_window_s),
+        },
+    )?;
+
+    let settings = propagation::Settings {
+        writes: plan.writes,
+        cap,
+    };
+    let mut runs = Vec::new();
+    eprintln!("propagation: {largest} stores × {} writes", plan.writes);
+    runs.push(propagation::run(
+        &rt,
+        &endpoint,
+        &mut writer,
+        &values,
+        &big_key,
+        big_stores,
+        settings,
+    )?);
+    for &n in plan.store_counts.iter().rev().filter(|&&n| n != largest) {
+        eprintln!("propagation: {n} stores × {} writes", plan.writes);
+        let key = unique_key("bench-prop-store");
+        writer.put(&key, values.value(0))?;
+        let stores = connect_stores(
+            &rt,
+            std::slice::from_ref(&endpoint),
+            &key,
+            n,
+            StoreOpts::DEFAULT,
+        )?;
+        runs.push(propagation::run(
+            &rt,
+            &endpoint,
+            &mut writer,
+            &values,
+            &key,
+            stores,
+            settings,
+        )?);
+    }
+    runs.sort_by_key(|r| r.stores);
+
+    eprintln!(
+        "churn: {} × ({} s quiet + {} s churn)",
+        plan.churn_rounds, plan.churn_window_s, plan.churn_window_s
+    );
+    let churn = churn::run(
+        &rt,
+        &endpoint,
+        etcd_pid,
+        &mut writer,
+        churn::Settings {
+            rounds: plan.churn_rounds,
+            window: Duration::from_secs(plan.churn_window_s),
+            publishes_per_s: plan.churn_publishes_per_s,
+            reader_threads: 2,
+            directives: plan.churn_directives,
+        },
+    )?;
+    drop(writer);
+    drop(cluster);
+
+    let recovery = recovery::run(
+        &rt,
+        recovery::Settings {
+            kill_rounds: plan.kill_rounds,
+            freeze_default_rounds: plan.freeze_default_rounds,
+            freeze_tuned_rounds: plan.freeze_tuned_rounds,
+            tuned_stale_after: Duration::from_secs(plan.tuned_stale_after_s),
+            tuned_progress_interval: Duration::from_secs(plan.tuned_progress_interval_s),
+            restart_rounds: plan.restart_rounds,
+            restart_outage: Duration::from_millis(plan.restart_outage_ms),
+        },
+    )?;
+
+    let plots = plot::draw(&plots_dir, &runs)?;
+    let targets = report::targets(&runs, &cost, &churn);
+    let mut text = String::new();
+    text += &report::propagation_table(&runs);
+    text.push('\n');
+    text += &report::cpu_table(&runs);
+    text.push('\n');
+    text += &report::recovery_table(&recovery);
+    text.push('\n');
+    text += &report::cost_table(&cost);
+    text.push('\n');
+    text += &report::churn_table(&churn);
+    text.push('\n');
+    text += &report::targets_table(&targets);
+
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = Report {
+        meta: Meta {
+            mode: plan.mode,
+            command,
+            source: Source::describe(),
+            machine,
+            load_average_before: load_before,
+            load_average_after: load_average(),
+            started_unix_s: started / 1_000_000_000,
+            duration_s: mono().saturating_duration_since(t0).as_secs_f64(),
+            value_bytes: values.bytes(),
+            plan,
+        },
+        cost,
+        propagation: runs,
+        churn,
+        recovery,
+        targets,
+        plots: plots.iter().map(|p| p.display().to_string()).collect(),
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(out.with_extension("md"), &text)?;
+    println!("{text}");
+    println!(
+        "load average before {:?}, after {:?}; {:.0} s",
+        report.meta.load_average_before, report.meta.load_average_after, report.meta.duration_s
+    );
+    println!("JSON: {}", out.display());
+    for p in &report.plots {
+        println!("plot: {p}");
+    }
+    Ok(())
+}
