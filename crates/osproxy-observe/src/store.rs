@@ -17,7 +17,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, Cache, Guard};
+use arc_swap::{ArcSwap, Guard};
 
 use crate::set::DirectiveSet;
 
@@ -59,7 +59,7 @@ pub struct SharedDirectiveSet {
 }
 
 struct Cell {
-    current: Arc<ArcSwap<DirectiveSet>>,
+    current: ArcSwap<DirectiveSet>,
     swaps: AtomicU64,
 }
 
@@ -83,7 +83,7 @@ impl SharedDirectiveSet {
     pub fn new(initial: DirectiveSet) -> Self {
         SharedDirectiveSet {
             inner: Arc::new(Cell {
-                current: Arc::new(ArcSwap::from_pointee(initial)),
+                current: ArcSwap::from_pointee(initial),
                 swaps: AtomicU64::new(0),
             }),
         }
@@ -108,8 +108,11 @@ impl SharedDirectiveSet {
 
     /// A per-thread reader for hot loops.
     pub fn reader(&self) -> DirectiveReader {
+        let seen = self.inner.swaps.load(Ordering::Acquire);
         DirectiveReader {
-            cache: Cache::new(Arc::clone(&self.inner.current)),
+            current: self.inner.current.load_full(),
+            seen,
+            cell: Arc::clone(&self.inner),
         }
     }
 
@@ -119,21 +122,40 @@ impl SharedDirectiveSet {
     }
 }
 
-/// An owned, per-thread reader: keeps the current `Arc` and re-checks a single
-/// pointer per call, so a read writes no shared memory and scales with cores.
+/// An owned, per-thread reader: keeps the current `Arc` and re-checks one
+/// counter per call, so a read writes no shared memory and scales with cores.
 ///
 /// Give each worker thread (or each connection task) its own reader; `current`
 /// takes `&mut self`.
+///
+/// Why a counter: the writer bumps `swaps` (release) after each swap, so a
+/// reader that sees an unchanged count holds the newest set it could have seen,
+/// and one that sees a new count reloads a set at least that new. A reader
+/// therefore never goes back to an older set, and the common path is a single
+/// acquire load and a compare.
 #[derive(Clone)]
 pub struct DirectiveReader {
-    cache: Cache<Arc<ArcSwap<DirectiveSet>>, Arc<DirectiveSet>>,
+    current: Arc<DirectiveSet>,
+    seen: u64,
+    cell: Arc<Cell>,
 }
 
 impl DirectiveReader {
     /// The current set.
     #[inline]
     pub fn current(&mut self) -> &DirectiveSet {
-        self.cache.load()
+        let swaps = self.cell.swaps.load(Ordering::Acquire);
+        if swaps != self.seen {
+            self.reload(swaps);
+        }
+        &self.current
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reload(&mut self, swaps: u64) {
+        self.seen = swaps;
+        self.current = self.cell.current.load_full();
     }
 }
 
