@@ -77,7 +77,7 @@ use tokio::time::timeout;
 
 use crate::applied::AppliedState;
 use crate::config::{ConnectionConfig, Layout};
-use crate::error::{client_error_kind, ConfigError, ConnectError};
+use crate::error::{client_error_kind, ConfigError, ConnectCause, ConnectError};
 use crate::instance::InstanceStatus;
 use crate::status::Rejection;
 
@@ -279,32 +279,44 @@ impl Publisher {
         if layout.key().is_empty() {
             return Err(ConfigError::EmptyKey.into());
         }
-        let probe = layout.key().to_owned();
-        let (i, client) = crate::connection::first_answering(
-            &connection.endpoints,
-            connection.connect_timeout,
-            async |i, _budget| {
-                let mut client = crate::connection::open(&connection, &connection.endpoints[i])
-                    .await
-                    .map_err(Some)?;
-                // A cheap read proves the endpoint answers and auth works.
-                client
-                    .get(probe.clone(), Some(GetOptions::new().with_count_only()))
-                    .await
-                    .map_err(Some)?;
-                Ok(client)
-            },
-        )
-        .await
-        .map_err(PublishError::Connect)?;
-        Ok(Publisher {
-            client,
-            layout,
-            endpoint: connection.endpoints[i].clone(),
-            request_timeout: connection.request_timeout,
-            clock,
-            limits: DecodeLimits::default(),
-        })
+        // The same endpoint walk as the store's (`connection::first_answering`),
+        // written out because that helper takes an async closure, whose
+        // future is not `Send`: a publisher must connect inside HTTP handlers.
+        let endpoints = &connection.endpoints;
+        let total = connection.connect_timeout;
+        let deadline = tokio::time::Instant::now() + total;
+        let mut cause = ConnectCause::Timeout(total);
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let left = u32::try_from(endpoints.len() - i).unwrap_or(1).max(1);
+            let budget = remaining / left;
+            if budget.is_zero() {
+                break;
+            }
+            let attempt = connect_one(
+                connection.clone(),
+                endpoint.clone(),
+                layout.key().to_owned(),
+            );
+            match timeout(budget, attempt).await {
+                Ok(Ok(client)) => {
+                    return Ok(Publisher {
+                        client,
+                        endpoint: endpoint.clone(),
+                        request_timeout: connection.request_timeout,
+                        layout,
+                        clock,
+                        limits: DecodeLimits::default(),
+                    })
+                }
+                Ok(Err(e)) => cause = ConnectCause::Client(e),
+                Err(_) => cause = ConnectCause::Timeout(budget),
+            }
+        }
+        Err(PublishError::Connect(ConnectError {
+            endpoints: endpoints.clone(),
+            cause,
+        }))
     }
 
     /// Uses these limits to decode live values (match the fleet's, so that
@@ -350,7 +362,7 @@ impl Publisher {
             opts = opts.with_prefix();
         }
         let resp = self
-            .request("read", client.get(self.layout.key(), Some(opts)))
+            .request("read", client.get(self.layout.key().to_owned(), Some(opts)))
             .await?;
         Ok(newest_revision(resp.kvs()))
     }
@@ -591,7 +603,7 @@ impl Publisher {
             .is_prefix()
             .then(|| GetOptions::new().with_prefix());
         let mut resp = self
-            .request("read", client.get(self.layout.key(), opts))
+            .request("read", client.get(self.layout.key().to_owned(), opts))
             .await?;
         let header = resp.header().map_or(0, |h| h.revision());
         let kvs = resp.take_kvs();
@@ -782,6 +794,20 @@ impl Publisher {
     }
 }
 
+/// Connects to one endpoint and proves with a cheap read that it answers
+/// (and that authentication works). Owns its inputs so the future is `Send`.
+async fn connect_one(
+    connection: ConnectionConfig,
+    endpoint: String,
+    probe: String,
+) -> Result<Client, etcd_client::Error> {
+    let mut client = crate::connection::open(&connection, &endpoint).await?;
+    client
+        .get(probe, Some(GetOptions::new().with_count_only()))
+        .await?;
+    Ok(client)
+}
+
 /// Every change to the live set after [`Publisher::changes`] read it.
 ///
 /// A transaction that touches several keys is one change. Events at or below
@@ -835,10 +861,13 @@ impl Changes {
             }
             let mut group: Option<i64> = None;
             let mut reasons: Vec<RejectReason> = Vec::new();
+            // The events of one transaction share a revision: filter against
+            // the floor as it was before this response, not as it moves.
+            let floor = self.next_revision;
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
                 let revision = kv.mod_revision();
-                if revision < self.next_revision {
+                if revision < floor {
                     continue;
                 }
                 if let Some(g) = group.filter(|g| *g != revision) {
@@ -853,7 +882,7 @@ impl Changes {
                         self.applied.delete(kv.key(), revision);
                     }
                 }
-                self.next_revision = revision + 1;
+                self.next_revision = self.next_revision.max(revision + 1);
             }
             if let Some(g) = group {
                 self.emit(g);
