@@ -1,1 +1,6 @@
-fn main() {}
+//! `osproxy-directives`: the operator binary. Everything lives in the library
+//! so tests can reach the admin router and the parsers; see [`osproxy_directives::cli`].
+
+fn main() -> std::process::ExitCode {
+    osproxy_directives::cli::main()
+}

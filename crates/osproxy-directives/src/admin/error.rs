@@ -1,0 +1,96 @@
+//! [`ApiError`]: every admin error as `{"error": "<slug>", "message": "..."}`
+//! with its status code. Messages are value-free.
+
+use axum::http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use osproxy_observe::DecodeError;
+use serde_json::json;
+
+/// An admin error response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status code.
+    pub status: StatusCode,
+    /// Stable slug.
+    pub slug: &'static str,
+    /// One value-free line for humans.
+    pub message: String,
+    /// The offending directive, for decoder rejections.
+    pub directive_index: Option<usize>,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    /// An error with this status, slug and message.
+    pub fn new(status: StatusCode, slug: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            slug,
+            message: message.into(),
+            directive_index: None,
+            allow: None,
+        }
+    }
+
+    /// 404: no such route.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    /// 405: the route exists, the method does not.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("method not allowed; allowed: {allow}"),
+        );
+        e.allow = Some(allow);
+        e
+    }
+
+    /// 401: missing or wrong bearer token.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    /// 413: the body is over the limit.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body exceeds 1 MiB",
+        )
+    }
+
+    /// 400: the decoder rejected the set.
+    pub fn rejected(e: DecodeError) -> Self {
+        let mut err = Self::new(StatusCode::BAD_REQUEST, e.slug(), e.to_string());
+        err.directive_index = e.directive_index;
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.slug, "message": self.message});
+        if let Some(i) = self.directive_index {
+            body["directive_index"] = i.into();
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(allow) = self.allow {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}

@@ -1,0 +1,162 @@
+//! The route handlers; see the module docs of [`crate::admin`] for the
+//! contract of each.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::header::{HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use osproxy_observe::decode_directive_set_with;
+use osproxy_observe::encode::to_value;
+use serde_json::{json, Value};
+use tracing::info;
+
+use super::error::ApiError;
+use super::metrics;
+use super::state::{AdminState, Backend};
+
+/// `GET /admin/directives`.
+pub(crate) async fn get_directives(State(state): State<AdminState>) -> Response {
+    state.count_snapshot_read();
+    let (set, revision) = state.applied();
+    let mut canonical = to_value(&set);
+    let body = json!({
+        "revision": revision,
+        "store": state.store_name(),
+        "directives": canonical["directives"].take(),
+        "view": set.view(state.clock()),
+    });
+    let mut response = Json(body).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(ETAG, tag);
+    }
+    response
+}
+
+/// `POST /admin/directives`.
+pub(crate) async fn post_directives(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            state.count_rejected("too_large");
+            ApiError::too_large()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                "the request body could not be read",
+            )
+        }
+    })?;
+    let expected = if_match(&headers)?;
+    let set = decode_directive_set_with(&body, state.clock(), state.limits()).map_err(|e| {
+        state.count_rejected(e.slug());
+        info!(reason = e.slug(), "admin publish rejected");
+        ApiError::rejected(e)
+    })?;
+    let directives = set.len();
+    let revision = state.publish(set, expected).await?;
+    info!(revision, directives, "admin publish accepted");
+    Ok(Json(
+        json!({"revision": revision, "directives": directives}),
+    ))
+}
+
+/// The revision in `If-Match`: a number, optionally quoted as an entity tag.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(IF_MATCH) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_if_match",
+            "If-Match must be a revision number, e.g. If-Match: 42",
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid())?.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    text.parse::<u64>().map(Some).map_err(|_| invalid())
+}
+
+/// `GET /healthz`.
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`.
+pub(crate) async fn readyz(State(state): State<AdminState>) -> Response {
+    let staleness = match state.backend() {
+        Backend::InMemory(_) => None,
+        Backend::Etcd(b) => b.store().status().staleness.map(|d| d.as_secs_f64()),
+    };
+    if state.is_ready() {
+        return Json(json!({
+            "ready": true,
+            "store": state.store_name(),
+            "staleness_seconds": staleness,
+        }))
+        .into_response();
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "no confirmation from etcd within the staleness bound; serving the last good set",
+    )
+    .into_response()
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        metrics::render(&state),
+    )
+        .into_response()
+}
+
+/// Any unknown route.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+/// A wrong method on `/admin/directives`.
+pub(crate) async fn only_get_post() -> ApiError {
+    ApiError::method_not_allowed("GET, HEAD, POST")
+}
+
+/// A wrong method on a read-only route.
+pub(crate) async fn only_get() -> ApiError {
+    ApiError::method_not_allowed("GET, HEAD")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_takes_numbers_and_entity_tags() {
+        let mut h = HeaderMap::new();
+        assert_eq!(if_match(&h), Ok(None));
+        for (value, want) in [("7", 7), ("\"7\"", 7), ("W/\"0\"", 0), (" 12 ", 12)] {
+            h.insert(IF_MATCH, HeaderValue::from_static(value));
+            assert_eq!(if_match(&h), Ok(Some(want)), "{value}");
+        }
+        for bad in ["*", "-1", "x", "\"\"", "1.5"] {
+            h.insert(IF_MATCH, HeaderValue::from_static(bad));
+            assert_eq!(if_match(&h).unwrap_err().slug, "invalid_if_match", "{bad}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! One instance's admin HTTP surface (SPEC §6), built by [`router`] so tests
+//! can drive it without binding a port.
+//!
+//! | route | method | token | answer |
+//! |---|---|---|---|
+//! | `/admin/directives` | GET | yes | the applied set: `revision`, canonical `directives` (re-publishable), `view` with remaining lifetimes; `ETag: "<revision>"` |
+//! | `/admin/directives` | POST | yes | publish a directive set (body ≤ 1 MiB) into the in-memory store, or into etcd with compare-and-swap in fleet mode; `If-Match: <revision>` to publish only over that revision |
+//! | `/healthz` | GET | no | 200 while the process serves |
+//! | `/readyz` | GET | no | 200 once the initial read is done and, with etcd, while the last confirmation from etcd is within the staleness bound; 503 otherwise |
+//! | `/metrics` | GET | no | Prometheus text: applied revision, staleness, reconnects, rejected publishes by reason, directives active, snapshot reads |
+//!
+//! With a token configured, everything under `/admin` needs
+//! `Authorization: Bearer <token>`, compared in constant time.
+//!
+//! Every error is JSON, `{"error": "<slug>", "message": "..."}`: 400 (the
+//! decoder's reason slug, plus `directive_index` when one directive is at
+//! fault, or `invalid_if_match`), 401 `unauthorized`, 404 `not_found`, 405
+//! `method_not_allowed`, 409 `conflict` (someone else published between this
+//! instance's read and write), 412 `conflict` (`If-Match` did not match), 413
+//! `too_large`, 503 `not_ready` or `etcd_unavailable`.
+//!
+//! Logs never carry a directive's values: publishes are logged with their
+//! revision, count and reason slug only.
+
+mod auth;
+mod error;
+mod handlers;
+mod metrics;
+mod state;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{middleware, Router};
+use osproxy_observe::decode::MAX_BODY_BYTES;
+
+pub use auth::constant_time_eq;
+pub use error::ApiError;
+pub use state::{AdminOptions, AdminState, Backend, EtcdBackend};
+
+/// The admin router over `state`. Serve it with `axum::serve`, or call it
+/// directly in tests (`tower::ServiceExt::oneshot`).
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route(
+            "/admin/directives",
+            get(handlers::get_directives)
+                .post(handlers::post_directives)
+                .fallback(handlers::only_get_post),
+        )
+        .route(
+            "/healthz",
+            get(handlers::healthz).fallback(handlers::only_get),
+        )
+        .route(
+            "/readyz",
+            get(handlers::readyz).fallback(handlers::only_get),
+        )
+        .route(
+            "/metrics",
+            get(handlers::metrics).fallback(handlers::only_get),
+        )
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,312 @@
+//! [`AdminState`]: what the admin routes share — the store this instance
+//! serves from, how to publish into it, the token, and the counters behind
+//! `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use osproxy_core::Clock;
+use osproxy_etcd::config::ConnectionConfig;
+use osproxy_etcd::{EtcdDirectiveStore, Layout, PublishError, Publisher};
+use osproxy_observe::{DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore};
+
+use super::error::ApiError;
+
+/// The store behind an instance.
+#[derive(Debug)]
+pub enum Backend {
+    /// Single instance: the admin endpoint publishes straight into memory.
+    InMemory(InMemoryDirectiveStore),
+    /// Fleet member: reads through the etcd store, publishes into etcd.
+    Etcd(Box<EtcdBackend>),
+}
+
+/// The etcd side of an instance: the watch-fed store it serves from and a
+/// lazily connected [`Publisher`] for admin publishes.
+pub struct EtcdBackend {
+    store: EtcdDirectiveStore,
+    stale_after: Duration,
+    connection: ConnectionConfig,
+    layout: Layout,
+    publisher: tokio::sync::Mutex<Option<Arc<Publisher>>>,
+}
+
+impl fmt::Debug for EtcdBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdBackend")
+            .field("store", &self.store)
+            .field("stale_after", &self.stale_after)
+            .finish()
+    }
+}
+
+impl EtcdBackend {
+    /// A backend serving from `store` (whose staleness bound is
+    /// `stale_after`) and publishing to `layout` over `connection`.
+    pub fn new(
+        store: EtcdDirectiveStore,
+        stale_after: Duration,
+        connection: ConnectionConfig,
+        layout: Layout,
+    ) -> Self {
+        EtcdBackend {
+            store,
+            stale_after,
+            connection,
+            layout,
+            publisher: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &EtcdDirectiveStore {
+        &self.store
+    }
+
+    /// Whether the last confirmation from etcd is within the staleness bound.
+    pub fn is_fresh(&self) -> bool {
+        self.store
+            .status()
+            .staleness
+            .is_some_and(|s| s <= self.stale_after)
+    }
+
+    /// The shared publisher, connecting it on first use (and again after
+    /// [`forget`](Self::forget)).
+    async fn publisher(
+        &self,
+        clock: &Arc<dyn Clock>,
+        limits: DecodeLimits,
+    ) -> Result<Arc<Publisher>, PublishError> {
+        let mut slot = self.publisher.lock().await;
+        if let Some(p) = slot.as_ref() {
+            return Ok(Arc::clone(p));
+        }
+        let p = Publisher::connect(
+            self.connection.clone(),
+            self.layout.clone(),
+            Arc::clone(clock),
+        )
+        .await?
+        .with_decode_limits(limits);
+        let p = Arc::new(p);
+        *slot = Some(Arc::clone(&p));
+        Ok(p)
+    }
+
+    /// Drops `failed` so the next publish reconnects (possibly elsewhere).
+    async fn forget(&self, failed: &Arc<Publisher>) {
+        let mut slot = self.publisher.lock().await;
+        if slot.as_ref().is_some_and(|p| Arc::ptr_eq(p, failed)) {
+            *slot = None;
+        }
+    }
+}
+
+/// Settings of the admin surface.
+#[derive(Clone, Debug)]
+pub struct AdminOptions {
+    /// Bearer token required under `/admin`; none means open (loopback only:
+    /// `serve` refuses other addresses without a token).
+    pub token: Option<String>,
+    /// Decoder limits for published sets.
+    pub limits: DecodeLimits,
+    /// The clock for anchoring `ttl_secs` and remaining lifetimes.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AdminOptions {
+    /// No token, default limits.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        AdminOptions {
+            token: None,
+            limits: DecodeLimits::default(),
+            clock,
+        }
+    }
+}
+
+/// The state every admin route shares. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Backend,
+    options: AdminOptions,
+    snapshot_reads: AtomicU64,
+    publishes: AtomicU64,
+    unauthorized: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl AdminState {
+    /// State over `backend`.
+    pub fn new(backend: Backend, options: AdminOptions) -> Self {
+        AdminState {
+            inner: Arc::new(Inner {
+                backend,
+                options,
+                snapshot_reads: AtomicU64::new(0),
+                publishes: AtomicU64::new(0),
+                unauthorized: AtomicU64::new(0),
+                rejected: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    /// `in-memory` or `etcd`.
+    pub fn store_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::InMemory(_) => "in-memory",
+            Backend::Etcd(_) => "etcd",
+        }
+    }
+
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.inner.options.token.as_deref()
+    }
+
+    pub(crate) fn limits(&self) -> &DecodeLimits {
+        &self.inner.options.limits
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.inner.options.clock.as_ref()
+    }
+
+    /// The applied set and its revision.
+    pub fn applied(&self) -> (Arc<DirectiveSet>, i64) {
+        match &self.inner.backend {
+            Backend::InMemory(store) => {
+                let (set, revision) = store.load_with_revision();
+                (set, i64::try_from(revision).unwrap_or(i64::MAX))
+            }
+            Backend::Etcd(b) => {
+                let revision = b.store.status().applied_revision;
+                (b.store.load(), revision)
+            }
+        }
+    }
+
+    /// Whether the instance is ready to serve (see the module docs).
+    pub fn is_ready(&self) -> bool {
+        match &self.inner.backend {
+            Backend::InMemory(_) => true,
+            Backend::Etcd(b) => b.is_fresh(),
+        }
+    }
+
+    /// Publishes `set`, only over `expected` when given; returns the new
+    /// revision.
+    pub(crate) async fn publish(
+        &self,
+        set: DirectiveSet,
+        expected: Option<u64>,
+    ) -> Result<i64, ApiError> {
+        let revision = match &self.inner.backend {
+            Backend::InMemory(store) => match expected {
+                None => store.publish(set),
+                Some(e) => store.publish_if(e, set).map_err(|c| {
+                    self.count_rejected("conflict");
+                    ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", c.to_string())
+                })?,
+            },
+            Backend::Etcd(b) => {
+                let revision = self.publish_to_etcd(b, &set, expected).await?;
+                u64::try_from(revision).unwrap_or(0)
+            }
+        };
+        self.inner.publishes.fetch_add(1, Ordering::Relaxed);
+        Ok(i64::try_from(revision).unwrap_or(i64::MAX))
+    }
+
+    async fn publish_to_etcd(
+        &self,
+        b: &EtcdBackend,
+        set: &DirectiveSet,
+        expected: Option<u64>,
+    ) -> Result<i64, ApiError> {
+        let publisher = b
+            .publisher(&self.inner.options.clock, *self.limits())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let expected = expected.map(|e| i64::try_from(e).unwrap_or(i64::MAX));
+        match publisher.publish(set, expected).await {
+            Ok(revision) => Ok(revision),
+            Err(e @ PublishError::Conflict { .. }) => {
+                self.count_rejected("conflict");
+                let status = if expected.is_some() {
+                    StatusCode::PRECONDITION_FAILED
+                } else {
+                    StatusCode::CONFLICT
+                };
+                Err(ApiError::new(status, "conflict", e.to_string()))
+            }
+            Err(e) => {
+                if e.is_retryable() {
+                    b.forget(&publisher).await;
+                }
+                Err(unavailable(&e))
+            }
+        }
+    }
+
+    pub(crate) fn count_snapshot_read(&self) {
+        self.inner.snapshot_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_unauthorized(&self) {
+        self.inner.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_rejected(&self, slug: &'static str) {
+        let mut map = self
+            .inner
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *map.entry(slug).or_default() += 1;
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        Counters {
+            snapshot_reads: self.inner.snapshot_reads.load(Ordering::Relaxed),
+            publishes: self.inner.publishes.load(Ordering::Relaxed),
+            unauthorized: self.inner.unauthorized.load(Ordering::Relaxed),
+            rejected: self
+                .inner
+                .rejected
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+}
+
+fn unavailable(e: &PublishError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "etcd_unavailable",
+        format!("cannot publish to etcd: {e}"),
+    )
+}
+
+/// A copy of the admin counters.
+pub(crate) struct Counters {
+    pub(crate) snapshot_reads: u64,
+    pub(crate) publishes: u64,
+    pub(crate) unauthorized: u64,
+    pub(crate) rejected: BTreeMap<&'static str, u64>,
+}

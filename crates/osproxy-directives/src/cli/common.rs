@@ -1,0 +1,469 @@
+//! What the subcommands share: etcd connection flags ([`EtcdArgs`]), the
+//! layout ([`LayoutArgs`]), decode limits ([`LimitArgs`]), `--json`
+//! ([`OutputArgs`]), reading `FILE|-` ([`read_input`]) and the error type that
+//! maps every failure to an exit code and a stable slug ([`CliError`]).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use osproxy_core::{Clock, SystemClock};
+use osproxy_etcd::config::{
+    ConnectionConfig, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT,
+};
+use osproxy_etcd::{ConfigError, Layout, PublishError, Publisher, TlsConfig};
+use osproxy_observe::decode::{MAX_BODY_BYTES, MAX_LIFETIME};
+use osproxy_observe::{DecodeError, DecodeLimits};
+use serde_json::json;
+
+use crate::duration::parse_duration;
+
+/// How to reach etcd. Every flag has an environment fallback.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "etcd connection")]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated: host:port or http(s)://host:port.
+    #[arg(
+        long = "endpoints",
+        env = "OSPROXY_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379",
+        value_name = "LIST"
+    )]
+    pub endpoints: Vec<String>,
+    /// CA bundle (PEM) that signs the etcd server certificates; turns on TLS.
+    #[arg(long = "etcd-ca", env = "OSPROXY_ETCD_CA", value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's client certificate auth.
+    #[arg(
+        long = "etcd-cert",
+        env = "OSPROXY_ETCD_CERT",
+        value_name = "PATH",
+        requires = "client_key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long = "etcd-key",
+        env = "OSPROXY_ETCD_KEY",
+        value_name = "PATH",
+        requires = "cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// TLS server name to verify, when it differs from the endpoint's host.
+    #[arg(
+        long = "etcd-server-name",
+        env = "OSPROXY_ETCD_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    pub server_name: Option<String>,
+    /// etcd user name (with --etcd-password).
+    #[arg(
+        long = "etcd-user",
+        env = "OSPROXY_ETCD_USER",
+        value_name = "USER",
+        requires = "password"
+    )]
+    pub user: Option<String>,
+    /// etcd password. Prefer the environment variable: flags show up in `ps`.
+    #[arg(
+        long = "etcd-password",
+        env = "OSPROXY_ETCD_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD",
+        requires = "user"
+    )]
+    pub password: Option<String>,
+    /// Bound on connecting (and authenticating) to etcd.
+    #[arg(long, env = "OSPROXY_ETCD_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+    /// Bound on each etcd request.
+    #[arg(long, env = "OSPROXY_ETCD_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+}
+
+impl EtcdArgs {
+    /// The validated connection settings. TLS is on when a CA, a client
+    /// certificate or an `https://` endpoint is given.
+    ///
+    /// # Errors
+    /// A usage error for unreadable TLS files or invalid settings.
+    pub fn connection(&self) -> Result<ConnectionConfig, CliError> {
+        let mut c = ConnectionConfig::new(&self.endpoints);
+        c.connect_timeout = self.connect_timeout;
+        c.request_timeout = self.request_timeout;
+        c.keepalive_interval = DEFAULT_KEEPALIVE_INTERVAL;
+        c.keepalive_timeout = DEFAULT_KEEPALIVE_TIMEOUT;
+        let wants_tls = self.ca.is_some()
+            || self.cert.is_some()
+            || self.server_name.is_some()
+            || self
+                .endpoints
+                .iter()
+                .any(|e| e.trim().starts_with("https://"));
+        if wants_tls {
+            let mut tls = TlsConfig::from_files(
+                self.ca.as_deref(),
+                self.cert.as_deref(),
+                self.client_key.as_deref(),
+            )
+            .map_err(config_error)?;
+            tls.domain_name = self.server_name.clone();
+            c.tls = Some(tls);
+        }
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            c.credentials = Some(osproxy_etcd::Credentials {
+                user: user.clone(),
+                password: password.clone(),
+            });
+        }
+        c.validate().map_err(config_error)
+    }
+
+    /// Connects a publisher for `layout`.
+    ///
+    /// # Errors
+    /// Usage errors for invalid settings, runtime errors when etcd is
+    /// unreachable.
+    pub async fn publisher(
+        &self,
+        layout: Layout,
+        limits: DecodeLimits,
+    ) -> Result<Publisher, CliError> {
+        let connection = self.connection()?;
+        let publisher = Publisher::connect(connection, layout, clock()).await?;
+        Ok(publisher.with_decode_limits(limits))
+    }
+}
+
+/// Where the directives live in etcd.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Layout")]
+pub struct LayoutArgs {
+    /// The etcd key holding the whole directive set (single-key layout).
+    #[arg(
+        long,
+        env = "OSPROXY_DIRECTIVES_KEY",
+        default_value = "/osproxy/directives",
+        value_name = "KEY"
+    )]
+    pub key: String,
+    /// Use the prefix layout instead: one directive per key `<PREFIX><id>`,
+    /// each bound to a lease of its lifetime. End it with `/`.
+    #[arg(
+        long,
+        env = "OSPROXY_DIRECTIVES_PREFIX",
+        value_name = "PREFIX",
+        conflicts_with = "key"
+    )]
+    pub prefix: Option<String>,
+}
+
+impl LayoutArgs {
+    /// The layout.
+    ///
+    /// # Errors
+    /// A usage error for an empty key or prefix.
+    pub fn layout(&self) -> Result<Layout, CliError> {
+        let layout = match &self.prefix {
+            Some(p) => Layout::Prefix(p.clone()),
+            None => Layout::Key(self.key.clone()),
+        };
+        if layout.key().is_empty() {
+            return Err(config_error(ConfigError::EmptyKey));
+        }
+        Ok(layout)
+    }
+}
+
+/// Decoder limits; keep them equal to the fleet's.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Validation")]
+pub struct LimitArgs {
+    /// Longest lifetime a directive may have (the fleet rejects longer ones).
+    #[arg(long, env = "OSPROXY_MAX_LIFETIME", default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_lifetime: Duration,
+}
+
+impl LimitArgs {
+    /// The decoder limits.
+    pub fn limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_lifetime: self.max_lifetime,
+            ..DecodeLimits::default()
+        }
+    }
+}
+
+impl Default for LimitArgs {
+    fn default() -> Self {
+        LimitArgs {
+            max_lifetime: MAX_LIFETIME,
+        }
+    }
+}
+
+/// Output format.
+#[derive(Args, Clone, Copy, Debug, Default)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Print JSON for machines instead of text for humans (errors too, on stdout).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The clock every subcommand uses.
+pub fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// Reads `FILE`, or stdin for `-`, up to one byte past the body limit (the
+/// decoder then rejects an oversized input as `too_large`).
+///
+/// # Errors
+/// A usage error (`unreadable_input`) naming the file.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
+    let limit = u64::try_from(MAX_BODY_BYTES).unwrap_or(u64::MAX) + 1;
+    let mut bytes = Vec::new();
+    let result = if path.as_os_str() == "-" {
+        std::io::stdin().lock().take(limit).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
+    };
+    match result {
+        Ok(_) => Ok(bytes),
+        Err(e) => Err(CliError::usage(
+            "unreadable_input",
+            format!("cannot read {}", path.display()),
+        )
+        .caused_by(&e)),
+    }
+}
+
+/// Which exit code a failure gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Exit 1: the request was fine, the world was not (etcd down, conflict).
+    Runtime,
+    /// Exit 2: the command line or the input is wrong.
+    Usage,
+}
+
+/// A failed subcommand: exit code, stable slug, message and cause chain.
+#[derive(Clone, Debug)]
+pub struct CliError {
+    /// Exit code class.
+    pub failure: Failure,
+    /// Stable, value-free slug (`conflict`, `unknown_field`, …).
+    pub slug: &'static str,
+    /// One line for humans.
+    pub message: String,
+    /// The causes, outermost first.
+    pub causes: Vec<String>,
+    /// The offending directive, for decoder rejections.
+    pub directive_index: Option<usize>,
+    /// A suggestion for what to do next.
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    /// A usage or validation error (exit 2).
+    pub fn usage(slug: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Failure::Usage, slug, message)
+    }
+
+    /// A runtime failure (exit 1).
+    pub fn runtime(slug: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Failure::Runtime, slug, message)
+    }
+
+    fn new(failure: Failure, slug: &'static str, message: impl Into<String>) -> Self {
+        CliError {
+            failure,
+            slug,
+            message: message.into(),
+            causes: Vec::new(),
+            directive_index: None,
+            hint: None,
+        }
+    }
+
+    /// Appends `error` and its source chain as causes.
+    #[must_use]
+    pub fn caused_by(mut self, error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            self.causes.push(e.to_string());
+            next = e.source();
+        }
+        self
+    }
+
+    /// Adds a hint.
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The process exit code.
+    pub fn exit_code(&self) -> ExitCode {
+        match self.failure {
+            Failure::Runtime => ExitCode::from(1),
+            Failure::Usage => ExitCode::from(2),
+        }
+    }
+
+    /// Prints the error (JSON on stdout with `json`, text on stderr
+    /// otherwise) and returns the exit code.
+    pub fn report(&self, json: bool) -> ExitCode {
+        if json {
+            let mut body = json!({"error": self.slug, "message": self.message});
+            if let Some(i) = self.directive_index {
+                body["directive_index"] = i.into();
+            }
+            if !self.causes.is_empty() {
+                body["causes"] = self.causes.clone().into();
+            }
+            print_json(&body);
+        } else {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {}", self.message);
+            for cause in &self.causes {
+                let _ = writeln!(err, "  caused by: {cause}");
+            }
+            if let Some(hint) = &self.hint {
+                let _ = writeln!(err, "  hint: {hint}");
+            }
+        }
+        self.exit_code()
+    }
+}
+
+fn config_error(e: ConfigError) -> CliError {
+    CliError::usage("invalid_config", "invalid etcd settings").caused_by(&e)
+}
+
+impl From<DecodeError> for CliError {
+    fn from(e: DecodeError) -> Self {
+        let mut err = CliError::usage(e.slug(), e.to_string());
+        err.directive_index = e.directive_index;
+        err
+    }
+}
+
+impl From<PublishError> for CliError {
+    fn from(e: PublishError) -> Self {
+        let failure = match &e {
+            PublishError::Config(_) | PublishError::Invalid(_) => Failure::Usage,
+            _ => Failure::Runtime,
+        };
+        let mut err = CliError::new(failure, e.slug(), e.to_string());
+        // The top-level message is `e` itself; list only what is under it.
+        if let Some(source) = std::error::Error::source(&e) {
+            err = err.caused_by(source);
+        }
+        match &e {
+            PublishError::Conflict { .. } => {
+                err.hint = Some(
+                    "someone else published in between: run `get`, check, and try again".into(),
+                );
+            }
+            PublishError::Malformed { source, .. } => {
+                err.directive_index = source.directive_index;
+                err.hint = Some(
+                    "publish a whole new set to replace it (see `validate` for the reason)".into(),
+                );
+            }
+            PublishError::Connect(_) => {
+                err.hint =
+                    Some("check --endpoints (or OSPROXY_ETCD_ENDPOINTS) and that etcd runs".into());
+            }
+            _ => {}
+        }
+        err
+    }
+}
+
+/// Prints one JSON value on its own line.
+pub fn print_json(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// Runs `body` and turns its result into an exit code, reporting errors in
+/// the chosen format.
+pub async fn finish(
+    json: bool,
+    body: impl std::future::Future<Output = Result<(), CliError>>,
+) -> ExitCode {
+    match body.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_are_usage_errors_with_slug_and_index() {
+        let e = CliError::from(DecodeError::at(osproxy_observe::RejectReason::ZeroTtl, 3));
+        assert_eq!(e.failure, Failure::Usage);
+        assert_eq!(e.slug, "zero_ttl");
+        assert_eq!(e.directive_index, Some(3));
+        assert_eq!(e.message, "directive set rejected: zero_ttl (directive 3)");
+    }
+
+    #[test]
+    fn publish_errors_keep_their_causes() {
+        let e = CliError::from(PublishError::Config(ConfigError::NoEndpoints));
+        assert_eq!(e.failure, Failure::Usage);
+        assert_eq!(e.causes, ["no endpoints given"]);
+        let e = CliError::from(PublishError::Conflict {
+            expected: 1,
+            actual: 2,
+        });
+        assert_eq!(e.failure, Failure::Runtime);
+        assert!(e.message.contains("conflict"));
+        assert!(e.hint.is_some());
+    }
+
+    #[test]
+    fn tls_turns_on_for_https_endpoints_and_bad_endpoints_are_usage_errors() {
+        let mut args = EtcdArgs {
+            endpoints: vec!["https://127.0.0.1:2379".into()],
+            ca: None,
+            cert: None,
+            client_key: None,
+            server_name: None,
+            user: None,
+            password: None,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        };
+        // An https endpoint turns TLS on, which needs a CA bundle.
+        let e = args.connection().unwrap_err();
+        assert_eq!((e.failure, e.slug), (Failure::Usage, "invalid_config"));
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+        args.ca = Some(ca);
+        let c = args.connection().unwrap();
+        assert!(c.tls.is_some());
+        assert!(c.endpoints[0].starts_with("https://"));
+        args.ca = None;
+        args.endpoints = vec!["not an endpoint".into()];
+        let e = args.connection().unwrap_err();
+        assert_eq!((e.failure, e.slug), (Failure::Usage, "invalid_config"));
+        args.endpoints = vec!["127.0.0.1:2379".into()];
+        args.ca = Some("/nonexistent/ca.pem".into());
+        let e = args.connection().unwrap_err();
+        assert!(e.causes[0].contains("/nonexistent/ca.pem"), "{e:?}");
+    }
+}

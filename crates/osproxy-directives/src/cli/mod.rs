@@ -1,0 +1,150 @@
+//! The command line: one module per subcommand, each with its options struct
+//! (whose doc comments are the `--help` text) and one `run(opts) -> ExitCode`.
+//!
+//! Connection settings come from flags or the environment
+//! (`OSPROXY_ETCD_ENDPOINTS`, `OSPROXY_ETCD_CA`, `OSPROXY_ETCD_CERT`,
+//! `OSPROXY_ETCD_KEY`, `OSPROXY_ETCD_USER`, `OSPROXY_ETCD_PASSWORD`, …) so a
+//! shell can set them once. Output is for humans by default and JSON with
+//! `--json`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod add;
+pub mod common;
+pub mod demo;
+pub mod get;
+pub mod publish;
+pub mod remove;
+pub mod serve;
+pub mod status;
+pub mod validate;
+pub mod watch;
+
+/// Diagnostics directives for an osproxy fleet: serve an instance, validate
+/// and publish directive sets, inspect what the fleet applies.
+///
+/// Exit codes: 0 success, 1 runtime failure (etcd unreachable, revision
+/// conflict, …), 2 usage or validation error.
+#[derive(Debug, Parser)]
+#[command(name = "osproxy-directives", version, propagate_version = true)]
+#[command(
+    after_help = "Start with `osproxy-directives demo`, or see OPERATOR.md for the workflow."
+)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one instance: admin HTTP on loopback, in-memory store by default,
+    /// `--etcd` for the fleet store.
+    #[command(after_help = serve::EXAMPLES)]
+    Serve(serve::ServeOpts),
+    /// Check a directive set file with the fleet's decoder, without publishing.
+    #[command(after_help = validate::EXAMPLES)]
+    Validate(validate::ValidateOpts),
+    /// Validate a directive set file and publish it to etcd with compare-and-swap.
+    #[command(after_help = publish::EXAMPLES)]
+    Publish(publish::PublishOpts),
+    /// Show the live directive set in etcd.
+    #[command(after_help = get::EXAMPLES)]
+    Get(get::GetOpts),
+    /// Add (or replace) one directive in etcd.
+    #[command(after_help = add::EXAMPLES)]
+    Add(add::AddOpts),
+    /// Remove one directive from etcd by id.
+    #[command(after_help = remove::EXAMPLES)]
+    Remove(remove::RemoveOpts),
+    /// Print one line per change of the live directive set.
+    #[command(after_help = watch::EXAMPLES)]
+    Watch(watch::WatchOpts),
+    /// Show which revision each instance of the fleet applied or rejected.
+    #[command(after_help = status::EXAMPLES)]
+    Status(status::StatusOpts),
+    /// Start a throwaway local etcd and three instances, and show a directive
+    /// reaching all of them and expiring.
+    #[command(after_help = demo::EXAMPLES)]
+    Demo(demo::DemoOpts),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub async fn run(self) -> ExitCode {
+        match self {
+            Command::Serve(o) => serve::run(o).await,
+            Command::Validate(o) => validate::run(o).await,
+            Command::Publish(o) => publish::run(o).await,
+            Command::Get(o) => get::run(o).await,
+            Command::Add(o) => add::run(o).await,
+            Command::Remove(o) => remove::run(o).await,
+            Command::Watch(o) => watch::run(o).await,
+            Command::Status(o) => status::run(o).await,
+            Command::Demo(o) => demo::run(o).await,
+        }
+    }
+
+    /// The default log filter: `info` for long-running subcommands, `warn`
+    /// for the one-shot ones (their output is the point).
+    fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+/// The binary's entry point: parses the command line (usage errors exit 2),
+/// sets up logging to stderr (`RUST_LOG` overrides the level) and runs the
+/// subcommand on a tokio runtime.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.command.default_log_filter()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(cli.command.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_examples_in_its_help() {
+        let mut cli = Cli::command();
+        for sub in cli.get_subcommands_mut() {
+            let help = sub.render_long_help().to_string();
+            assert!(
+                help.contains("Examples:"),
+                "{} --help lacks examples",
+                sub.get_name()
+            );
+        }
+    }
+}

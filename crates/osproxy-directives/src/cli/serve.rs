@@ -1,0 +1,263 @@
+//! `serve`: runs one instance — the admin HTTP surface over the in-memory
+//! store (the default: needs nothing else) or, with `--etcd`, over the
+//! watch-fed etcd store with every option of that store.
+//!
+//! Prints one stable line once it accepts connections:
+//! `listening on http://ADDR (store: in-memory)` or
+//! `listening on http://ADDR (store: etcd KEY)`, and stops cleanly on SIGINT or
+//! SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use osproxy_etcd::{EtcdDirectiveStore, EtcdError, InstanceReport, DEFAULT_STATUS_PREFIX};
+use osproxy_observe::InMemoryDirectiveStore;
+use tracing::info;
+
+use super::common::{clock, CliError, EtcdArgs, LayoutArgs, LimitArgs};
+use crate::admin::{router, AdminOptions, AdminState, Backend, EtcdBackend};
+use crate::duration::parse_duration;
+
+/// Examples shown in `--help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  osproxy-directives serve
+  osproxy-directives serve --listen 127.0.0.1:0
+  osproxy-directives serve --etcd --endpoints 127.0.0.1:2379 --instance-id proxy-a
+  OSPROXY_ADMIN_TOKEN=s3cret osproxy-directives serve --listen 0.0.0.0:9464
+
+Then: curl -s http://127.0.0.1:9464/admin/directives
+      curl -s -X POST --data @directives.json http://127.0.0.1:9464/admin/directives
+A non-loopback --listen needs a token (exit 2 otherwise).";
+
+/// Options of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeOpts {
+    /// Admin HTTP address. Port 0 picks a free port (see the printed line).
+    #[arg(
+        long,
+        env = "OSPROXY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9464",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+    /// Bearer token required for everything under /admin (compared in
+    /// constant time). Required to listen on a non-loopback address.
+    #[arg(
+        long,
+        env = "OSPROXY_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Serve from the etcd fleet store instead of the in-memory store.
+    #[arg(long)]
+    pub etcd: bool,
+    /// Report this instance's applied and rejected revisions under a leased
+    /// key `<status-prefix><id>`, for `status`.
+    #[arg(
+        long,
+        env = "OSPROXY_INSTANCE_ID",
+        requires = "etcd",
+        value_name = "ID",
+        help_heading = "etcd store"
+    )]
+    pub instance_id: Option<String>,
+    /// Prefix of the instance status keys.
+    #[arg(long, default_value = DEFAULT_STATUS_PREFIX, value_name = "PREFIX", help_heading = "etcd store")]
+    pub status_prefix: String,
+    /// Lease of the status key: how long a dead instance stays listed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    pub status_lease_ttl: Duration,
+    /// Staleness bound: a watch silent this long is replaced, and /readyz
+    /// answers 503 while the last confirmation is older.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    pub stale_after: Duration,
+    /// Silence after which etcd is asked to confirm the watch (below --stale-after).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    pub progress_interval: Duration,
+    /// HTTP/2 keepalive ping interval (at least 5s: etcd closes connections that ping more often).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    pub keepalive_timeout: Duration,
+    /// First reconnect delay (doubles, jittered, up to --backoff-max).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    pub backoff_max: Duration,
+    /// Where the directives live.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// How to reach etcd.
+    #[command(flatten)]
+    pub etcd_args: EtcdArgs,
+    /// Decoder limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Runs `serve` until SIGINT or SIGTERM.
+pub async fn run(opts: ServeOpts) -> ExitCode {
+    match execute(opts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(false),
+    }
+}
+
+/// Refuses a token that is empty, and a non-loopback address without one.
+fn check_exposure(listen: SocketAddr, token: Option<&str>) -> Result<(), CliError> {
+    if token.is_some_and(str::is_empty) {
+        return Err(CliError::usage("invalid_token", "the admin token is empty"));
+    }
+    if !listen.ip().is_loopback() && token.is_none() {
+        return Err(CliError::usage(
+            "token_required",
+            format!("refusing to listen on non-loopback address {listen} without a token"),
+        )
+        .hint("set --token or OSPROXY_ADMIN_TOKEN, or listen on 127.0.0.1"));
+    }
+    Ok(())
+}
+
+async fn execute(opts: ServeOpts) -> Result<(), CliError> {
+    check_exposure(opts.listen, opts.token.as_deref())?;
+    let limits = opts.limits.limits();
+    let options = AdminOptions {
+        token: opts.token.clone(),
+        limits,
+        clock: clock(),
+    };
+    let (backend, store_line) = if opts.etcd {
+        let layout = opts.layout.layout()?;
+        let mut connection = opts.etcd_args.connection()?;
+        connection.keepalive_interval = opts.keepalive_interval;
+        connection.keepalive_timeout = opts.keepalive_timeout;
+        let connection = connection.validate().map_err(|e| {
+            CliError::usage("invalid_config", "invalid etcd settings").caused_by(&e)
+        })?;
+        let mut builder =
+            EtcdDirectiveStore::builder(&connection.endpoints, layout.clone(), clock())
+                .connect_timeout(connection.connect_timeout)
+                .request_timeout(connection.request_timeout)
+                .keepalive(connection.keepalive_interval, connection.keepalive_timeout)
+                .stale_after(opts.stale_after)
+                .progress_interval(opts.progress_interval)
+                .backoff(opts.backoff_initial, opts.backoff_max)
+                .decode_limits(limits);
+        if let Some(tls) = connection.tls.clone() {
+            builder = builder.tls(tls);
+        }
+        if let Some(c) = &connection.credentials {
+            builder = builder.credentials(c.user.clone(), c.password.clone());
+        }
+        if let Some(id) = &opts.instance_id {
+            builder = builder.instance(InstanceReport {
+                instance_id: id.clone(),
+                status_prefix: opts.status_prefix.clone(),
+                lease_ttl: opts.status_lease_ttl,
+            });
+        }
+        let store = builder.connect().await.map_err(store_error)?;
+        let mut line = format!("etcd {}", layout.key());
+        if let Some(id) = &opts.instance_id {
+            line.push_str(&format!(", instance {id}"));
+        }
+        (
+            Backend::Etcd(Box::new(EtcdBackend::new(
+                store,
+                opts.stale_after,
+                connection,
+                layout,
+            ))),
+            line,
+        )
+    } else {
+        (
+            Backend::InMemory(InMemoryDirectiveStore::new()),
+            "in-memory".to_owned(),
+        )
+    };
+    let state = AdminState::new(backend, options);
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| {
+            CliError::runtime("listen_failed", format!("cannot listen on {}", opts.listen))
+                .caused_by(&e)
+        })?;
+    let addr = listener.local_addr().map_err(|e| {
+        CliError::runtime("listen_failed", "cannot read the listening address").caused_by(&e)
+    })?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr} (store: {store_line})");
+        let _ = out.flush();
+    }
+    let (set, revision) = state.applied();
+    info!(%addr, store = state.store_name(), revision, directives = set.len(), "admin endpoint up");
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| CliError::runtime("serve_failed", "the admin server failed").caused_by(&e))?;
+    // The store's watch and connection close as the last handle drops.
+    drop(state);
+    info!("stopped");
+    Ok(())
+}
+
+fn store_error(e: EtcdError) -> CliError {
+    match e {
+        EtcdError::Config(c) => {
+            CliError::usage("invalid_config", "invalid etcd store settings").caused_by(&c)
+        }
+        other => CliError::runtime("etcd_unavailable", "cannot start the etcd store")
+            .caused_by(&other)
+            .hint("check --endpoints (or OSPROXY_ETCD_ENDPOINTS) and that etcd runs"),
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposure_rules() {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let v6_loopback: SocketAddr = "[::1]:0".parse().unwrap();
+        let public: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        assert!(check_exposure(loopback, None).is_ok());
+        assert!(check_exposure(v6_loopback, None).is_ok());
+        assert!(check_exposure(public, Some("t")).is_ok());
+        let e = check_exposure(public, None).unwrap_err();
+        assert_eq!(e.slug, "token_required");
+        assert_eq!(
+            check_exposure(loopback, Some("")).unwrap_err().slug,
+            "invalid_token"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! `watch`: one line per change of the live directive set, with its revision
+//! and the ids it added, changed or removed. Rejected values are shown as the
+//! fleet sees them: the last good set keeps serving.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Args;
+use osproxy_etcd::Change;
+use serde_json::json;
+
+use super::common::{finish, print_json, CliError, EtcdArgs, LayoutArgs, LimitArgs, OutputArgs};
+use super::get::count;
+use crate::diff::SetDiff;
+
+/// Examples shown in `--help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  osproxy-directives watch
+  osproxy-directives watch --json | jq .revision
+  osproxy-directives watch --count 1      # wait for the next change, then exit
+
+The state at start goes to stderr (\"watching KEY at revision N\"); stdout has
+one line per change. Ctrl-C stops.";
+
+/// Options of `watch`.
+#[derive(Args, Debug)]
+pub struct WatchOpts {
+    /// Stop after this many changes (for scripts).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Where the directives live.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// How to reach etcd.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Decoder limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Runs `watch`.
+pub async fn run(opts: WatchOpts) -> ExitCode {
+    finish(opts.output.json, execute(&opts)).await
+}
+
+async fn execute(opts: &WatchOpts) -> Result<(), CliError> {
+    let layout = opts.layout.layout()?;
+    let publisher = opts
+        .etcd
+        .publisher(layout.clone(), opts.limits.limits())
+        .await?;
+    let (first, mut changes) = publisher.changes().await?;
+    eprintln!(
+        "watching {} at revision {}: {}",
+        layout.key(),
+        first.revision,
+        count(first.set.len())
+    );
+    let mut previous = first;
+    let mut seen = 0u64;
+    while opts.count.is_none_or(|n| seen < n) {
+        let change = tokio::select! {
+            change = changes.next_change() => change?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        print_change(&previous, &change, opts.output.json);
+        previous = change;
+        seen += 1;
+    }
+    Ok(())
+}
+
+fn print_change(previous: &Change, change: &Change, json: bool) {
+    let diff = SetDiff::between(&previous.set, &change.set);
+    let fresh: Vec<_> = change
+        .rejected
+        .iter()
+        .filter(|r| r.revision == change.revision)
+        .collect();
+    if json {
+        print_json(&json!({
+            "revision": change.revision,
+            "directives": change.set.len(),
+            "added": diff.added,
+            "removed": diff.removed,
+            "changed": diff.changed,
+            "rejected": fresh,
+        }));
+        return;
+    }
+    let mut line = format!(
+        "revision {}: {}; {}",
+        change.revision,
+        count(change.set.len()),
+        diff.summary()
+    );
+    for r in fresh {
+        line.push_str(&format!("; rejected {} at {}", r.reason, r.key));
+        if let Some(i) = r.directive_index {
+            line.push_str(&format!(" (directive {i})"));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

@@ -1,0 +1,117 @@
+//! [`SetDiff`]: which directive ids a publish adds, removes or changes — what
+//! `publish --dry-run` and `watch` show.
+//!
+//! Directives are compared in canonical form (absolute expiry included), not
+//! by their in-memory value: two decodes of the same `expires_at` at different
+//! moments differ on the monotonic timeline but mean the same directive.
+
+use std::collections::BTreeMap;
+
+use osproxy_observe::encode::directive_value;
+use osproxy_observe::DirectiveSet;
+use serde::Serialize;
+
+/// The difference between two sets, by id, each list sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SetDiff {
+    /// Ids only in the new set.
+    pub added: Vec<String>,
+    /// Ids only in the old set.
+    pub removed: Vec<String>,
+    /// Ids in both whose canonical form differs.
+    pub changed: Vec<String>,
+    /// How many ids are in both, unchanged.
+    pub unchanged: usize,
+}
+
+impl SetDiff {
+    /// Compares `old` with `new`.
+    pub fn between(old: &DirectiveSet, new: &DirectiveSet) -> SetDiff {
+        let canon = |set: &DirectiveSet| {
+            set.directives()
+                .iter()
+                .map(|d| (d.id.clone(), directive_value(d)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (old, new) = (canon(old), canon(new));
+        let mut diff = SetDiff::default();
+        for (id, value) in &new {
+            match old.get(id) {
+                None => diff.added.push(id.clone()),
+                Some(v) if v != value => diff.changed.push(id.clone()),
+                Some(_) => diff.unchanged += 1,
+            }
+        }
+        diff.removed = old
+            .keys()
+            .filter(|id| !new.contains_key(*id))
+            .cloned()
+            .collect();
+        diff
+    }
+
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// `added a, b; changed c; removed d`, or `no change`.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = [
+            ("added", &self.added),
+            ("changed", &self.changed),
+            ("removed", &self.removed),
+        ]
+        .into_iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .map(|(what, ids)| format!("{what} {}", ids.join(", ")))
+        .collect();
+        if parts.is_empty() {
+            "no change".to_owned()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osproxy_core::ManualClock;
+    use osproxy_observe::decode_directive_set;
+
+    fn set(body: &str, clock: &ManualClock) -> DirectiveSet {
+        decode_directive_set(body.as_bytes(), clock).unwrap()
+    }
+
+    #[test]
+    fn added_removed_changed_and_unchanged() {
+        let clock = ManualClock::new();
+        let old = set(
+            r#"{"directives":[
+                {"id":"keep","level":"Shape","expires_at":"2024-01-01T01:00:00Z"},
+                {"id":"edit","level":"Shape","expires_at":"2024-01-01T01:00:00Z"},
+                {"id":"drop","level":"Shape","expires_at":"2024-01-01T01:00:00Z"}]}"#,
+            &clock,
+        );
+        clock.advance(std::time::Duration::from_secs(7));
+        let new = set(
+            r#"{"directives":[
+                {"id":"keep","level":"Shape","expires_at":"2024-01-01T01:00:00Z"},
+                {"id":"edit","level":"ShapeTiming","expires_at":"2024-01-01T01:00:00Z"},
+                {"id":"new","level":"Shape","expires_at":"2024-01-01T01:00:00Z"}]}"#,
+            &clock,
+        );
+        let diff = SetDiff::between(&old, &new);
+        assert_eq!(diff.added, ["new"]);
+        assert_eq!(diff.removed, ["drop"]);
+        assert_eq!(diff.changed, ["edit"]);
+        assert_eq!(
+            diff.unchanged, 1,
+            "a later decode of the same expiry is equal"
+        );
+        assert_eq!(diff.summary(), "added new; changed edit; removed drop");
+        assert!(SetDiff::between(&new, &new).is_empty());
+        assert_eq!(SetDiff::default().summary(), "no change");
+    }
+}
