@@ -1,0 +1,60 @@
+//! `demo`: a throwaway etcd, three instances, a directive applied by each
+//! within milliseconds and switched off by each at expiry; and the clear
+//! message when etcd is not installed.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn demo_shows_three_instances_applying_and_expiring_a_directive() {
+    let r = run(&["demo", "--ttl", "2s"]);
+    r.expect_code(0);
+    let out = &r.stdout;
+    assert!(
+        out.contains("3 instances connected: demo-1, demo-2, demo-3"),
+        "{out}"
+    );
+    for id in ["demo-1", "demo-2", "demo-3"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("instance {id} applied revision ")))
+            .unwrap_or_else(|| panic!("{id} did not report applying: {out}"));
+        assert!(line.ends_with(" ms"), "{line}");
+    }
+    assert!(out.contains("3 of 3 instances report revision"), "{out}");
+    assert!(
+        out.contains("demo-1=ShapeTiming demo-2=ShapeTiming demo-3=ShapeTiming"),
+        "{out}"
+    );
+    assert!(
+        out.contains("expired") && out.contains("all 3 instances evaluate Off"),
+        "{out}"
+    );
+    assert!(
+        out.contains("stopped etcd and removed its data directory"),
+        "{out}"
+    );
+    let dir = out
+        .lines()
+        .find_map(|l| l.split("(data in ").nth(1))
+        .map(|d| d.trim_end_matches(')').to_owned())
+        .unwrap_or_else(|| panic!("no data dir line: {out}"));
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} is cleaned up");
+}
+
+#[test]
+fn demo_without_etcd_says_how_to_install_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = command();
+    cmd.arg("demo").env("PATH", empty.path());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("etcd is not installed"), "{stderr}");
+    assert!(stderr.contains("apt-get install etcd-server"), "{stderr}");
+
+    let r = run(&["demo", "--etcd-bin", "/nonexistent/etcd"]);
+    r.expect_code(1);
+    run(&["demo", "--ttl", "0s"]).expect_code(2);
+}

@@ -1,0 +1,220 @@
+//! `watch` (one line per change, with revisions, rejections shown) and
+//! `status` (the fleet from the instances' leased reports: two `serve --etcd`
+//! processes, one of which rejects a value written with etcdctl).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn watch_prints_one_line_per_change_and_stops_after_count() {
+    let cluster = shared_cluster();
+    let key = unique_key("watch");
+    let endpoints = endpoints_arg(cluster);
+    let mut watch = Proc::spawn(&[
+        "watch",
+        "--count",
+        "4",
+        "--endpoints",
+        &endpoints,
+        "--key",
+        &key,
+    ]);
+    watch.wait_stderr("watching");
+    assert!(
+        watch.stderr().contains("at revision 0: no directives"),
+        "{}",
+        watch.stderr()
+    );
+
+    run_on(
+        cluster,
+        &key,
+        &["add", "--id", "a", "--level", "Shape", "--ttl", "10m"],
+    )
+    .expect_code(0);
+    let line = watch.next_line(PROMPTLY);
+    assert!(
+        line.starts_with("revision ") && line.contains("1 directive; added a"),
+        "{line}"
+    );
+
+    run_on(
+        cluster,
+        &key,
+        &["add", "--id", "a", "--level", "ShapeTiming", "--ttl", "10m"],
+    )
+    .expect_code(0);
+    let line = watch.next_line(PROMPTLY);
+    assert!(line.contains("changed a"), "{line}");
+
+    // A value another tool wrote that the fleet rejects: the last good set
+    // keeps serving, and the line says why.
+    cluster.put(
+        &key,
+        r#"{"directives":[{"id":"b","level":"Shape","tennant":"x","ttl_secs":60}]}"#,
+    );
+    let line = watch.next_line(PROMPTLY);
+    assert!(line.contains("rejected unknown_field"), "{line}");
+    assert!(line.contains("(directive 0)"), "{line}");
+    assert!(line.contains("1 directive; no change"), "{line}");
+
+    cluster.etcdctl(&["del", &key]);
+    let line = watch.next_line(PROMPTLY);
+    assert!(line.contains("no directives; removed a"), "{line}");
+    let revision: i64 = line
+        .strip_prefix("revision ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no revision in {line}"));
+    assert!(revision > 0);
+    assert_eq!(
+        watch.wait_exit(PROMPTLY),
+        Some(0),
+        "--count 4 stops after 4 changes"
+    );
+}
+
+#[test]
+fn watch_json_lines_carry_revision_and_diff() {
+    let cluster = shared_cluster();
+    let key = unique_key("watch-json");
+    let endpoints = endpoints_arg(cluster);
+    let mut watch = Proc::spawn(&[
+        "watch",
+        "--json",
+        "--count",
+        "1",
+        "--endpoints",
+        &endpoints,
+        "--key",
+        &key,
+    ]);
+    watch.wait_stderr("watching");
+    let r = run_on(
+        cluster,
+        &key,
+        &[
+            "add", "--id", "a", "--level", "Shape", "--ttl", "1m", "--json",
+        ],
+    );
+    r.expect_code(0);
+    let written = r.json()["revision"].as_i64().unwrap();
+    let line = watch.next_line(PROMPTLY);
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["revision"], written);
+    assert_eq!(v["added"], serde_json::json!(["a"]));
+    assert_eq!(v["directives"], 1);
+    assert_eq!(watch.wait_exit(PROMPTLY), Some(0));
+}
+
+#[test]
+fn status_shows_who_runs_the_latest_revision_and_who_rejects_it() {
+    let cluster = shared_cluster();
+    let key = unique_key("status");
+    let status_prefix = format!("{}/", unique_key("status-reports"));
+    let endpoints = endpoints_arg(cluster);
+    let serve = |id: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--etcd",
+            "--instance-id",
+            id,
+            "--status-prefix",
+            &status_prefix,
+            "--endpoints",
+            &endpoints,
+            "--key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        Serve::start(&args)
+    };
+    // Decode limits are per instance: "b" caps lifetimes at one hour.
+    let a = serve("a", &[]);
+    let b = serve("b", &["--max-lifetime", "1h"]);
+
+    // Another tool writes a set whose lifetime is two hours.
+    cluster.put(&key, &set_body(&["two-hours"], 7_200));
+    let latest = mod_revision(cluster, &key);
+    let status = || {
+        let r = run(&[
+            "status",
+            "--json",
+            "--status-prefix",
+            &status_prefix,
+            "--endpoints",
+            &endpoints,
+            "--key",
+            &key,
+        ]);
+        r.expect_code(0);
+        r.json()
+    };
+    let mut last = serde_json::Value::Null;
+    wait_until(
+        PROMPTLY,
+        "both instances report the latest revision",
+        || {
+            last = status();
+            last["total"] == 2
+                && last["instances"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .all(|i| i["applied_revision"].as_i64() >= Some(latest))
+                })
+        },
+    );
+    let v = last;
+    assert_eq!(v["latest_revision"], latest, "{v}");
+    assert_eq!(v["current"], 1, "{v}");
+    assert_eq!(v["rejecting"], 1, "{v}");
+    let instance = |id: &str| {
+        v["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["instance"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} missing: {v}"))
+    };
+    assert_eq!(instance("a")["state"], "current");
+    assert_eq!(instance("a")["directives"], 1);
+    assert_eq!(instance("b")["state"], "rejecting");
+    assert_eq!(instance("b")["rejected_reason"], "lifetime_too_long");
+    assert_eq!(instance("b")["rejected_revision"], latest);
+
+    let human = run(&[
+        "status",
+        "--status-prefix",
+        &status_prefix,
+        "--endpoints",
+        &endpoints,
+        "--key",
+        &key,
+    ]);
+    human.expect_code(0);
+    assert!(
+        human.stdout.contains(&format!(
+            "2 instances: 1 on revision {latest}, 0 lagging, 1 rejecting"
+        )),
+        "{human:?}"
+    );
+    let b_row = human.stdout.lines().find(|l| l.starts_with("b ")).unwrap();
+    assert!(
+        b_row.contains("rejecting") && b_row.contains("lifetime_too_long"),
+        "{b_row}"
+    );
+
+    // The instance admin endpoints agree: "a" applies it, "b" keeps the empty set.
+    let (_, on_a) = http_get(&a.at("/admin/directives"));
+    let (_, on_b) = http_get(&b.at("/admin/directives"));
+    assert!(on_a.contains("two-hours"), "{on_a}");
+    assert!(!on_b.contains("two-hours"), "{on_b}");
+
+    // A stopped instance disappears from the fleet once its lease ends.
+    drop(b);
+    wait_until(Duration::from_secs(30), "b's leased report expires", || {
+        status()["total"] == 1
+    });
+}

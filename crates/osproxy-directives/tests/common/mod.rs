@@ -1,0 +1,311 @@
+//! Shared helpers for the CLI and HTTP end-to-end tests: run the built
+//! binary, start `serve`/`watch` processes that are killed on drop, and wait
+//! for their output with bounds (never sleeps).
+#![allow(dead_code, unused_imports)]
+// Test helpers: a failure to spawn, read or parse fails the test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use osproxy_test_support::{eventually, unique_key, wait_until, EtcdCluster};
+
+/// Generous bound for anything that should happen promptly on a loaded
+/// 2-core machine.
+pub const PROMPTLY: Duration = Duration::from_secs(20);
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_osproxy-directives")
+}
+
+/// A command for the binary with a clean environment: no inherited
+/// `OSPROXY_*` settings, no `RUST_LOG`.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with("OSPROXY_") || name_text == "RUST_LOG" {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+/// What a finished run printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Stdout parsed as one JSON value.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts the exit code, showing everything on failure.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+}
+
+/// Runs the binary to completion.
+pub fn run(args: &[&str]) -> Run {
+    run_with_stdin(args, None)
+}
+
+/// Runs the binary with `input` on stdin.
+pub fn run_with_stdin(args: &[&str], input: Option<&[u8]>) -> Run {
+    let mut cmd = command();
+    cmd.args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the binary");
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A large input may be refused early; a broken pipe is then fine.
+        let _ = stdin.write_all(bytes);
+    }
+    let out = child.wait_with_output().expect("wait for the binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `--endpoints <all endpoints of cluster>`.
+pub fn endpoints_arg(cluster: &EtcdCluster) -> String {
+    cluster.endpoints().join(",")
+}
+
+/// Runs the binary against `cluster` and the directive `key`: `args` then
+/// `--endpoints … --key …`.
+pub fn run_on(cluster: &EtcdCluster, key: &str, args: &[&str]) -> Run {
+    let endpoints = endpoints_arg(cluster);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--endpoints", &endpoints, "--key", key]);
+    run(&all)
+}
+
+/// A running child process of the binary, killed and reaped on drop. Its
+/// stdout lines arrive on a channel; its stderr is collected.
+pub struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Spawns the binary with `args`.
+    pub fn spawn(args: &[&str]) -> Proc {
+        Self::spawn_with_env(args, &[])
+    }
+
+    /// Spawns the binary with `args` and extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut child = command()
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the binary");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Proc {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next stdout line, waiting at most `within`; panics with the
+    /// process's stderr when none comes.
+    pub fn next_line(&mut self, within: Duration) -> String {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => line,
+            Err(e) => {
+                let status = self.child.try_wait().ok().flatten();
+                panic!(
+                    "no stdout line within {within:?} ({e}); exited: {status:?}; stderr:\n{}",
+                    self.stderr()
+                )
+            }
+        }
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_stderr(&self, needle: &str) {
+        wait_until(PROMPTLY, &format!("stderr contains {needle:?}"), || {
+            self.stderr().contains(needle)
+        });
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit (bounded) and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let mut status = None;
+        wait_until(within, "the process exits", || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.and_then(|s| s.code())
+    }
+
+    /// Every stdout line that arrived so far, without waiting.
+    pub fn drain_lines(&mut self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `serve`: its base URL, parsed from the line it prints.
+pub struct Serve {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl Serve {
+    /// Starts `serve` on a free loopback port with extra `args` and waits
+    /// for its `listening on` line.
+    pub fn start(args: &[&str]) -> Serve {
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start_exact(&all)
+    }
+
+    /// Starts the binary with exactly `args` and waits for the line.
+    pub fn start_exact(args: &[&str]) -> Serve {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts the binary with exactly `args` and extra environment
+    /// variables, and waits for the line.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let mut proc = Proc::spawn_with_env(args, env);
+        let line = proc.next_line(PROMPTLY);
+        let url = listen_url(&line).unwrap_or_else(|| {
+            panic!("unexpected first line {line:?}; stderr:\n{}", proc.stderr())
+        });
+        Serve { proc, url }
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+/// The URL in `listening on http://ADDR (store: …)`.
+pub fn listen_url(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("listening on ")?;
+    let url = rest.split_whitespace().next()?;
+    url.starts_with("http://").then(|| url.to_owned())
+}
+
+/// A directive set body with one directive per id, each living `ttl` seconds.
+pub fn set_body(ids: &[&str], ttl: u64) -> String {
+    let list: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            format!(r#"{{"id":"{id}","level":"ShapeTiming","tenant":"t-{id}","ttl_secs":{ttl}}}"#)
+        })
+        .collect();
+    format!(r#"{{"directives":[{}]}}"#, list.join(","))
+}
+
+/// Writes `body` to a fresh temporary file and returns it.
+pub fn temp_file(body: &[u8]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(body).expect("write temp file");
+    f
+}
+
+/// The ids of a canonical set printed by `get --json`.
+pub fn ids_of(set: &serde_json::Value) -> Vec<String> {
+    set["directives"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One etcd shared by every test of this test binary (each test uses its own
+/// keys). The test-support watchdog stops it when the process exits.
+pub fn shared_cluster() -> &'static EtcdCluster {
+    static CLUSTER: std::sync::OnceLock<EtcdCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(EtcdCluster::single)
+}
+
+/// The current `mod_revision` of `key` (0 when absent), read with etcdctl.
+pub fn mod_revision(cluster: &EtcdCluster, key: &str) -> i64 {
+    let out = cluster.etcdctl(&["get", key, "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+    v["kvs"][0]["mod_revision"].as_i64().unwrap_or(0)
+}
+
+/// A blocking GET for sync tests: status code and body.
+pub fn http_get(url: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let resp = reqwest::get(url).await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    })
+}
