@@ -31,7 +31,7 @@ pub mod watch;
 #[derive(Debug, Parser)]
 #[command(name = "osproxy-directives", version, propagate_version = true)]
 #[command(
-    after_help = "Start with `osproxy-directives demo`, or see OPERATOR.md for the workflow."
+    after_help = "Start with `osproxy-directives demo`, or see the README for the workflow."
 )]
 pub struct Cli {
     /// The subcommand.
