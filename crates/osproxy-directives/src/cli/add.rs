@@ -9,9 +9,7 @@ use clap::Args;
 use osproxy_observe::{decode_directive, DiagnosticsDirective, RejectReason};
 use serde_json::{json, Map, Value};
 
-use super::common::{
-    clock, finish, print_json, CliError, EtcdArgs, LayoutArgs, LimitArgs, OutputArgs,
-};
+use super::common::{clock, finish, print_json, CliError, FleetArgs};
 use crate::duration::{format_duration, parse_duration};
 
 /// Examples shown in `--help`.
@@ -63,36 +61,27 @@ pub struct AddOpts {
     /// Absolute end of life, RFC 3339 (e.g. 2030-01-01T00:00:00Z).
     #[arg(long, value_name = "RFC3339")]
     pub expires_at: Option<String>,
-    /// Where the directives live.
+    /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
-    pub layout: LayoutArgs,
-    /// How to reach etcd.
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    /// Decoder limits.
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Output format.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub fleet: FleetArgs,
 }
 
 /// Runs `add`.
 pub async fn run(opts: AddOpts) -> ExitCode {
-    finish(opts.output.json, execute(&opts)).await
+    finish(opts.fleet.output.json, execute(&opts)).await
 }
 
 async fn execute(opts: &AddOpts) -> Result<(), CliError> {
-    let limits = opts.limits.limits();
+    let limits = opts.fleet.limits.limits();
     let directive = build(opts)?;
-    let layout = opts.layout.layout()?;
-    let publisher = opts.etcd.publisher(layout, limits).await?;
+    let layout = opts.fleet.layout.layout()?;
+    let publisher = opts.fleet.etcd.publisher(layout, limits).await?;
     let written = publisher.add(directive.clone()).await?;
     let remaining = directive
         .expires_at
         .saturating_duration_since(clock().now());
     let expires_at = osproxy_observe::format_rfc3339(directive.expires_at_unix_nanos);
-    if opts.output.json {
+    if opts.fleet.output.json {
         print_json(&json!({
             "revision": written.revision,
             "id": directive.id,
@@ -160,7 +149,7 @@ fn build(opts: &AddOpts) -> Result<DiagnosticsDirective, CliError> {
     })?;
     let clock = clock();
     let directive =
-        decode_directive(&bytes, clock.as_ref(), &opts.limits.limits()).map_err(|e| {
+        decode_directive(&bytes, clock.as_ref(), &opts.fleet.limits.limits()).map_err(|e| {
             let mut err = CliError::usage(e.slug(), format!("directive rejected: {}", e.reason));
             err.hint = Some("see `osproxy-directives add --help` for each flag's rules".into());
             err

@@ -139,6 +139,24 @@ impl EtcdArgs {
     }
 }
 
+/// The options every fleet subcommand shares: where the directives live, how
+/// to reach etcd, the decoder limits and the output format.
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    /// Where the directives live.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// How to reach etcd.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Decoder limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 /// Where the directives live in etcd.
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Layout")]

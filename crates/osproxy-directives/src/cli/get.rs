@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use osproxy_observe::{encode_directive_set, DirectiveSet, DirectiveView};
 
-use super::common::{clock, finish, EtcdArgs, LayoutArgs, LimitArgs, OutputArgs};
+use super::common::{clock, finish, FleetArgs};
 use crate::duration::format_duration;
 
 /// Examples shown in `--help`.
@@ -25,30 +25,22 @@ With --json the revision goes to stderr, so stdout stays a publishable set.";
 /// Options of `get`.
 #[derive(Args, Debug)]
 pub struct GetOpts {
-    /// Where the directives live.
+    /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
-    pub layout: LayoutArgs,
-    /// How to reach etcd.
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    /// Decoder limits.
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Output format.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub fleet: FleetArgs,
 }
 
 /// Runs `get`.
 pub async fn run(opts: GetOpts) -> ExitCode {
-    finish(opts.output.json, async {
-        let layout = opts.layout.layout()?;
+    finish(opts.fleet.output.json, async {
+        let layout = opts.fleet.layout.layout()?;
         let publisher = opts
+            .fleet
             .etcd
-            .publisher(layout.clone(), opts.limits.limits())
+            .publisher(layout.clone(), opts.fleet.limits.limits())
             .await?;
         let (set, revision) = publisher.current().await?;
-        if opts.output.json {
+        if opts.fleet.output.json {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(&encode_directive_set(&set));
             let _ = writeln!(out);

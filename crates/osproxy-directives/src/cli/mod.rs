@@ -30,9 +30,7 @@ pub mod watch;
 /// conflict, …), 2 usage or validation error.
 #[derive(Debug, Parser)]
 #[command(name = "osproxy-directives", version, propagate_version = true)]
-#[command(
-    after_help = "Start with `osproxy-directives demo`, or see the README for the workflow."
-)]
+#[command(after_help = "Start with `osproxy-directives demo`, or see the README for the workflow.")]
 pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]

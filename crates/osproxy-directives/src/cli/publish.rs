@@ -10,9 +10,7 @@ use osproxy_etcd::PublishError;
 use osproxy_observe::{decode_directive_set_with, DirectiveSet};
 use serde_json::json;
 
-use super::common::{
-    clock, finish, print_json, read_input, CliError, EtcdArgs, LayoutArgs, LimitArgs, OutputArgs,
-};
+use super::common::{clock, finish, print_json, read_input, CliError, FleetArgs};
 use crate::diff::SetDiff;
 
 /// Examples shown in `--help`.
@@ -40,31 +38,22 @@ pub struct PublishOpts {
     /// Show what would change (added, removed, changed ids) and write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Where the directives live.
+    /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
-    pub layout: LayoutArgs,
-    /// How to reach etcd.
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    /// Decoder limits.
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Output format.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub fleet: FleetArgs,
 }
 
 /// Runs `publish`.
 pub async fn run(opts: PublishOpts) -> ExitCode {
-    finish(opts.output.json, execute(&opts)).await
+    finish(opts.fleet.output.json, execute(&opts)).await
 }
 
 async fn execute(opts: &PublishOpts) -> Result<(), CliError> {
-    let limits = opts.limits.limits();
+    let limits = opts.fleet.limits.limits();
     let bytes = read_input(&opts.file)?;
     let set = decode_directive_set_with(&bytes, clock().as_ref(), &limits)?;
-    let layout = opts.layout.layout()?;
-    let publisher = opts.etcd.publisher(layout.clone(), limits).await?;
+    let layout = opts.fleet.layout.layout()?;
+    let publisher = opts.fleet.etcd.publisher(layout.clone(), limits).await?;
     let (live, live_revision, live_rejected) = match publisher.current().await {
         Ok((live, revision)) => (live, revision, None),
         // A rejected live value is replaced whole: that is what publish is for.
@@ -91,7 +80,7 @@ fn report(
     written: Option<i64>,
     live_rejected: Option<&'static str>,
 ) {
-    if opts.output.json {
+    if opts.fleet.output.json {
         print_json(&json!({
             "dry_run": written.is_none(),
             "revision": written,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::common::{finish, print_json, CliError, EtcdArgs, LayoutArgs, LimitArgs, OutputArgs};
+use super::common::{finish, print_json, CliError, FleetArgs};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
@@ -22,27 +22,22 @@ pub struct RemoveOpts {
     /// The id of the directive to remove.
     #[arg(value_name = "ID")]
     pub id: String,
-    /// Where the directives live.
+    /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
-    pub layout: LayoutArgs,
-    /// How to reach etcd.
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    /// Decoder limits.
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Output format.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub fleet: FleetArgs,
 }
 
 /// Runs `remove`.
 pub async fn run(opts: RemoveOpts) -> ExitCode {
-    finish(opts.output.json, async {
-        let layout = opts.layout.layout()?;
-        let publisher = opts.etcd.publisher(layout, opts.limits.limits()).await?;
+    finish(opts.fleet.output.json, async {
+        let layout = opts.fleet.layout.layout()?;
+        let publisher = opts
+            .fleet
+            .etcd
+            .publisher(layout, opts.fleet.limits.limits())
+            .await?;
         let written = publisher.remove(&opts.id).await.map_err(CliError::from)?;
-        if opts.output.json {
+        if opts.fleet.output.json {
             print_json(&json!({"revision": written.revision, "id": opts.id}));
         } else {
             println!("removed {} at revision {}", opts.id, written.revision);

@@ -11,7 +11,7 @@ use osproxy_etcd::{InstanceStatus, DEFAULT_STATUS_PREFIX};
 use serde::Serialize;
 use serde_json::json;
 
-use super::common::{clock, finish, print_json, EtcdArgs, LayoutArgs, LimitArgs, OutputArgs};
+use super::common::{clock, finish, print_json, FleetArgs};
 use crate::duration::format_duration;
 
 /// Examples shown in `--help`.
@@ -32,18 +32,9 @@ pub struct StatusOpts {
     /// The prefix the instances report under.
     #[arg(long, env = "OSPROXY_STATUS_PREFIX", default_value = DEFAULT_STATUS_PREFIX, value_name = "PREFIX")]
     pub status_prefix: String,
-    /// Where the directives live.
+    /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
-    pub layout: LayoutArgs,
-    /// How to reach etcd.
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    /// Decoder limits.
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Output format.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub fleet: FleetArgs,
 }
 
 /// How an instance stands relative to the latest revision.
@@ -81,9 +72,9 @@ impl InstanceState {
 
 /// Runs `status`.
 pub async fn run(opts: StatusOpts) -> ExitCode {
-    finish(opts.output.json, async {
-        let layout = opts.layout.layout()?;
-        let publisher = opts.etcd.publisher(layout.clone(), opts.limits.limits()).await?;
+    finish(opts.fleet.output.json, async {
+        let layout = opts.fleet.layout.layout()?;
+        let publisher = opts.fleet.etcd.publisher(layout.clone(), opts.fleet.limits.limits()).await?;
         let fleet = publisher.fleet_status(&opts.status_prefix).await?;
         let now = clock().unix_nanos();
         let latest = fleet.latest_revision;
@@ -104,7 +95,7 @@ pub async fn run(opts: StatusOpts) -> ExitCode {
         for key in &fleet.unreadable {
             eprintln!("warning: {key} does not hold an instance report");
         }
-        if opts.output.json {
+        if opts.fleet.output.json {
             let instances: Vec<_> = rows
                 .iter()
                 .map(|(state, r, age)| {

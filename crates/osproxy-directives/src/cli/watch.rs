@@ -9,7 +9,7 @@ use clap::Args;
 use osproxy_etcd::Change;
 use serde_json::json;
 
-use super::common::{finish, print_json, CliError, EtcdArgs, LayoutArgs, LimitArgs, OutputArgs};
+use super::common::{finish, print_json, CliError, FleetArgs};
 use super::get::count;
 use crate::diff::SetDiff;
 
@@ -29,30 +29,22 @@ pub struct WatchOpts {
     /// Stop after this many changes (for scripts).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Where the directives live.
+    /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
-    pub layout: LayoutArgs,
-    /// How to reach etcd.
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    /// Decoder limits.
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Output format.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub fleet: FleetArgs,
 }
 
 /// Runs `watch`.
 pub async fn run(opts: WatchOpts) -> ExitCode {
-    finish(opts.output.json, execute(&opts)).await
+    finish(opts.fleet.output.json, execute(&opts)).await
 }
 
 async fn execute(opts: &WatchOpts) -> Result<(), CliError> {
-    let layout = opts.layout.layout()?;
+    let layout = opts.fleet.layout.layout()?;
     let publisher = opts
+        .fleet
         .etcd
-        .publisher(layout.clone(), opts.limits.limits())
+        .publisher(layout.clone(), opts.fleet.limits.limits())
         .await?;
     let (first, mut changes) = publisher.changes().await?;
     eprintln!(
@@ -68,7 +60,7 @@ async fn execute(opts: &WatchOpts) -> Result<(), CliError> {
             change = changes.next_change() => change?,
             _ = tokio::signal::ctrl_c() => break,
         };
-        print_change(&previous, &change, opts.output.json);
+        print_change(&previous, &change, opts.fleet.output.json);
         previous = change;
         seen += 1;
     }
