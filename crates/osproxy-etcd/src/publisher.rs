@@ -77,7 +77,7 @@ use tokio::time::timeout;
 
 use crate::applied::AppliedState;
 use crate::config::{ConnectionConfig, Layout};
-use crate::error::{client_error_kind, ConfigError, ConnectCause, ConnectError};
+use crate::error::{client_error_kind, ConfigError, ConnectError};
 use crate::instance::InstanceStatus;
 use crate::status::Rejection;
 
@@ -279,44 +279,30 @@ impl Publisher {
         if layout.key().is_empty() {
             return Err(ConfigError::EmptyKey.into());
         }
-        // The same endpoint walk as the store's (`connection::first_answering`),
-        // written out because that helper takes an async closure, whose
-        // future is not `Send`: a publisher must connect inside HTTP handlers.
-        let endpoints = &connection.endpoints;
-        let total = connection.connect_timeout;
-        let deadline = tokio::time::Instant::now() + total;
-        let mut cause = ConnectCause::Timeout(total);
-        for (i, endpoint) in endpoints.iter().enumerate() {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let left = u32::try_from(endpoints.len() - i).unwrap_or(1).max(1);
-            let budget = remaining / left;
-            if budget.is_zero() {
-                break;
-            }
-            let attempt = connect_one(
-                connection.clone(),
-                endpoint.clone(),
-                layout.key().to_owned(),
-            );
-            match timeout(budget, attempt).await {
-                Ok(Ok(client)) => {
-                    return Ok(Publisher {
-                        client,
-                        endpoint: endpoint.clone(),
-                        request_timeout: connection.request_timeout,
-                        layout,
-                        clock,
-                        limits: DecodeLimits::default(),
-                    })
-                }
-                Ok(Err(e)) => cause = ConnectCause::Client(e),
-                Err(_) => cause = ConnectCause::Timeout(budget),
-            }
-        }
-        Err(PublishError::Connect(ConnectError {
-            endpoints: endpoints.clone(),
-            cause,
-        }))
+        let probe = layout.key().to_owned();
+        let (i, client) = crate::connection::first_answering(
+            &connection.endpoints,
+            connection.connect_timeout,
+            &mut (),
+            |_, i, _budget| {
+                let attempt = connect_one(
+                    connection.clone(),
+                    connection.endpoints[i].clone(),
+                    probe.clone(),
+                );
+                Box::pin(async move { attempt.await.map_err(Some) })
+            },
+        )
+        .await
+        .map_err(PublishError::Connect)?;
+        Ok(Publisher {
+            client,
+            endpoint: connection.endpoints[i].clone(),
+            request_timeout: connection.request_timeout,
+            layout,
+            clock,
+            limits: DecodeLimits::default(),
+        })
     }
 
     /// Uses these limits to decode live values (match the fleet's, so that
