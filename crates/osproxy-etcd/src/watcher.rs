@@ -14,8 +14,10 @@
 //! - a fresh read is taken at a revision and the watch starts at the next one,
 //!   so no write between the read and the watch is missed;
 //! - after a reconnect the watch resumes from the last applied revision + 1;
-//!   a compaction of that revision, a revision that went backwards or a
-//!   changed cluster id lead to a fresh read instead, never to a skip;
+//!   a compaction that reached that revision (checked before resuming: etcd
+//!   3.4 can drop a delete at the compaction revision), a revision that went
+//!   backwards or a changed cluster id lead to a fresh read instead, never to
+//!   a skip;
 //! - events at or below the last applied revision are ignored (duplicates);
 //!   progress replies refresh liveness but never move the resume point;
 //! - a watch silent for `progress_interval` is asked for progress, and one
@@ -205,8 +207,8 @@ impl Watcher {
                 Err(_) => return Err(Failed::timeout("connect timeout")),
             };
         let next_revision = match resume {
-            Some(rev) => rev,
-            None => self.read(&mut client, limit).await? + 1,
+            Some(rev) if self.resumable(&mut client, rev, limit).await? => rev,
+            _ => self.read(&mut client, limit).await? + 1,
         };
         let opts = self.watch_options(next_revision);
         let key = self.config.layout.key().to_owned();
@@ -229,6 +231,38 @@ impl Watcher {
             o.with_prefix()
         } else {
             o
+        }
+    }
+
+    /// Whether a watch may resume at `next_revision`: only while etcd still
+    /// holds the revision before it, i.e. no compaction reached the resume
+    /// point. etcd 3.4 drops a delete that is a key's last change from a
+    /// watch opened at exactly the compaction revision (etcd-io/etcd#18089,
+    /// #19179), and a compaction beyond it would cancel the watch anyway: in
+    /// both cases a fresh read replaces the resume. A revision etcd does not
+    /// have yet (a rebuilt cluster) also means a read.
+    async fn resumable(
+        &self,
+        client: &mut Client,
+        next_revision: i64,
+        limit: Duration,
+    ) -> Result<bool, Failed> {
+        let opts = GetOptions::new()
+            .with_revision(next_revision - 1)
+            .with_count_only();
+        match timeout(
+            limit.min(self.config.connection.request_timeout),
+            client.get(self.config.layout.key(), Some(opts)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(true),
+            // Compacted, or a future revision.
+            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::OutOfRange => {
+                Ok(false)
+            }
+            Ok(Err(e)) => Err(Failed::client(e)),
+            Err(_) => Err(Failed::timeout("read timeout")),
         }
     }
 

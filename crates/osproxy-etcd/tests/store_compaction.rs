@@ -219,3 +219,61 @@ async fn a_compaction_while_connected_changes_nothing() {
     assert_eq!(status.reconnects, 0, "{status:?}");
     assert_eq!(store.swaps(), swaps + 2, "one swap per publish");
 }
+
+/// etcd 3.4 drops a delete that is a key's last change when a watch is
+/// opened at exactly the compaction revision, which is that delete's
+/// (etcd-io/etcd#18089, #19179; SPEC §7 "events lost around compaction").
+/// A store cut off right after its last applied change resumes its watch at
+/// the next revision: the delete lands exactly there, and so does the
+/// compaction. The store must still switch the directive off.
+#[allow(clippy::expect_used)] // a test body shared by two tests
+async fn delete_compacted_at_the_resume_revision(layout: Layout, keep: &[&str]) {
+    let cluster = EtcdCluster::single();
+    let proxy = TcpForwarder::start(cluster.member(0).client_addr());
+    let (deleted, last) = match &layout {
+        Layout::Prefix(p) => {
+            cluster.put(&format!("{p}a"), &directive_body("a", 600));
+            let b = format!("{p}b");
+            cluster.put(&b, &directive_body("b", 600));
+            (b, vec!["a", "b"])
+        }
+        Layout::Key(k) => {
+            cluster.put(k, &set_body(&["k"], 600));
+            (k.clone(), vec!["k"])
+        }
+    };
+    let store = quick(&[proxy.endpoint()], layout)
+        .connect()
+        .await
+        .expect("connect");
+    assert_eq!(ids(&store), last);
+    let resume_at = store.status().applied_revision + 1;
+
+    proxy.freeze();
+    wait_cut_off(&store).await;
+    cluster.etcdctl(&["del", &deleted]);
+    assert_eq!(
+        cluster.revision(),
+        resume_at,
+        "the delete is at the resume revision"
+    );
+    cluster.compact(resume_at);
+    proxy.thaw();
+    wait_ids_within(&store, keep, PROMPTLY).await;
+    wait_status(&store, "the store is current", PROMPTLY, |s| {
+        s.connected && s.confirmed_revision >= resume_at
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_delete_compacted_at_the_resume_revision_still_switches_off() {
+    let prefix = format!("{}/", unique_key("compact-at-delete"));
+    delete_compacted_at_the_resume_revision(Layout::Prefix(prefix), &["a"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_delete_compacted_at_the_resume_revision_still_switches_off() {
+    let key = unique_key("compact-at-delete-key");
+    delete_compacted_at_the_resume_revision(Layout::Key(key), &[]).await;
+}
