@@ -52,8 +52,12 @@ pub struct StoreStatus {
     pub connected: bool,
     /// The endpoint in use or being tried.
     pub endpoint: Option<String>,
-    /// The etcd revision of the applied snapshot: the modification revision
-    /// of the newest change (put or delete) the store applied; 0 before any.
+    /// The newest etcd revision the store has processed: the modification
+    /// revision of the newest change (put or delete) it saw, 0 before any. A
+    /// rejected publish counts too: the store has seen it and keeps serving its
+    /// last good set, which [`rejected`](Self::rejected) then explains. So an
+    /// instance is current when this equals the key's latest revision, and
+    /// rejecting when, in addition, `rejected` names that revision.
     pub applied_revision: i64,
     /// The newest etcd revision etcd confirmed this store is current with.
     pub confirmed_revision: i64,
