@@ -411,11 +411,15 @@ impl Writer {
     /// Puts `value` at `key`; the acknowledgement is stamped as soon as the
     /// put returns.
     pub fn put(&mut self, key: &str, value: &str) -> Res<Ack> {
+        self.put_within(key, value, OP_TIMEOUT)
+    }
+
+    fn put_within(&mut self, key: &str, value: &str, limit: Duration) -> Res<Ack> {
         let sent = wall();
         let client = &mut self.client;
         let resp = self
             .rt
-            .block_on(async { timeout(OP_TIMEOUT, client.put(key, value, None)).await })??;
+            .block_on(async { timeout(limit, client.put(key, value, None)).await })??;
         let acked = wall();
         let revision = resp
             .header()
@@ -428,10 +432,13 @@ impl Writer {
     }
 
     /// Puts until one succeeds or `cap` passes (for writes during faults).
+    /// Each attempt gets 500 ms: a put caught in a leader election can hang
+    /// until etcd's own timeout, while a retry lands as soon as the new
+    /// leader is in place.
     pub fn put_retrying(&mut self, key: &str, value: &str, cap: Duration) -> Res<Ack> {
         let start = mono();
         loop {
-            match self.put(key, value) {
+            match self.put_within(key, value, Duration::from_millis(500)) {
                 Ok(a) => return Ok(a),
                 Err(e) if mono().saturating_duration_since(start) > cap => {
                     return Err(format!("put kept failing for {cap:?}: {e}").into())

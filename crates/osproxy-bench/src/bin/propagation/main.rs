@@ -13,6 +13,9 @@
 //! ```text
 //! cargo run --release -p osproxy-bench --bin propagation            # full, ~5 min
 //! cargo run -p osproxy-bench --bin propagation -- --quick           # smoke, < 60 s
+//!   --stores LIST store counts for propagation (default 1,100,1000; quick 1,10);
+//!                 the largest also sizes the cost phase
+//!   --writes N    measured writes per store count (default 200; quick 20)
 //!   --out PATH    JSON report (default bench-out/propagation[-quick].json)
 //!   --plots DIR   SVG plots (default docs/bench; with --quick, next to --out)
 //! ```
@@ -81,12 +84,12 @@ impl Plan {
             directives: 10,
             cost_baseline_window_s: 10,
             cost_idle_window_s: 30,
-            churn_rounds: 4,
-            churn_window_s: 5,
+            churn_rounds: 12,
+            churn_window_s: 1,
             churn_directives: 100,
             churn_publishes_per_s: 100,
             kill_rounds: 5,
-            freeze_default_rounds: 3,
+            freeze_default_rounds: 4,
             freeze_tuned_rounds: 5,
             tuned_stale_after_s: 3,
             tuned_progress_interval_s: 1,
@@ -121,6 +124,8 @@ impl Plan {
 
 struct Args {
     quick: bool,
+    stores: Option<Vec<usize>>,
+    writes: Option<usize>,
     out: Option<PathBuf>,
     plots: Option<PathBuf>,
 }
@@ -128,6 +133,8 @@ struct Args {
 fn parse_args() -> Res<Args> {
     let mut args = Args {
         quick: false,
+        stores: None,
+        writes: None,
         out: None,
         plots: None,
     };
@@ -136,9 +143,24 @@ fn parse_args() -> Res<Args> {
         match a.as_str() {
             "--quick" => args.quick = true,
             "--out" => args.out = Some(it.next().ok_or("--out needs a path")?.into()),
+            "--stores" => {
+                let list = it.next().ok_or("--stores needs a list, e.g. 1,100,1000")?;
+                let counts = list
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().map(|n| n.max(1)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("--stores {list:?}: {e}"))?;
+                args.stores = Some(counts);
+            }
+            "--writes" => {
+                let n = it.next().ok_or("--writes needs a number")?;
+                args.writes = Some(n.parse().map_err(|e| format!("--writes {n:?}: {e}"))?);
+            }
             "--plots" => args.plots = Some(it.next().ok_or("--plots needs a directory")?.into()),
             "-h" | "--help" => {
-                println!("usage: propagation [--quick] [--out PATH] [--plots DIR]");
+                println!(
+                    "usage: propagation [--quick] [--stores N,N,..] [--writes N] [--out PATH] [--plots DIR]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)").into()),
@@ -185,6 +207,10 @@ impl Source {
 
 #[derive(Serialize)]
 struct Meta {
+    /// Over the whole run, in cores: everything busy on the machine, this
+    /// process, and the difference (etcd and other people's work).
+    machine_busy_cores: f64,
+    harness_cores: f64,
     mode: &'static str,
     command: String,
     source: Source,
@@ -220,11 +246,17 @@ fn main() -> ExitCode {
 
 fn run() -> Res<()> {
     let args = parse_args()?;
-    let plan = if args.quick {
+    let mut plan = if args.quick {
         Plan::quick()
     } else {
         Plan::full()
     };
+    if let Some(counts) = args.stores.clone() {
+        plan.store_counts = counts;
+    }
+    if let Some(w) = args.writes {
+        plan.writes = w.max(1);
+    }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(if args.quick {
             "bench-out/propagation-quick.json"
@@ -241,8 +273,11 @@ fn run() -> Res<()> {
     });
     let started = wall();
     let t0 = mono();
+    let (busy0, own0) = (sys::machine_busy(), sys::process_cpu());
     let load_before = load_average();
     let machine = Machine::describe();
+    // Before anything runs: the code this binary was built from.
+    let source = Source::describe();
     eprintln!(
         "propagation harness ({}): {} CPUs ({}), etcd {}, load {:?}",
         plan.mode, machine.nproc, machine.cpu_model, machine.etcd_version, load_before
@@ -359,6 +394,8 @@ fn run() -> Res<()> {
     let mut text = String::new();
     text += &report::propagation_table(&runs);
     text.push('\n');
+    text += &report::from_sent_table(&runs);
+    text.push('\n');
     text += &report::cpu_table(&runs);
     text.push('\n');
     text += &report::recovery_table(&recovery);
@@ -370,11 +407,15 @@ fn run() -> Res<()> {
     text += &report::targets_table(&targets);
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let run_time = mono().saturating_duration_since(t0);
+    let cores = |d: Duration| d.as_secs_f64() / run_time.as_secs_f64().max(1e-9);
     let report = Report {
         meta: Meta {
+            machine_busy_cores: cores(sys::machine_busy().saturating_sub(busy0)),
+            harness_cores: cores(sys::process_cpu().saturating_sub(own0)),
             mode: plan.mode,
             command,
-            source: Source::describe(),
+            source,
             machine,
             load_average_before: load_before,
             load_average_after: load_average(),
@@ -397,8 +438,12 @@ fn run() -> Res<()> {
     std::fs::write(out.with_extension("md"), &text)?;
     println!("{text}");
     println!(
-        "load average before {:?}, after {:?}; {:.0} s",
-        report.meta.load_average_before, report.meta.load_average_after, report.meta.duration_s
+        "load average before {:?}, after {:?}; {:.0} s; machine busy {:.2} cores on average, this process {:.2}",
+        report.meta.load_average_before,
+        report.meta.load_average_after,
+        report.meta.duration_s,
+        report.meta.machine_busy_cores,
+        report.meta.harness_cores
     );
     println!("JSON: {}", out.display());
     for p in &report.plots {

@@ -41,6 +41,10 @@ pub struct PropagationRun {
     pub store_every: Summary,
     /// Every (write, store) pair.
     pub store_per_store: Summary,
+    /// Per write, paired: the last store's stamp minus the baseline watch's
+    /// receipt of the same write. Independent of when the writer's thread
+    /// got its acknowledgement.
+    pub store_every_minus_baseline: Summary,
     /// One bare watch on the store key, own thread and runtime.
     pub baseline: Summary,
     /// Per write: the last of `n` bare watches on the bare key.
@@ -52,8 +56,12 @@ pub struct PropagationRun {
     pub store_via_reader: Option<Summary>,
     /// One store: reader-sampler time minus the store's own swap stamp.
     pub reader_minus_stamp: Option<Summary>,
-    /// Put round trip of the writer (sent → acknowledged).
+    /// Put round trip of the writer (sent → acknowledged), store key.
     pub put_rtt: Summary,
+    /// The same series measured from the moment the put was sent: the
+    /// acknowledgement itself queues behind etcd's fan-out and this
+    /// machine's two cores when a thousand watchers receive the write.
+    pub from_sent: FromSent,
     /// Process CPU per store-key write (ack wait included), ms.
     pub cpu_per_store_write_ms: f64,
     /// Process CPU per bare-key write, ms.
@@ -61,6 +69,19 @@ pub struct PropagationRun {
     /// Resident memory per bare watch (its own connection), measured when
     /// the bare fleet was created: what etcd-client alone costs.
     pub bare_fleet_rss_per_watch_kib: Option<f64>,
+    /// Distributions for the plots.
+    pub cdfs: Vec<Cdf>,
+}
+
+/// Latencies from "put sent" instead of "put acknowledged".
+#[derive(Debug, Serialize)]
+pub struct FromSent {
+    pub baseline: Summary,
+    pub store_every: Summary,
+    pub store_per_store: Summary,
+    pub bare_fleet_every: Summary,
+    /// Put round trip of the bare-key writes.
+    pub bare_put_rtt: Summary,
     /// Distributions for the plots.
     pub cdfs: Vec<Cdf>,
 }
@@ -89,7 +110,13 @@ struct Series {
     reader: Vec<i64>,
     reader_missed: usize,
     reader_minus_stamp: Vec<i64>,
+    every_minus_baseline: Vec<i64>,
     rtt: Vec<i64>,
+    bare_rtt: Vec<i64>,
+    every_sent: Vec<i64>,
+    per_store_sent: Vec<i64>,
+    baseline_sent: Vec<i64>,
+    bare_every_sent: Vec<i64>,
     cpu_store: Duration,
     cpu_bare: Duration,
 }
@@ -214,6 +241,7 @@ fn store_write(
             Some(stamp) => {
                 let lat = signed_delta(stamp, ack.acked);
                 series.per_store.push(lat);
+                series.per_store_sent.push(signed_delta(stamp, ack.sent));
                 worst = worst.map(|w| w.max(lat));
                 if ix == 0 {
                     first_stamp = Some(stamp);
@@ -226,7 +254,18 @@ fn store_write(
         }
     }
     match worst {
-        Some(w) if !stores.is_empty() => series.every.push(w),
+        Some(w) if !stores.is_empty() => {
+            series.every.push(w);
+            series
+                .every_sent
+                .push(w + signed_delta(ack.acked, ack.sent));
+            if let Some(b) = baseline.slot.seen(ack.revision) {
+                series
+                    .every_minus_baseline
+                    .push(w - signed_delta(b, ack.acked));
+                series.baseline_sent.push(signed_delta(b, ack.sent));
+            }
+        }
         _ => series.every_missed += 1,
     }
     push_slot(
@@ -297,6 +336,7 @@ fn bare_write(
         return Ok(());
     };
     series.cpu_bare += cpu1.saturating_sub(cpu0);
+    series.bare_rtt.push(signed_delta(ack.acked, ack.sent));
     let before = series.bare_per.len();
     let missed_before = series.bare_per_missed;
     for slot in &bare.slots {
@@ -311,6 +351,9 @@ fn bare_write(
         let worst = series.bare_per[before..].iter().copied().max();
         if let Some(w) = worst {
             series.bare_every.push(w);
+            series
+                .bare_every_sent
+                .push(w + signed_delta(ack.acked, ack.sent));
         }
     } else {
         series.bare_every_missed += 1;
@@ -330,6 +373,17 @@ fn summarise(n: usize, writes: usize, s: Series) -> PropagationRun {
         cdfs.push(Cdf::of("store: per store", &s.per_store));
         cdfs.push(Cdf::of("bare fleet: every watch has it", &s.bare_every));
     }
+    let mut sent_cdfs = vec![
+        Cdf::of("baseline: one bare watch", &s.baseline_sent),
+        Cdf::of("store: every store has it", &s.every_sent),
+    ];
+    if !one {
+        sent_cdfs.push(Cdf::of("store: per store", &s.per_store_sent));
+        sent_cdfs.push(Cdf::of(
+            "bare fleet: every watch has it",
+            &s.bare_every_sent,
+        ));
+    }
     #[allow(clippy::cast_precision_loss)]
     let per_write = |d: Duration| d.as_secs_f64() * 1e3 / writes.max(1) as f64;
     PropagationRun {
@@ -337,12 +391,21 @@ fn summarise(n: usize, writes: usize, s: Series) -> PropagationRun {
         writes,
         store_every: Summary::of(&s.every, s.every_missed),
         store_per_store: Summary::of(&s.per_store, s.per_store_missed),
+        store_every_minus_baseline: Summary::of(&s.every_minus_baseline, 0),
         baseline: Summary::of(&s.baseline, s.baseline_missed),
         bare_fleet_every: Summary::of(&s.bare_every, s.bare_every_missed),
         bare_fleet_per_watch: Summary::of(&s.bare_per, s.bare_per_missed),
         store_via_reader: one.then(|| Summary::of(&s.reader, s.reader_missed)),
         reader_minus_stamp: one.then(|| Summary::of(&s.reader_minus_stamp, 0)),
         put_rtt: Summary::of(&s.rtt, 0),
+        from_sent: FromSent {
+            baseline: Summary::of(&s.baseline_sent, s.baseline_missed),
+            store_every: Summary::of(&s.every_sent, s.every_missed),
+            store_per_store: Summary::of(&s.per_store_sent, s.per_store_missed),
+            bare_fleet_every: Summary::of(&s.bare_every_sent, s.bare_every_missed),
+            bare_put_rtt: Summary::of(&s.bare_rtt, 0),
+            cdfs: sent_cdfs,
+        },
         cpu_per_store_write_ms: per_write(s.cpu_store),
         cpu_per_bare_write_ms: per_write(s.cpu_bare),
         bare_fleet_rss_per_watch_kib: None,

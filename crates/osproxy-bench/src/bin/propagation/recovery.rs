@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use osproxy_etcd::config::{DEFAULT_PROGRESS_INTERVAL, DEFAULT_STALE_AFTER};
 use osproxy_etcd::EtcdDirectiveStore;
 use osproxy_test_support::{EtcdCluster, TcpForwarder};
 use serde::Serialize;
@@ -61,9 +62,6 @@ pub struct Settings {
     pub restart_rounds: usize,
     pub restart_outage: Duration,
 }
-
-const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(15);
-const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs every scenario with rounds on a fresh three-member cluster.
 pub fn run(rt: &Runtime, settings: Settings) -> Res<Vec<Scenario>> {
@@ -251,12 +249,12 @@ fn freeze(
         if !through.ends_with(&forwarder.endpoint()) {
             return Err(format!("store connected to {through}, not the forwarder").into());
         }
-        // The fault lands at a random point of the store's silence cycle
-        // (a progress request after each `progress_interval` of silence).
-        std::thread::sleep(rng.duration(
-            Duration::from_millis(500),
-            Duration::from_millis(500) + progress,
-        ));
+        // The fault lands at a uniformly random point of the store's silence
+        // cycle (an idle watch hears from etcd once per `progress_interval`,
+        // the reply to its progress request); the first message after the
+        // watch is created starts the cycle.
+        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(rng.duration(Duration::ZERO, progress));
         let reconnects = store.status().reconnects;
         let fault = wall();
         forwarder.freeze();

@@ -66,6 +66,26 @@ pub fn pid_cpu(pid: u32) -> Duration {
     Duration::from_nanos(total)
 }
 
+/// CPU time every process on the machine spent busy (all cores, from the
+/// `cpu` line of `/proc/stat`: everything but idle and iowait), 10 ms
+/// resolution.
+pub fn machine_busy() -> Duration {
+    let text = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return Duration::ZERO;
+    };
+    let ticks: u64 = line
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        // user nice system idle iowait irq softirq steal (guest is in user)
+        .filter(|(i, _)| !matches!(i, 3 | 4) && *i < 8)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
 /// `cpu` over `window` as a percentage of one core.
 pub fn pct_of_core(cpu: Duration, window: Duration) -> f64 {
     if window.is_zero() {
@@ -242,6 +262,7 @@ mod tests {
         assert_eq!(connections_to_port(port), before + 1);
         let me = std::process::id();
         assert!(pid_cpu(me) > Duration::ZERO);
+        assert!(machine_busy() > Duration::ZERO);
         assert!(load_average()[0] >= 0.0);
     }
 
