@@ -9,11 +9,12 @@
 //! snapshot.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use osproxy_core::Clock;
 use osproxy_observe::{
-    decode_directive, decode_directive_set_with, DecodeError, DecodeLimits, DiagnosticsDirective,
-    DirectiveSet, RejectReason,
+    decode_directive, decode_directive_set_with, DecodeError, DecodeLimits, DirectiveSet,
+    RejectReason,
 };
 
 use crate::status::Rejection;
@@ -24,8 +25,9 @@ struct Entry {
     mod_revision: i64,
     create_revision: i64,
     value: Vec<u8>,
-    /// The directives of the newest value that decoded.
-    good: Option<Vec<DiagnosticsDirective>>,
+    /// The newest value that decoded, as the decoder built it (index
+    /// included): in the single-key layout it is served as is.
+    good: Option<Arc<DirectiveSet>>,
     /// The newest value's rejection, when it did not decode.
     rejected: Option<DecodeError>,
 }
@@ -49,6 +51,8 @@ pub(crate) struct AppliedState {
     revision: i64,
     /// Rejections found while composing (duplicate ids across keys).
     compose_rejections: Vec<Rejection>,
+    /// The empty set, shared so that "still empty" is the same `Arc`.
+    empty: Arc<DirectiveSet>,
 }
 
 impl AppliedState {
@@ -59,6 +63,7 @@ impl AppliedState {
             entries: BTreeMap::new(),
             revision: 0,
             compose_rejections: Vec::new(),
+            empty: Arc::new(DirectiveSet::new()),
         }
     }
 
@@ -149,28 +154,37 @@ impl AppliedState {
         }
     }
 
-    fn decode(
-        &self,
-        value: &[u8],
-        clock: &dyn Clock,
-    ) -> Result<Vec<DiagnosticsDirective>, DecodeError> {
-        if self.prefix_layout {
-            decode_directive(value, clock, &self.limits).map(|d| vec![d])
+    fn decode(&self, value: &[u8], clock: &dyn Clock) -> Result<Arc<DirectiveSet>, DecodeError> {
+        let set = if self.prefix_layout {
+            decode_directive(value, clock, &self.limits)
+                .and_then(|d| DirectiveSet::try_from_directives(vec![d]))?
         } else {
-            decode_directive_set_with(value, clock, &self.limits)
-                .map(|set| set.directives().to_vec())
-        }
+            decode_directive_set_with(value, clock, &self.limits)?
+        };
+        Ok(Arc::new(set))
     }
 
     /// Builds the set to serve from every key's last good value. In the
     /// prefix layout, a key whose directive id is already taken by an earlier
     /// key is left out and reported (`duplicate_id`).
-    pub(crate) fn compose(&mut self) -> DirectiveSet {
+    ///
+    /// In the single-key layout the key's last good set is served exactly as
+    /// decoded (no copy, no second index build), and an unchanged last good
+    /// set comes back as the same `Arc`, so callers can skip the swap.
+    pub(crate) fn compose(&mut self) -> Arc<DirectiveSet> {
         self.compose_rejections.clear();
+        if !self.prefix_layout {
+            return self
+                .entries
+                .values()
+                .find_map(|e| e.good.clone())
+                .unwrap_or_else(|| Arc::clone(&self.empty));
+        }
         let mut ids = std::collections::HashSet::new();
         let mut all = Vec::new();
         for (key, entry) in &self.entries {
             let Some(good) = &entry.good else { continue };
+            let good = good.directives();
             if good.iter().any(|d| ids.contains(d.id.as_str())) {
                 self.compose_rejections.push(Rejection {
                     key: String::from_utf8_lossy(key).into_owned(),
@@ -185,7 +199,7 @@ impl AppliedState {
         }
         // Every directive was validated by the decoder and ids are unique, so
         // this cannot fail; an empty set is the fail-safe answer if it did.
-        DirectiveSet::try_from_directives(all).unwrap_or_default()
+        Arc::new(DirectiveSet::try_from_directives(all).unwrap_or_default())
     }
 
     /// Every standing rejection.

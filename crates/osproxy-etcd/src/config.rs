@@ -7,7 +7,7 @@
 //! | layout | (required) | [`Layout::Key`] (the whole set in one value) or [`Layout::Prefix`] |
 //! | connect timeout | 5 s | bound on `connect` and on each reconnect attempt |
 //! | request timeout | 5 s | bound on each unary request (reads, status writes) |
-//! | keepalive interval / timeout | 10 s / 5 s | HTTP/2 pings; interval ≥ 5 s (etcd's minimum) |
+//! | keepalive interval / timeout | 20 s / 5 s | HTTP/2 pings after this much silence on the connection; interval ≥ 5 s (etcd's minimum). A backstop: while a watch is healthy, progress replies keep the connection from ever being that silent |
 //! | stale after | 15 s | silence on the watch after which the connection is dropped |
 //! | progress interval | 10 s | silence after which etcd is asked to confirm the watch (the idle cost of a store: one small round trip per interval) |
 //! | backoff | 100 ms – 10 s | jittered exponential reconnect delay |
@@ -142,7 +142,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default HTTP/2 keepalive interval.
-pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// Default HTTP/2 keepalive timeout.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default staleness bound.

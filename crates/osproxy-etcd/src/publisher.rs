@@ -495,7 +495,7 @@ impl Publisher {
         applied.replace_all(&live.kvs, self.clock.as_ref(), &mut reasons);
         let first = Change {
             revision: live.revision,
-            set: applied.compose(),
+            set: DirectiveSet::clone(&applied.compose()),
             rejected: applied.rejections(),
         };
         let mut options = WatchOptions::new().with_start_revision(live.header + 1);
@@ -877,7 +877,7 @@ impl Changes {
     }
 
     fn emit(&mut self, revision: i64) {
-        let set = self.applied.compose();
+        let set = DirectiveSet::clone(&self.applied.compose());
         let rejected = self.applied.rejections();
         self.pending.push_back(Change {
             revision,

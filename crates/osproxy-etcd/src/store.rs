@@ -173,7 +173,8 @@ impl EtcdStoreBuilder {
         self
     }
 
-    /// HTTP/2 keepalive ping interval (≥ 5 s) and timeout. Default 10 s / 5 s.
+    /// HTTP/2 keepalive ping interval (≥ 5 s) and timeout. Default 20 s / 5 s:
+    /// a backstop, since progress replies keep a healthy watch busier than that.
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.connection.keepalive_interval = interval;
         self.config.connection.keepalive_timeout = timeout;

@@ -325,9 +325,16 @@ impl Watcher {
         }
         let set = self.applied.compose();
         let len = set.len();
-        let changed = *self.shared.load_full() != set;
+        let current = self.shared.load_full();
+        // Single key: an unchanged last good set is the very same `Arc`.
+        // Prefix: the set is rebuilt from the keys, so compare contents.
+        let changed = if self.config.layout.is_prefix() {
+            *current != *set
+        } else {
+            !Arc::ptr_eq(&current, &set)
+        };
         if changed {
-            self.shared.store(Arc::new(set));
+            self.shared.store(set);
             info!(
                 directives = len,
                 revision = self.applied.revision(),

@@ -80,7 +80,7 @@ pub struct ServeOpts {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub progress_interval: Duration,
     /// HTTP/2 keepalive ping interval (at least 5s: etcd closes connections that ping more often).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub keepalive_interval: Duration,
     /// How long a keepalive ping may go unanswered.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
