@@ -15,14 +15,7 @@ async fn killing_the_member_in_use_and_then_the_whole_cluster_loses_no_update() 
     let cluster = EtcdCluster::three();
     let key = unique_key("faults");
     cluster.put(&key, &set_body(&["a"], 600));
-    let store = quick(&cluster.endpoints(), Layout::Key(key.clone()))
-        .connect()
-        .await
-        .expect("connect");
-    eventually(PROMPTLY, "the watch is established", || async {
-        store.status().connected
-    })
-    .await;
+    let store = connected_quick_store(&cluster, Layout::Key(key.clone())).await;
     let endpoint = store.status().endpoint.expect("an endpoint in use");
     let used = member_index(&cluster, &endpoint).expect("a member's endpoint");
 
@@ -102,16 +95,8 @@ async fn a_publish_made_while_the_store_is_disconnected_is_not_lost() {
     let cluster = EtcdCluster::three();
     let key = unique_key("faults-missed");
     cluster.put(&key, &set_body(&["a"], 600));
-    let store = quick(&cluster.endpoints(), Layout::Key(key.clone()))
-        .connect()
-        .await
-        .expect("connect");
-    eventually(PROMPTLY, "the watch is established", || async {
-        store.status().connected
-    })
-    .await;
-    let used = member_index(&cluster, &store.status().endpoint.expect("endpoint"))
-        .expect("a member's endpoint");
+    let store = connected_quick_store(&cluster, Layout::Key(key.clone())).await;
+    let used = member_in_use(&cluster, &store);
 
     // Two writes (the second a delete, then a put) land while the store has
     // no connection at all: both must be replayed from the resume point.
@@ -155,8 +140,7 @@ async fn a_member_that_loses_quorum_drops_the_watch_before_the_staleness_bound()
         s.connected
     })
     .await;
-    let used = member_index(&cluster, &store.status().endpoint.expect("endpoint"))
-        .expect("a member's endpoint");
+    let used = member_in_use(&cluster, &store);
     let lost_at = Instant::now();
     for (i, member) in cluster.members().iter().enumerate() {
         if i != used {

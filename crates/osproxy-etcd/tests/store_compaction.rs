@@ -200,14 +200,7 @@ async fn a_compaction_while_connected_changes_nothing() {
     let cluster = EtcdCluster::single();
     let key = unique_key("compact-live");
     cluster.put(&key, &set_body(&["a"], 600));
-    let store = quick(&cluster.endpoints(), Layout::Key(key.clone()))
-        .connect()
-        .await
-        .expect("connect");
-    eventually(PROMPTLY, "the watch is established", || async {
-        store.status().connected
-    })
-    .await;
+    let store = connected_quick_store(&cluster, Layout::Key(key.clone())).await;
     let swaps = store.swaps();
     cluster.put(&key, &set_body(&["b"], 600));
     wait_ids(&store, &["b"]).await;

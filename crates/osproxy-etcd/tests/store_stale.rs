@@ -90,16 +90,8 @@ async fn a_sigstopped_member_is_left_for_a_healthy_one() {
     let cluster = EtcdCluster::three();
     let key = unique_key("stale-sigstop");
     cluster.put(&key, &set_body(&["a"], 600));
-    let store = quick(&cluster.endpoints(), Layout::Key(key.clone()))
-        .connect()
-        .await
-        .expect("connect");
-    eventually(PROMPTLY, "the watch is established", || async {
-        store.status().connected
-    })
-    .await;
-    let used = member_index(&cluster, &store.status().endpoint.expect("endpoint"))
-        .expect("a member's endpoint");
+    let store = connected_quick_store(&cluster, Layout::Key(key.clone())).await;
+    let used = member_in_use(&cluster, &store);
 
     cluster.member(used).stop();
     let stopped_at = Instant::now();

@@ -228,3 +228,22 @@ pub fn compact_now(cluster: &EtcdCluster) {
         "etcdctl compact {revision} failed: {stderr}"
     );
 }
+
+/// A [`quick`] store on `cluster`, returned once its watch is established.
+pub async fn connected_quick_store(cluster: &EtcdCluster, layout: Layout) -> EtcdDirectiveStore {
+    let store = quick(&cluster.endpoints(), layout)
+        .connect()
+        .await
+        .expect("connect");
+    eventually(PROMPTLY, "the watch is established", || async {
+        store.status().connected
+    })
+    .await;
+    store
+}
+
+/// The index of the member `store` is connected to.
+pub fn member_in_use(cluster: &EtcdCluster, store: &EtcdDirectiveStore) -> usize {
+    let endpoint = store.status().endpoint.expect("an endpoint in use");
+    member_index(cluster, &endpoint).expect("a member's endpoint")
+}
