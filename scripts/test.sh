@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 
-# Live tests start etcd clusters; two test binaries at a time is what a
-# 2-core machine sustains without starving etcd's heartbeats.
+# Cargo runs one test binary at a time; within one, at most four tests run at
+# once, each with its own etcd (a 2-core machine keeps their heartbeats going).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace --locked
