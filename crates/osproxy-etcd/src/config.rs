@@ -46,6 +46,26 @@ impl Layout {
     pub fn is_prefix(&self) -> bool {
         matches!(self, Layout::Prefix(_))
     }
+
+    /// Options that read this layout: the key, or every key under the prefix.
+    pub(crate) fn get_options(&self) -> etcd_client::GetOptions {
+        let o = etcd_client::GetOptions::new();
+        if self.is_prefix() {
+            o.with_prefix()
+        } else {
+            o
+        }
+    }
+
+    /// Options that watch this layout from `start_revision`.
+    pub(crate) fn watch_options(&self, start_revision: i64) -> etcd_client::WatchOptions {
+        let o = etcd_client::WatchOptions::new().with_start_revision(start_revision);
+        if self.is_prefix() {
+            o.with_prefix()
+        } else {
+            o
+        }
+    }
 }
 
 /// TLS material, as PEM.

@@ -65,7 +65,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
-    TxnOpResponse, TxnResponse, WatchOptions, WatchStream,
+    TxnOpResponse, TxnResponse, WatchStream,
 };
 use osproxy_core::Clock;
 use osproxy_observe::encode::directive_value;
@@ -343,10 +343,7 @@ impl Publisher {
     /// A request error.
     pub async fn revision(&self) -> Result<i64, PublishError> {
         let mut client = self.client.clone();
-        let mut opts = GetOptions::new().with_keys_only();
-        if self.layout.is_prefix() {
-            opts = opts.with_prefix();
-        }
+        let opts = self.layout.get_options().with_keys_only();
         let resp = self
             .request("read", client.get(self.layout.key().to_owned(), Some(opts)))
             .await?;
@@ -498,10 +495,7 @@ impl Publisher {
             set: DirectiveSet::clone(&applied.compose()),
             rejected: applied.rejections(),
         };
-        let mut options = WatchOptions::new().with_start_revision(live.header + 1);
-        if self.layout.is_prefix() {
-            options = options.with_prefix();
-        }
+        let options = self.layout.watch_options(live.header + 1);
         let mut client = self.client.clone();
         let stream = self
             .request(
@@ -528,10 +522,7 @@ impl Publisher {
     /// # Errors
     /// A request error.
     pub async fn fleet_status(&self, status_prefix: &str) -> Result<FleetStatus, PublishError> {
-        let mut directive_opts = GetOptions::new().with_keys_only();
-        if self.layout.is_prefix() {
-            directive_opts = directive_opts.with_prefix();
-        }
+        let directive_opts = self.layout.get_options().with_keys_only();
         let txn = Txn::new().and_then([
             TxnOp::get(self.layout.key(), Some(directive_opts)),
             TxnOp::get(status_prefix, Some(GetOptions::new().with_prefix())),
@@ -584,10 +575,7 @@ impl Publisher {
 
     async fn read(&self) -> Result<Live, PublishError> {
         let mut client = self.client.clone();
-        let opts = self
-            .layout
-            .is_prefix()
-            .then(|| GetOptions::new().with_prefix());
+        let opts = Some(self.layout.get_options());
         let mut resp = self
             .request("read", client.get(self.layout.key().to_owned(), opts))
             .await?;

@@ -224,14 +224,10 @@ impl Watcher {
     }
 
     fn watch_options(&self, start: i64) -> WatchOptions {
-        let o = WatchOptions::new()
-            .with_start_revision(start)
-            .with_progress_notify();
-        if self.config.layout.is_prefix() {
-            o.with_prefix()
-        } else {
-            o
-        }
+        self.config
+            .layout
+            .watch_options(start)
+            .with_progress_notify()
     }
 
     /// Whether a watch may resume at `next_revision`: only while etcd still
@@ -270,11 +266,7 @@ impl Watcher {
     async fn read(&mut self, client: &mut Client, limit: Duration) -> Result<i64, Failed> {
         self.set_phase(WatchPhase::Reading, false);
         let key = self.config.layout.key().to_owned();
-        let opts = self
-            .config
-            .layout
-            .is_prefix()
-            .then(|| GetOptions::new().with_prefix());
+        let opts = Some(self.config.layout.get_options());
         let resp = match timeout(
             limit.min(self.config.connection.request_timeout),
             client.get(key, opts),
