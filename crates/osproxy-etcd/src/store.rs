@@ -167,6 +167,14 @@ impl EtcdStoreBuilder {
         self
     }
 
+    /// Every connection option at once (endpoints, timeouts, keepalive, TLS,
+    /// credentials), e.g. one already shared with a [`crate::publisher::Publisher`].
+    /// Replaces the endpoints given to [`EtcdDirectiveStore::builder`].
+    pub fn connection(mut self, connection: ConnectionConfig) -> Self {
+        self.config.connection = connection;
+        self
+    }
+
     /// Bound on each unary request. Default 5 s.
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.config.connection.request_timeout = d;

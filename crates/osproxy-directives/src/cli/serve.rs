@@ -143,19 +143,11 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         })?;
         let mut builder =
             EtcdDirectiveStore::builder(&connection.endpoints, layout.clone(), clock())
-                .connect_timeout(connection.connect_timeout)
-                .request_timeout(connection.request_timeout)
-                .keepalive(connection.keepalive_interval, connection.keepalive_timeout)
+                .connection(connection.clone())
                 .stale_after(opts.stale_after)
                 .progress_interval(opts.progress_interval)
                 .backoff(opts.backoff_initial, opts.backoff_max)
                 .decode_limits(limits);
-        if let Some(tls) = connection.tls.clone() {
-            builder = builder.tls(tls);
-        }
-        if let Some(c) = &connection.credentials {
-            builder = builder.credentials(c.user.clone(), c.password.clone());
-        }
         if let Some(id) = &opts.instance_id {
             builder = builder.instance(InstanceReport {
                 instance_id: id.clone(),
