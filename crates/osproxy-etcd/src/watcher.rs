@@ -31,7 +31,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
+use osproxy_core::Clock;
 use osproxy_observe::{RejectReason, SharedDirectiveSet};
 use tokio::time::{sleep_until, timeout, Instant as TokioInstant};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,7 @@ use crate::config::StoreConfig;
 use crate::connection;
 use crate::error::client_error_kind;
 use crate::instance::InstanceReporter;
+use crate::offload::decode_work;
 use crate::status::{StatusCell, WatchPhase};
 
 /// Where the watcher is; each variant holds only what is valid in it.
@@ -289,9 +291,11 @@ impl Watcher {
         self.header_revision = revision;
         self.cluster_id = Some(cluster_id);
         let mut rejected = Vec::new();
-        let outcome =
-            self.applied
-                .replace_all(resp.kvs(), self.config.clock.as_ref(), &mut rejected);
+        let bytes = resp.kvs().iter().map(|kv| kv.value().len()).sum();
+        let clock = self.config.clock.as_ref();
+        let outcome = decode_work(bytes, || {
+            self.applied.replace_all(resp.kvs(), clock, &mut rejected)
+        });
         self.publish(outcome, &rejected);
         if rebuilt {
             // The old cluster's revisions mean nothing here: status must not
@@ -467,6 +471,30 @@ impl Watcher {
         // Several events of one response may share a revision (a transaction):
         // filter against the resume point as it was before this response.
         let floor = *next_revision;
+        let bytes = resp
+            .events()
+            .iter()
+            .filter_map(|e| e.kv().map(|kv| kv.value().len()))
+            .sum();
+        decode_work(bytes, || {
+            self.apply_events(resp, clock.as_ref(), floor, next_revision, &mut outcome, &mut rejected)
+        });
+        self.publish(outcome, &rejected);
+        self.status.confirmed(clock.as_ref(), *next_revision - 1);
+        Ok(())
+    }
+
+    /// Applies the events of one response at or above `floor`, moving
+    /// `next_revision` past each.
+    fn apply_events(
+        &mut self,
+        resp: &WatchResponse,
+        clock: &dyn Clock,
+        floor: i64,
+        next_revision: &mut i64,
+        outcome: &mut Outcome,
+        rejected: &mut Vec<RejectReason>,
+    ) {
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             let revision = kv.mod_revision();
@@ -474,16 +502,13 @@ impl Watcher {
                 continue; // a duplicate or a watch travelling back in time
             }
             let o = match event.event_type() {
-                EventType::Put => self.applied.put(kv, clock.as_ref(), &mut rejected),
+                EventType::Put => self.applied.put(kv, clock, rejected),
                 EventType::Delete => self.applied.delete(kv.key(), revision),
             };
             if o == Outcome::Changed {
-                outcome = Outcome::Changed;
+                *outcome = Outcome::Changed;
             }
             *next_revision = (*next_revision).max(revision + 1);
         }
-        self.publish(outcome, &rejected);
-        self.status.confirmed(clock.as_ref(), *next_revision - 1);
-        Ok(())
     }
 }
