@@ -18,8 +18,8 @@ pub(crate) const INLINE_BYTES: usize = 64 * 1024;
 /// Runs `work`, which decodes `bytes` bytes, off the async worker when it is
 /// large and the runtime can spare the worker.
 pub(crate) fn decode_work<R>(bytes: usize, work: impl FnOnce() -> R) -> R {
-    let multi_thread = Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let multi_thread =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
     if bytes > INLINE_BYTES && multi_thread {
         tokio::task::block_in_place(work)
     } else {

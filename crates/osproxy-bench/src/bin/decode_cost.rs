@@ -32,8 +32,7 @@ fn time_shape(shape: &Shape, min_rounds: usize, min_time: Duration) -> Timing {
     let mut samples = Vec::new();
     let started = Instant::now();
     // Bounded: at most 10,000 rounds whatever the shape costs.
-    while samples.len() < 10_000 && (samples.len() < min_rounds || started.elapsed() < min_time)
-    {
+    while samples.len() < 10_000 && (samples.len() < min_rounds || started.elapsed() < min_time) {
         let t = Instant::now();
         let outcome = decode_directive_set(std::hint::black_box(&shape.body), &clock);
         samples.push(t.elapsed());
@@ -60,7 +59,9 @@ fn main() {
         .map(|s| time_shape(s, min_rounds, min_time))
         .collect();
     let base = timings[0].median.as_secs_f64();
-    println!("| shape | bytes | outcome | median | × valid 1 MiB set | verdict (≤ {TARGET_RATIO}×) |");
+    println!(
+        "| shape | bytes | outcome | median | × valid 1 MiB set | verdict (≤ {TARGET_RATIO}×) |"
+    );
     println!("|---|---:|---|---:|---:|---|");
     let mut missed = 0;
     for (s, t) in shapes.iter().zip(&timings) {
