@@ -1,12 +1,13 @@
-//! Id newtypes: the request attributes directives target, and
-//! [`EndpointKind`] with its stable wire names.
+//! Id newtypes: the request attributes directives target ([`PartitionId`],
+//! [`IndexName`], [`PrincipalId`], [`RequestId`]), plus the seed's other ids
+//! ([`ClusterId`], [`FieldName`], [`Epoch`]) so that programs written against
+//! the seed's `osproxy_core::ids` keep compiling.
 //!
-//! Newtypes keep a tenant from being passed where an index is expected; the
-//! wire names of [`EndpointKind`] are part of the directive wire format and
-//! must never change.
+//! Newtypes keep a tenant from being passed where an index is expected.
+//! String ids share one `Arc<str>`, so cloning one on the request path does not
+//! allocate.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 macro_rules! string_id {
@@ -22,8 +23,16 @@ macro_rules! string_id {
             }
 
             /// The id as a string slice.
+            #[must_use]
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The id as an owned `String` (the seed's accessor; copies the
+            /// shared text).
+            #[must_use]
+            pub fn into_string(self) -> String {
+                self.0.as_ref().to_owned()
             }
         }
 
@@ -81,130 +90,52 @@ string_id!(
     /// A request's unique id; its FNV-1a hash decides sampling.
     RequestId
 );
+string_id!(
+    /// A physical cluster behind the proxy (kept from the seed's API).
+    ClusterId
+);
+string_id!(
+    /// The name of a document field (kept from the seed's API).
+    FieldName
+);
 
-/// The kind of proxied endpoint a request hits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EndpointKind {
-    /// Index one document.
-    IngestDoc,
-    /// Bulk indexing.
-    IngestBulk,
-    /// A search.
-    Search,
-    /// Several searches in one request.
-    MultiSearch,
-    /// A count query.
-    Count,
-    /// Get one document by id.
-    GetById,
-    /// Get several documents by id.
-    MultiGet,
-    /// Delete one document by id.
-    DeleteById,
-    /// Delete the documents matching a query.
-    DeleteByQuery,
-    /// Scroll or point-in-time cursor paging.
-    Cursor,
-    /// Cluster or index administration.
-    Admin,
-    /// Anything the proxy could not classify.
-    Unknown,
-}
+/// A placement-table generation (kept from the seed's API): a counter that
+/// only moves forward and saturates instead of wrapping.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Epoch(u64);
 
-impl EndpointKind {
-    /// Every kind, in wire order.
-    pub const ALL: [EndpointKind; 12] = [
-        EndpointKind::IngestDoc,
-        EndpointKind::IngestBulk,
-        EndpointKind::Search,
-        EndpointKind::MultiSearch,
-        EndpointKind::Count,
-        EndpointKind::GetById,
-        EndpointKind::MultiGet,
-        EndpointKind::DeleteById,
-        EndpointKind::DeleteByQuery,
-        EndpointKind::Cursor,
-        EndpointKind::Admin,
-        EndpointKind::Unknown,
-    ];
+impl Epoch {
+    /// The initial epoch.
+    pub const ZERO: Self = Epoch(0);
 
-    /// The stable wire name (`"IngestDoc"`, `"Search"`, …).
-    pub const fn wire_name(self) -> &'static str {
-        match self {
-            EndpointKind::IngestDoc => "IngestDoc",
-            EndpointKind::IngestBulk => "IngestBulk",
-            EndpointKind::Search => "Search",
-            EndpointKind::MultiSearch => "MultiSearch",
-            EndpointKind::Count => "Count",
-            EndpointKind::GetById => "GetById",
-            EndpointKind::MultiGet => "MultiGet",
-            EndpointKind::DeleteById => "DeleteById",
-            EndpointKind::DeleteByQuery => "DeleteByQuery",
-            EndpointKind::Cursor => "Cursor",
-            EndpointKind::Admin => "Admin",
-            EndpointKind::Unknown => "Unknown",
-        }
+    /// The epoch of this generation number.
+    #[must_use]
+    pub fn new(generation: u64) -> Self {
+        Epoch(generation)
+    }
+
+    /// The generation number.
+    #[must_use]
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The next epoch, pinned at `u64::MAX`.
+    #[must_use]
+    pub fn next(self) -> Self {
+        Epoch(self.0.saturating_add(1))
     }
 }
 
-impl fmt::Display for EndpointKind {
+impl fmt::Display for Epoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.wire_name())
-    }
-}
-
-/// A string that is not the wire name of any [`EndpointKind`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownEndpointKind;
-
-impl fmt::Display for UnknownEndpointKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("unknown endpoint kind")
-    }
-}
-
-impl std::error::Error for UnknownEndpointKind {}
-
-impl FromStr for EndpointKind {
-    type Err = UnknownEndpointKind;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EndpointKind::ALL
-            .into_iter()
-            .find(|k| k.wire_name() == s)
-            .ok_or(UnknownEndpointKind)
+        write!(f, "{}", self.0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_wire_names_round_trip_and_are_stable() {
-        let names: Vec<&str> = EndpointKind::ALL.iter().map(|k| k.wire_name()).collect();
-        assert_eq!(
-            names,
-            [
-                "IngestDoc",
-                "IngestBulk",
-                "Search",
-                "MultiSearch",
-                "Count",
-                "GetById",
-                "MultiGet",
-                "DeleteById",
-                "DeleteByQuery",
-                "Cursor",
-                "Admin",
-                "Unknown"
-            ]
-        );
-        for k in EndpointKind::ALL {
-            assert_eq!(k.wire_name().parse::<EndpointKind>(), Ok(k));
-        }
-        assert_eq!("search".parse::<EndpointKind>(), Err(UnknownEndpointKind));
-    }
 
     #[test]
     fn ids_compare_by_value() {
@@ -214,5 +145,18 @@ mod tests {
         );
         assert_eq!(IndexName::from("logs").as_str(), "logs");
         assert_eq!(format!("{:?}", RequestId::from("r1")), "RequestId(\"r1\")");
+        assert_eq!(PartitionId::from("t7").into_string(), "t7");
+        assert_eq!(
+            format!("{:?}", ClusterId::from("eu-1")),
+            "ClusterId(\"eu-1\")"
+        );
+        assert_eq!(FieldName::from("f").as_str(), "f");
+    }
+
+    #[test]
+    fn epoch_moves_forward_and_saturates() {
+        assert_eq!(Epoch::ZERO.next(), Epoch::new(1));
+        assert_eq!(Epoch::new(u64::MAX).next().get(), u64::MAX);
+        assert_eq!(Epoch::new(42).to_string(), "42");
     }
 }

@@ -38,6 +38,7 @@ impl Instant {
     }
 
     /// `self + d`, pinned to [`Instant::MAX`].
+    #[must_use]
     pub fn saturating_add(self, d: Duration) -> Instant {
         Instant(self.0.saturating_add(duration_nanos(d)))
     }
@@ -48,6 +49,7 @@ impl Instant {
     }
 
     /// Time from `earlier` to `self`, zero when `earlier` is later.
+    #[must_use]
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
@@ -86,11 +88,21 @@ fn duration_nanos(d: Duration) -> u64 {
 
 /// A source of time. Implementations must be cheap and thread-safe: the
 /// evaluator's callers read `now()` once per request.
-pub trait Clock: Send + Sync + fmt::Debug {
+///
+/// The only supertraits are the seed's, `Send + Sync`; a clock need not be
+/// `Debug`. `dyn Clock` itself is `Debug` (it prints `Clock`), so structs
+/// holding an `Arc<dyn Clock>` can still derive `Debug`.
+pub trait Clock: Send + Sync {
     /// The monotonic time. Never goes backwards.
     fn now(&self) -> Instant;
     /// The wall-clock time in nanoseconds since the Unix epoch. May jump.
     fn unix_nanos(&self) -> u64;
+}
+
+impl fmt::Debug for dyn Clock + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 /// The real clock: the only code in the workspace that reads the OS clock.
@@ -127,7 +139,12 @@ impl Clock for SystemClock {
 ///
 /// Both readings advance together, so converting a wall-clock expiry to the
 /// monotonic timeline behaves exactly as with the real clock.
-#[derive(Debug, Default)]
+///
+/// Unlike the seed's (whose wall reading is its monotonic one, starting at
+/// 0), the wall clock starts at 2024-01-01T00:00:00Z, so that RFC 3339
+/// expiries decode against a realistic date; [`ManualClock::default`] is the
+/// same as [`ManualClock::new`].
+#[derive(Debug)]
 pub struct ManualClock {
     mono: AtomicU64,
     wall: AtomicU64,
@@ -136,8 +153,16 @@ pub struct ManualClock {
 /// The wall time a [`ManualClock::new`] starts at: 2024-01-01T00:00:00Z.
 const MANUAL_CLOCK_EPOCH_UNIX_NANOS: u64 = 1_704_067_200 * 1_000_000_000;
 
+impl Default for ManualClock {
+    /// The same as [`ManualClock::new`].
+    fn default() -> Self {
+        ManualClock::new()
+    }
+}
+
 impl ManualClock {
     /// A clock at monotonic [`Instant::ZERO`] and wall time 2024-01-01T00:00:00Z.
+    #[must_use]
     pub fn new() -> Self {
         Self::at_unix_nanos(MANUAL_CLOCK_EPOCH_UNIX_NANOS)
     }
@@ -201,6 +226,12 @@ mod tests {
         c.advance(Duration::from_secs(3));
         assert_eq!(c.now() - m, Duration::from_secs(3));
         assert_eq!(c.unix_nanos() - w, 3_000_000_000);
+        assert_eq!(
+            ManualClock::default().unix_nanos(),
+            ManualClock::new().unix_nanos()
+        );
+        let as_dyn: &dyn Clock = &c;
+        assert_eq!(format!("{as_dyn:?}"), "Clock");
         c.set_unix_nanos(5);
         assert_eq!(c.unix_nanos(), 5);
         assert_eq!(c.now() - m, Duration::from_secs(3));

@@ -9,7 +9,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use osproxy_core::{EndpointKind, IndexName, Instant, PartitionId, PrincipalId};
+use osproxy_core::{EndpointKind, IndexName, Instant, PartitionId, PrincipalId, RequestId};
+
+use crate::sample;
 
 /// How much diagnostic detail to record, ordered from least to most.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -43,6 +45,20 @@ impl DiagLevel {
             DiagLevel::ShapeRewriteDiff => "ShapeRewriteDiff",
         }
     }
+
+    /// The stable wire name (the seed's name for [`DiagLevel::wire_name`]);
+    /// round-trips with [`DiagLevel::from_name`].
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        self.wire_name()
+    }
+
+    /// The level with this wire name, or `None` when the name is not one
+    /// (fail-closed; the same as `str::parse`).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        DiagLevel::ALL.into_iter().find(|l| l.wire_name() == name)
+    }
 }
 
 impl fmt::Display for DiagLevel {
@@ -66,10 +82,7 @@ impl std::error::Error for UnknownLevel {}
 impl FromStr for DiagLevel {
     type Err = UnknownLevel;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DiagLevel::ALL
-            .into_iter()
-            .find(|l| l.wire_name() == s)
-            .ok_or(UnknownLevel)
+        DiagLevel::from_name(s).ok_or(UnknownLevel)
     }
 }
 
@@ -88,6 +101,40 @@ pub struct DirectiveMatch {
 }
 
 impl DirectiveMatch {
+    /// The match of every request: no target set (the same as `default()`).
+    #[must_use]
+    pub fn all() -> Self {
+        DirectiveMatch::default()
+    }
+
+    /// Narrows the match to `tenant` (builder style).
+    #[must_use]
+    pub fn for_tenant(mut self, tenant: PartitionId) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// Narrows the match to `index` (builder style).
+    #[must_use]
+    pub fn for_index(mut self, index: IndexName) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// Narrows the match to `principal` (builder style).
+    #[must_use]
+    pub fn for_principal(mut self, principal: PrincipalId) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+
+    /// Narrows the match to `endpoint` (builder style).
+    #[must_use]
+    pub fn for_endpoint(mut self, endpoint: EndpointKind) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
     /// Whether every set target equals the request's attribute.
     #[inline]
     pub fn matches(&self, attrs: &RequestAttrs<'_>) -> bool {
@@ -141,6 +188,23 @@ impl DiagnosticsDirective {
     #[inline]
     pub fn is_live(&self, now: Instant) -> bool {
         now < self.expires_at
+    }
+
+    /// This directive's level if it applies to the request at `now`
+    /// (unexpired, every set target matches, the request is in its sample),
+    /// else `None`. The seed's way to fold a single-request directive (see
+    /// [`crate::DirectiveVerifier`]) into an evaluation.
+    #[must_use]
+    pub fn level_if_applies(
+        &self,
+        attrs: &RequestAttrs<'_>,
+        now: Instant,
+        request: &RequestId,
+    ) -> Option<DiagLevel> {
+        let applies = self.is_live(now)
+            && self.matcher.matches(attrs)
+            && sample::in_sample(sample::bucket(request), self.sample_per_mille);
+        applies.then_some(self.level)
     }
 }
 

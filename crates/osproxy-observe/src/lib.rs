@@ -8,7 +8,11 @@
 //! canonical form back, [`set`] indexes a set so a request costs a few hash
 //! look-ups however many directives are active, and [`store`] publishes whole
 //! snapshots with one atomic swap so readers never block and never write
-//! shared memory.
+//! shared memory. [`verifier`] is the single-request channel's seam.
+//!
+//! Seed compatibility: every public item of the seed's `osproxy-observe`
+//! 1.0.2 directive subsystem is here with its seed signature (SPEC §4);
+//! richer API sits beside it.
 //!
 //! # Example
 //! ```
@@ -39,6 +43,7 @@ mod json;
 pub mod sample;
 pub mod set;
 pub mod store;
+pub mod verifier;
 pub mod view;
 
 pub use decode::{
@@ -52,4 +57,5 @@ pub use store::{
     DirectiveReader, DirectiveStore, InMemoryDirectiveStore, RevisionConflict, SharedDirectiveSet,
     Snapshot,
 };
+pub use verifier::{DirectiveVerifier, NoVerifier};
 pub use view::DirectiveView;

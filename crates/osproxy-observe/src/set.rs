@@ -120,6 +120,21 @@ impl DirectiveSet {
         DirectiveSet::default()
     }
 
+    /// Builds a set from directives as they are, without checking them (the
+    /// seed's constructor). Evaluation stays well defined whatever they hold:
+    /// a `sample_per_mille` above 1000 means always, an empty target matches
+    /// no request, and [`DirectiveSet::get`] finds the first of duplicated
+    /// ids. Use [`DirectiveSet::try_from_directives`] to have them checked
+    /// as the decoder checks them.
+    #[must_use]
+    pub fn from_directives(directives: Vec<DiagnosticsDirective>) -> Self {
+        let index = Index::build(&directives);
+        DirectiveSet {
+            directives: directives.into(),
+            index,
+        }
+    }
+
     /// Builds a set from already-typed directives, checking what the decoder
     /// checks of the set as a whole (ids valid and unique, targets and sample
     /// within bounds).
@@ -150,11 +165,7 @@ impl DirectiveSet {
                 return Err(DecodeError::at(RejectReason::SampleOutOfRange, i));
             }
         }
-        let index = Index::build(&directives);
-        Ok(DirectiveSet {
-            directives: directives.into(),
-            index,
-        })
+        Ok(DirectiveSet::from_directives(directives))
     }
 
     /// Number of directives, expired ones included.

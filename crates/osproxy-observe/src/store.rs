@@ -34,6 +34,14 @@ pub trait DirectiveStore: Send + Sync {
     }
 }
 
+/// A fixed set is a store (the seed's default store): its directives never
+/// change for this process.
+impl DirectiveStore for Arc<DirectiveSet> {
+    fn load(&self) -> Arc<DirectiveSet> {
+        Arc::clone(self)
+    }
+}
+
 /// A guard over one snapshot of the set; derefs to [`DirectiveSet`].
 pub struct Snapshot(Guard<Arc<DirectiveSet>>);
 
@@ -202,7 +210,16 @@ impl InMemoryDirectiveStore {
         Self::default()
     }
 
-    /// Replaces the set; returns the new revision.
+    /// The store with `set` published into it (builder style; the seed's
+    /// way to seed a store). The revision is then 1 higher.
+    #[must_use]
+    pub fn with_directives(self, set: DirectiveSet) -> Self {
+        self.publish(set);
+        self
+    }
+
+    /// Replaces the set; returns the new revision. (The seed's `publish`
+    /// returns `()`; a seed program calling it as a statement compiles.)
     pub fn publish(&self, set: DirectiveSet) -> u64 {
         let mut rev = self.lock_revision();
         self.shared.store(Arc::new(set));

@@ -1,11 +1,13 @@
 //! The introspection view: what an operator wants to see of an applied set —
 //! every directive's targets, level, sample, flags, absolute expiry and the
-//! lifetime it has left.
+//! lifetime it has left ([`DirectiveSet::view`]), and the seed's shape-only
+//! [`DirectiveSet::introspect`].
 
 use std::time::Duration;
 
-use osproxy_core::Clock;
+use osproxy_core::{Clock, Instant};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::directive::DiagnosticsDirective;
 use crate::encode::format_rfc3339;
@@ -75,5 +77,46 @@ impl DirectiveSet {
             .iter()
             .map(|d| DirectiveView::of(d, clock))
             .collect()
+    }
+}
+
+impl DirectiveSet {
+    /// The seed's introspection: `{"directives":[{..}]}` with, per directive,
+    /// `id`, `level`, the targets it sets (`tenant`, `index`, `principal`,
+    /// `endpoint`), `sample_per_mille`, `ring_buffer`, `capture` and whether
+    /// it has `expired` at `now`. [`DirectiveSet::view`] says more (absolute
+    /// expiry, remaining lifetime).
+    #[must_use]
+    pub fn introspect(&self, now: Instant) -> Value {
+        let list = self
+            .directives()
+            .iter()
+            .map(|d| {
+                let mut o = Map::new();
+                o.insert("id".into(), d.id.clone().into());
+                o.insert("level".into(), d.level.as_str().into());
+                let m = &d.matcher;
+                if let Some(t) = &m.tenant {
+                    o.insert("tenant".into(), t.as_str().into());
+                }
+                if let Some(i) = &m.index {
+                    o.insert("index".into(), i.as_str().into());
+                }
+                if let Some(p) = &m.principal {
+                    o.insert("principal".into(), p.as_str().into());
+                }
+                if let Some(e) = m.endpoint {
+                    o.insert("endpoint".into(), e.as_str().into());
+                }
+                o.insert("sample_per_mille".into(), d.sample_per_mille.into());
+                o.insert("ring_buffer".into(), d.ring_buffer.into());
+                o.insert("capture".into(), d.capture.into());
+                o.insert("expired".into(), (!d.is_live(now)).into());
+                Value::Object(o)
+            })
+            .collect();
+        let mut root = Map::new();
+        root.insert("directives".into(), Value::Array(list));
+        Value::Object(root)
     }
 }
