@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use osproxy_core::{EndpointKind, IndexName, Instant, PartitionId, PrincipalId, RequestId};
 
@@ -138,15 +139,12 @@ impl DirectiveMatch {
     /// Whether every set target equals the request's attribute.
     #[inline]
     pub fn matches(&self, attrs: &RequestAttrs<'_>) -> bool {
-        fn eq<T: AsRef<str>>(want: &Option<T>, got: Option<&T>) -> bool {
-            match want {
-                None => true,
-                Some(w) => got.is_some_and(|g| w.as_ref() == g.as_ref()),
-            }
-        }
-        eq(&self.tenant, attrs.tenant)
-            && eq(&self.index, attrs.index)
-            && eq(&self.principal, attrs.principal)
+        self.tenant.as_ref().is_none_or(|t| attrs.tenant == Some(t))
+            && self
+                .index
+                .as_ref()
+                .is_none_or(|i| i.as_str() == attrs.index)
+            && self.principal.as_ref().is_none_or(|p| p == attrs.principal)
             && self.endpoint.is_none_or(|e| e == attrs.endpoint)
     }
 
@@ -208,46 +206,68 @@ impl DiagnosticsDirective {
     }
 }
 
+/// The principal of a request whose caller is not known: the empty id, which
+/// no decoded directive targets (targets are 1–256 chars).
+static ANONYMOUS: LazyLock<PrincipalId> = LazyLock::new(|| PrincipalId::from(""));
+
 /// The attributes of one request, borrowed from the proxy's own request state
 /// so that evaluation allocates nothing.
+///
+/// The fields are exactly the seed's: only the tenant is optional (it is known
+/// only after partition resolution). A request without an index has
+/// `index: ""`, and one whose caller is unknown has the empty principal: the
+/// decoder never accepts an empty target, so neither ever matches a targeted
+/// directive. The builders ([`RequestAttrs::new`] and `with_*`) fill these
+/// for you.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestAttrs<'a> {
-    /// The tenant, when the request has one.
+    /// The resolved tenant, when the request has one.
     pub tenant: Option<&'a PartitionId>,
-    /// The target index, when the request has one.
-    pub index: Option<&'a IndexName>,
-    /// The authenticated principal, when known.
-    pub principal: Option<&'a PrincipalId>,
+    /// The logical index from the request path; `""` when there is none.
+    pub index: &'a str,
+    /// The authenticated principal; the empty id when unknown.
+    pub principal: &'a PrincipalId,
     /// The endpoint kind.
     pub endpoint: EndpointKind,
 }
 
 impl<'a> RequestAttrs<'a> {
-    /// Attributes with only the endpoint kind set.
+    /// Attributes with only the endpoint kind set: no tenant, no index (`""`)
+    /// and the empty (anonymous) principal.
     pub fn new(endpoint: EndpointKind) -> Self {
         RequestAttrs {
             tenant: None,
-            index: None,
-            principal: None,
+            index: "",
+            principal: &ANONYMOUS,
             endpoint,
         }
     }
 
     /// Sets the tenant.
+    #[must_use]
     pub fn with_tenant(mut self, tenant: &'a PartitionId) -> Self {
         self.tenant = Some(tenant);
         self
     }
 
     /// Sets the index.
+    #[must_use]
     pub fn with_index(mut self, index: &'a IndexName) -> Self {
-        self.index = Some(index);
+        self.index = index.as_str();
+        self
+    }
+
+    /// Sets the index from a plain string (`""` for none).
+    #[must_use]
+    pub fn with_index_str(mut self, index: &'a str) -> Self {
+        self.index = index;
         self
     }
 
     /// Sets the principal.
+    #[must_use]
     pub fn with_principal(mut self, principal: &'a PrincipalId) -> Self {
-        self.principal = Some(principal);
+        self.principal = principal;
         self
     }
 }

@@ -122,8 +122,8 @@ impl DirectiveSet {
 
     /// Builds a set from directives as they are, without checking them (the
     /// seed's constructor). Evaluation stays well defined whatever they hold:
-    /// a `sample_per_mille` above 1000 means always, an empty target matches
-    /// no request, and [`DirectiveSet::get`] finds the first of duplicated
+    /// a `sample_per_mille` above 1000 means always, an empty index or
+    /// principal target matches only requests without one, and [`DirectiveSet::get`] finds the first of duplicated
     /// ids. Use [`DirectiveSet::try_from_directives`] to have them checked
     /// as the decoder checks them.
     #[must_use]
@@ -229,8 +229,11 @@ impl DirectiveSet {
         let mut request_bucket: Option<u16> = None;
         let candidates = [
             bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str())),
-            bucket(&ix.by_index, attrs.index.map(|t| t.as_str())),
-            bucket(&ix.by_principal, attrs.principal.map(|t| t.as_str())),
+            // An absent index ("") or principal (the empty id) is looked up
+            // like any other: no decoded directive is filed under "", and an
+            // unchecked one that is matches it in the scan too.
+            bucket(&ix.by_index, Some(attrs.index)),
+            bucket(&ix.by_principal, Some(attrs.principal.as_str())),
             &ix.by_endpoint[endpoint_slot(attrs.endpoint)],
             &ix.wildcard,
         ];

@@ -201,10 +201,11 @@ fn request() -> impl Strategy<Value = Req> {
 }
 
 fn attrs(r: &Req) -> RequestAttrs<'_> {
+    let anonymous = RequestAttrs::new(r.endpoint).principal;
     RequestAttrs {
         tenant: r.tenant.as_ref(),
-        index: r.index.as_ref(),
-        principal: r.principal.as_ref(),
+        index: r.index.as_ref().map_or("", IndexName::as_str),
+        principal: r.principal.as_ref().unwrap_or(anonymous),
         endpoint: r.endpoint,
     }
 }

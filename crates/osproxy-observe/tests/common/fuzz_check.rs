@@ -43,8 +43,12 @@ pub fn check_decode(data: &[u8]) {
         let m = &d.matcher;
         let mut attrs = RequestAttrs::new(m.endpoint.unwrap_or(osproxy_core::EndpointKind::Search));
         attrs.tenant = m.tenant.as_ref();
-        attrs.index = m.index.as_ref();
-        attrs.principal = m.principal.as_ref();
+        if let Some(index) = &m.index {
+            attrs.index = index.as_str();
+        }
+        if let Some(principal) = &m.principal {
+            attrs.principal = principal;
+        }
         let now = osproxy_core::Clock::now(&clock);
         assert!(set.decide(&attrs, now, &id) == set.decide_by_scan(&attrs, now, &id));
     }
