@@ -39,7 +39,7 @@
 //! use osproxy_core::SystemClock;
 //! use osproxy_etcd::config::ConnectionConfig;
 //! use osproxy_etcd::{Layout, Publisher};
-//! use osproxy_observe::decode_directive_set;
+//! use osproxy_observe::decode_directive_set_detailed;
 //!
 //! let connection = ConnectionConfig::new(&["127.0.0.1:2379".to_owned()]);
 //! let publisher = Publisher::connect(
@@ -51,7 +51,7 @@
 //! let (live, revision) = publisher.current().await?;
 //! println!("{} directives at revision {revision}", live.len());
 //! let body = br#"{"directives":[{"id":"acme","level":"Shape","ttl_secs":600}]}"#;
-//! let set = decode_directive_set(body, &SystemClock).map_err(osproxy_etcd::PublishError::Invalid)?;
+//! let set = decode_directive_set_detailed(body, &SystemClock).map_err(osproxy_etcd::PublishError::Invalid)?;
 //! let revision = publisher.publish(&set, Some(revision)).await?;
 //! println!("published at revision {revision}");
 //! # Ok(()) }

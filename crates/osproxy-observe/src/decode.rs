@@ -222,13 +222,28 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Decodes a directive set with the default [`DecodeLimits`].
+/// Decodes a directive set with the default [`DecodeLimits`] (the seed's
+/// signature).
 ///
 /// `ttl_secs` lifetimes are anchored at `clock`'s current time.
 ///
 /// # Errors
+/// The first fault's stable, value-free slug (`"unknown_field"`,
+/// `"zero_ttl"`, …; see [`RejectReason::slug`]); the set is all or nothing.
+/// [`decode_directive_set_detailed`] also names the offending directive.
+pub fn decode_directive_set(body: &[u8], clock: &dyn Clock) -> Result<DirectiveSet, &'static str> {
+    decode_directive_set_detailed(body, clock).map_err(|e| e.slug())
+}
+
+/// Decodes a directive set with the default [`DecodeLimits`], reporting the
+/// whole [`DecodeError`].
+///
+/// # Errors
 /// A [`DecodeError`] naming the first fault found; the set is all or nothing.
-pub fn decode_directive_set(bytes: &[u8], clock: &dyn Clock) -> Result<DirectiveSet, DecodeError> {
+pub fn decode_directive_set_detailed(
+    bytes: &[u8],
+    clock: &dyn Clock,
+) -> Result<DirectiveSet, DecodeError> {
     decode_directive_set_with(bytes, clock, &DecodeLimits::default())
 }
 

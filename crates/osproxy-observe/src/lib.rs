@@ -32,7 +32,7 @@
 //! let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&tenant);
 //! let level = store.snapshot().evaluate(&attrs, clock.now(), &RequestId::from("req-1"));
 //! assert_eq!(level, DiagLevel::ShapeTiming);
-//! # Ok::<(), osproxy_observe::DecodeError>(())
+//! # Ok::<(), &'static str>(())
 //! ```
 #![deny(missing_docs)]
 
@@ -47,8 +47,8 @@ pub mod verifier;
 pub mod view;
 
 pub use decode::{
-    decode_directive, decode_directive_set, decode_directive_set_with, DecodeError, DecodeLimits,
-    RejectReason,
+    decode_directive, decode_directive_set, decode_directive_set_detailed,
+    decode_directive_set_with, DecodeError, DecodeLimits, RejectReason,
 };
 pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use osproxy_core::{EndpointKind, Instant, PartitionId, RequestId};
 use osproxy_etcd::{EtcdDirectiveStore, InstanceReport, Layout, DEFAULT_STATUS_PREFIX};
-use osproxy_observe::{decode_directive_set, DiagLevel, DirectiveStore, RequestAttrs};
+use osproxy_observe::{decode_directive_set_detailed, DiagLevel, DirectiveStore, RequestAttrs};
 
 use super::common::{clock, CliError, EtcdArgs};
 use crate::duration::{format_duration, parse_duration};
@@ -102,7 +102,7 @@ async fn execute(opts: &DemoOpts) -> Result<(), CliError> {
     let body = format!(
         r#"{{"directives":[{{"id":"{DIRECTIVE_ID}","level":"ShapeTiming","tenant":"demo","ttl_secs":{ttl_secs}}}]}}"#
     );
-    let set = decode_directive_set(body.as_bytes(), clock.as_ref())?;
+    let set = decode_directive_set_detailed(body.as_bytes(), clock.as_ref())?;
     let etcd_args = demo_etcd_args(endpoints.clone());
     let publisher = etcd_args
         .publisher(Layout::Key(KEY.to_owned()), Default::default())

@@ -8,7 +8,9 @@ pub mod fuzz_check;
 use std::time::Duration;
 
 use osproxy_core::{Clock, ManualClock, RequestId};
-use osproxy_observe::{decode_directive_set, DecodeError, DirectiveSet};
+use osproxy_observe::{
+    decode_directive_set, decode_directive_set_detailed, DecodeError, DirectiveSet,
+};
 
 /// The wall time a `ManualClock::new()` starts at: 2024-01-01T00:00:00Z.
 pub const EPOCH_UNIX_NANOS: u64 = 1_704_067_200 * 1_000_000_000;
@@ -21,7 +23,7 @@ pub const SEVEN_DAYS: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Decodes `body` on a fresh `ManualClock`.
 pub fn decode(body: impl AsRef<[u8]>) -> Result<DirectiveSet, DecodeError> {
-    decode_directive_set(body.as_ref(), &ManualClock::new())
+    decode_directive_set_detailed(body.as_ref(), &ManualClock::new())
 }
 
 /// Decodes `body` on `clock`, panicking with the slug on rejection.
