@@ -15,7 +15,7 @@ use osproxy_core::{Clock, SystemClock};
 use osproxy_etcd::config::ConnectionConfig;
 use osproxy_etcd::{ConfigError, Layout, PublishError, Publisher};
 use osproxy_observe::{
-    decode_directive, decode_directive_set, DecodeLimits, DiagnosticsDirective, DirectiveSet,
+    decode_directive, decode_directive_set, DecodeLimits, DirectiveSet, TimedDirective,
 };
 
 fn clock() -> Arc<dyn Clock> {
@@ -32,7 +32,7 @@ fn set(ids: &[&str]) -> DirectiveSet {
     decode_directive_set(set_body(ids, 600).as_bytes(), &SystemClock).unwrap()
 }
 
-fn directive(id: &str) -> DiagnosticsDirective {
+fn directive(id: &str) -> TimedDirective {
     let body = format!(r#"{{"id":"{id}","level":"Shape","ttl_secs":600}}"#);
     decode_directive(body.as_bytes(), &SystemClock, &DecodeLimits::default()).unwrap()
 }

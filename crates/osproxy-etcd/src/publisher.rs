@@ -71,7 +71,7 @@ use osproxy_core::Clock;
 use osproxy_observe::encode::directive_value;
 use osproxy_observe::{
     decode_directive, decode_directive_set_with, encode_directive_set, DecodeError, DecodeLimits,
-    DiagnosticsDirective, DirectiveSet, RejectReason,
+    DirectiveSet, RejectReason, TimedDirective,
 };
 use tokio::time::timeout;
 
@@ -401,7 +401,7 @@ impl Publisher {
     /// # Errors
     /// [`PublishError::Malformed`] when the live set (key layout) does not
     /// decode; [`PublishError::Contended`]; a request error.
-    pub async fn add(&self, directive: DiagnosticsDirective) -> Result<Written, PublishError> {
+    pub async fn add(&self, directive: TimedDirective) -> Result<Written, PublishError> {
         match &self.layout {
             Layout::Key(key) => {
                 self.edit_key(key, |live| {
@@ -881,15 +881,18 @@ pub fn directive_key(prefix: &str, id: &str) -> String {
 }
 
 /// The canonical single-directive object, as stored in the prefix layout.
-fn directive_bytes(d: &DiagnosticsDirective) -> Vec<u8> {
+fn directive_bytes(d: &TimedDirective) -> Vec<u8> {
     // Serialising a `Value` of strings, numbers and booleans cannot fail.
     serde_json::to_vec(&directive_value(d)).unwrap_or_default()
 }
 
 /// The lease of a directive: its remaining lifetime, rounded up to whole
 /// seconds, at least 1 s (etcd raises short leases to its own minimum).
-fn lease_ttl_secs(d: &DiagnosticsDirective, now_unix_nanos: u64) -> i64 {
-    let remaining = d.expires_at_unix_nanos.saturating_sub(now_unix_nanos);
+fn lease_ttl_secs(d: &TimedDirective, now_unix_nanos: u64) -> i64 {
+    let remaining = d
+        .expires_at_unix_nanos
+        .unwrap_or_default()
+        .saturating_sub(now_unix_nanos);
     let secs = remaining.div_ceil(1_000_000_000).max(1);
     i64::try_from(secs).unwrap_or(i64::MAX)
 }
@@ -932,7 +935,7 @@ mod tests {
     use super::*;
     use osproxy_core::ManualClock;
 
-    fn directive(ttl: u64, clock: &ManualClock) -> DiagnosticsDirective {
+    fn directive(ttl: u64, clock: &ManualClock) -> TimedDirective {
         let body = format!(r#"{{"id":"a","level":"Shape","ttl_secs":{ttl}}}"#);
         decode_directive(body.as_bytes(), clock, &DecodeLimits::default()).unwrap()
     }

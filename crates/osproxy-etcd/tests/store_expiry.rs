@@ -21,13 +21,15 @@ use osproxy_observe::{format_rfc3339, DirectiveStore};
 const TTL: u64 = 600;
 const SECOND: u64 = 1_000_000_000;
 
-/// `(id, expires_at_unix_nanos)` of everything the store serves.
+/// `(id, expires_at_unix_nanos)` of everything the store serves (decoded, so
+/// every wall-clock expiry is known; 0 would stand for a missing one and fail
+/// the comparisons).
 fn expiries(store: &EtcdDirectiveStore) -> Vec<(String, u64)> {
     store
         .load()
         .directives()
         .iter()
-        .map(|d| (d.id.clone(), d.expires_at_unix_nanos))
+        .map(|d| (d.id.clone(), d.expires_at_unix_nanos.unwrap_or(0)))
         .collect()
 }
 

@@ -45,7 +45,7 @@ fn served(store: &EtcdDirectiveStore) -> Vec<String> {
         .directives()
         .iter()
         .map(|d| {
-            let tenant = d.matcher.tenant.as_ref().map_or("*", |t| t.as_str());
+            let tenant = d.match_.tenant.as_ref().map_or("*", |t| t.as_str());
             format!("{} {:?} {tenant}", d.id, d.level)
         })
         .collect()

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use crate::directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch};
 use crate::json::{self, Json};
 use crate::set::DirectiveSet;
+use crate::timed::TimedDirective;
 
 /// Why a directive set was rejected. Each reason has a stable slug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -344,7 +345,7 @@ fn decode_one(
     value: Json,
     anchor: Anchor,
     limits: &DecodeLimits,
-) -> Result<DiagnosticsDirective, RejectReason> {
+) -> Result<TimedDirective, RejectReason> {
     let raw = RawDirective::try_from(value)?;
     let id = string(raw.id.ok_or(RejectReason::MissingField)?)?;
     if !is_valid_id(&id) {
@@ -353,7 +354,7 @@ fn decode_one(
     let level = string(raw.level.ok_or(RejectReason::MissingField)?)?
         .parse::<DiagLevel>()
         .map_err(|_| RejectReason::InvalidLevel)?;
-    let matcher = DirectiveMatch {
+    let match_ = DirectiveMatch {
         tenant: raw.tenant.map(target).transpose()?.map(PartitionId::from),
         index: raw.index.map(target).transpose()?.map(IndexName::from),
         principal: raw
@@ -406,16 +407,16 @@ fn decode_one(
     } else {
         anchor.mono - Duration::from_nanos(anchor.wall - expires_at_unix_nanos)
     };
-    Ok(DiagnosticsDirective {
+    let directive = DiagnosticsDirective {
         id,
-        matcher,
+        match_,
         level,
         sample_per_mille,
+        expires_at,
         ring_buffer,
         capture,
-        expires_at,
-        expires_at_unix_nanos,
-    })
+    };
+    Ok(TimedDirective::new(directive, expires_at_unix_nanos))
 }
 
 /// Whether `id` is 1–128 chars of `[A-Za-z0-9._:-]`.
@@ -486,7 +487,8 @@ pub fn parse_rfc3339(s: &str) -> Result<u64, RejectReason> {
 }
 
 /// Decodes a single directive object (the value of one key in the etcd prefix
-/// layout), with the same rules as one entry of a set.
+/// layout), with the same rules as one entry of a set; the result carries its
+/// wall-clock expiry.
 ///
 /// # Errors
 /// A [`DecodeError`] naming the fault; the directive index is always 0.
@@ -494,7 +496,7 @@ pub fn decode_directive(
     bytes: &[u8],
     clock: &dyn Clock,
     limits: &DecodeLimits,
-) -> Result<DiagnosticsDirective, DecodeError> {
+) -> Result<TimedDirective, DecodeError> {
     if bytes.len() > limits.max_body_bytes {
         return Err(RejectReason::TooLarge.into());
     }

@@ -2,9 +2,10 @@
 //! when), its targets [`DirectiveMatch`], its [`DiagLevel`], and the request
 //! side, [`RequestAttrs`].
 //!
-//! These are validated values: the only ways in are the decoder and
-//! [`crate::DirectiveSet::try_from_directives`], so code holding a directive can
-//! trust its invariants (valid id, sample within 0–1000, an absolute expiry).
+//! The fields are public and the seed's, so code may build any directive;
+//! the decoder and [`crate::DirectiveSet::try_from_directives`] are the ways
+//! in that check them (valid id, targets and sample within bounds), and
+//! evaluation is well defined either way.
 
 use std::fmt;
 use std::str::FromStr;
@@ -157,28 +158,30 @@ impl DirectiveMatch {
     }
 }
 
-/// One directive: record `level` detail for requests matching `matcher`,
+/// One directive: record `level` detail for requests matching `match_`,
 /// sampled at `sample_per_mille`, until `expires_at`.
+///
+/// Exactly the seed's seven fields, so seed programs build it by struct
+/// literal. Its fleet-wide wall-clock expiry is kept beside it, in
+/// [`crate::TimedDirective`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DiagnosticsDirective {
     /// Unique id within its set: 1–128 chars of `[A-Za-z0-9._:-]`.
     pub id: String,
     /// Which requests it targets.
-    pub matcher: DirectiveMatch,
+    pub match_: DirectiveMatch,
     /// The detail to record.
     pub level: DiagLevel,
-    /// Share of matching requests in the sample, 0–1000.
+    /// Share of matching requests in the sample, 0–1000 (1000 and above:
+    /// always).
     pub sample_per_mille: u16,
+    /// End of life on the local monotonic timeline; the directive applies
+    /// strictly before this instant.
+    pub expires_at: Instant,
     /// Also keep matching requests in the in-memory ring buffer.
     pub ring_buffer: bool,
     /// Also capture matching request bodies.
     pub capture: bool,
-    /// End of life on the local monotonic timeline; the directive applies
-    /// strictly before this instant.
-    pub expires_at: Instant,
-    /// The same end of life as wall-clock nanoseconds since the Unix epoch:
-    /// what is shared across the fleet and re-published.
-    pub expires_at_unix_nanos: u64,
 }
 
 impl DiagnosticsDirective {
@@ -200,7 +203,7 @@ impl DiagnosticsDirective {
         request: &RequestId,
     ) -> Option<DiagLevel> {
         let applies = self.is_live(now)
-            && self.matcher.matches(attrs)
+            && self.match_.matches(attrs)
             && sample::in_sample(sample::bucket(request), self.sample_per_mille);
         applies.then_some(self.level)
     }

@@ -1,7 +1,8 @@
 //! The canonical encoder: [`DirectiveSet`] → the wire format of SPEC §2.
 //!
 //! Canonical means deterministic: fixed key order, defaults omitted, and every
-//! lifetime written as an absolute `expires_at`, so that
+//! lifetime written as an absolute `expires_at` (the decoded wall-clock one,
+//! never re-derived), so that
 //! `decode(encode(set)) == set` and a set read from one instance can be
 //! re-published verbatim without extending any directive.
 
@@ -9,8 +10,8 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::directive::DiagnosticsDirective;
 use crate::set::DirectiveSet;
+use crate::timed::TimedDirective;
 
 /// Encodes `set` compactly.
 pub fn encode_directive_set(set: &DirectiveSet) -> Vec<u8> {
@@ -32,11 +33,16 @@ pub fn to_value(set: &DirectiveSet) -> Value {
 }
 
 /// One directive in canonical form.
-pub fn directive_value(d: &DiagnosticsDirective) -> Value {
+///
+/// A directive without a wall-clock expiry (built by code, never decoded or
+/// anchored: see [`crate::timed`]) is written without `expires_at`, so the
+/// decoder refuses it (`missing_expiry`) instead of giving it a lifetime it
+/// never had.
+pub fn directive_value(d: &TimedDirective) -> Value {
     let mut o = Map::new();
     o.insert("id".into(), d.id.clone().into());
     o.insert("level".into(), d.level.wire_name().into());
-    let m = &d.matcher;
+    let m = &d.match_;
     if let Some(t) = &m.tenant {
         o.insert("tenant".into(), t.as_str().into());
     }
@@ -58,10 +64,9 @@ pub fn directive_value(d: &DiagnosticsDirective) -> Value {
     if d.capture {
         o.insert("capture".into(), true.into());
     }
-    o.insert(
-        "expires_at".into(),
-        format_rfc3339(d.expires_at_unix_nanos).into(),
-    );
+    if let Some(wall) = d.expires_at_unix_nanos {
+        o.insert("expires_at".into(), format_rfc3339(wall).into());
+    }
     Value::Object(o)
 }
 

@@ -43,6 +43,7 @@ mod json;
 pub mod sample;
 pub mod set;
 pub mod store;
+pub mod timed;
 pub mod verifier;
 pub mod view;
 
@@ -57,5 +58,6 @@ pub use store::{
     DirectiveReader, DirectiveStore, InMemoryDirectiveStore, RevisionConflict, SharedDirectiveSet,
     Snapshot,
 };
+pub use timed::TimedDirective;
 pub use verifier::{DirectiveVerifier, NoVerifier};
 pub use view::DirectiveView;

@@ -12,12 +12,13 @@
 
 use std::sync::Arc;
 
-use osproxy_core::{EndpointKind, Instant, RequestId};
+use osproxy_core::{Clock, EndpointKind, Instant, RequestId};
 use rustc_hash::FxHashMap;
 
 use crate::decode::{is_valid_id, is_valid_target, DecodeError, RejectReason};
 use crate::directive::{DiagLevel, DiagnosticsDirective, RequestAttrs};
 use crate::sample;
+use crate::timed::TimedDirective;
 
 /// The outcome of evaluating one request: the effective level and whether any
 /// applying directive asks for the ring buffer or a capture.
@@ -33,10 +34,12 @@ pub struct Decision {
 
 /// An immutable set of directives with its request index.
 ///
-/// Equality compares the directives in order; the index is derived.
+/// Each directive is held with its wall-clock expiry ([`TimedDirective`]).
+/// Equality compares the directives and their wall-clock expiries in order;
+/// the index is derived.
 #[derive(Clone, Debug, Default)]
 pub struct DirectiveSet {
-    directives: Arc<[DiagnosticsDirective]>,
+    directives: Arc<[TimedDirective]>,
     index: Index,
 }
 
@@ -62,13 +65,13 @@ struct Index {
 }
 
 impl Index {
-    fn build(directives: &[DiagnosticsDirective]) -> Index {
+    fn build(directives: &[TimedDirective]) -> Index {
         let mut index = Index::default();
         for (pos, d) in directives.iter().enumerate() {
             // At most MAX_DIRECTIVES entries are ever built by the decoder;
             // a programmatic set beyond u32::MAX positions cannot be allocated.
             let pos = u32::try_from(pos).unwrap_or(u32::MAX);
-            let m = &d.matcher;
+            let m = &d.match_;
             if let Some(t) = &m.tenant {
                 index
                     .by_tenant
@@ -123,11 +126,22 @@ impl DirectiveSet {
     /// Builds a set from directives as they are, without checking them (the
     /// seed's constructor). Evaluation stays well defined whatever they hold:
     /// a `sample_per_mille` above 1000 means always, an empty index or
-    /// principal target matches only requests without one, and [`DirectiveSet::get`] finds the first of duplicated
-    /// ids. Use [`DirectiveSet::try_from_directives`] to have them checked
-    /// as the decoder checks them.
+    /// principal target matches only requests without one, and
+    /// [`DirectiveSet::get`] finds the first of duplicated ids. Use
+    /// [`DirectiveSet::try_from_directives`] to have them checked as the
+    /// decoder checks them.
+    ///
+    /// The directives have no wall-clock expiry (see [`crate::timed`]): the
+    /// set evaluates normally, but [`DirectiveSet::anchored`] must give it
+    /// one before it can be encoded for re-publishing.
     #[must_use]
     pub fn from_directives(directives: Vec<DiagnosticsDirective>) -> Self {
+        DirectiveSet::from_timed(directives.into_iter().map(TimedDirective::from).collect())
+    }
+
+    /// Builds a set from directives with their wall-clock expiries, without
+    /// checking them.
+    fn from_timed(directives: Vec<TimedDirective>) -> Self {
         let index = Index::build(&directives);
         DirectiveSet {
             directives: directives.into(),
@@ -135,15 +149,37 @@ impl DirectiveSet {
         }
     }
 
-    /// Builds a set from already-typed directives, checking what the decoder
-    /// checks of the set as a whole (ids valid and unique, targets and sample
-    /// within bounds).
+    /// The same set with every missing wall-clock expiry derived from
+    /// `clock` (the wall time its monotonic expiry means now); recorded ones,
+    /// and so every decoded one, are kept as they are (SPEC §2: never
+    /// re-anchored).
+    #[must_use]
+    pub fn anchored(&self, clock: &dyn Clock) -> DirectiveSet {
+        if self
+            .directives
+            .iter()
+            .all(|d| d.expires_at_unix_nanos.is_some())
+        {
+            return self.clone();
+        }
+        let directives = self
+            .directives
+            .iter()
+            .map(|d| TimedDirective::new(d.directive.clone(), d.wall_expiry_or_derive(clock)))
+            .collect();
+        DirectiveSet::from_timed(directives)
+    }
+
+    /// Builds a set from already-typed directives (with their wall-clock
+    /// expiries, as [`crate::decode_directive`] returns them), checking what
+    /// the decoder checks of the set as a whole (ids valid and unique,
+    /// targets and sample within bounds).
     ///
     /// # Errors
     /// [`RejectReason::InvalidId`], [`RejectReason::DuplicateId`],
     /// [`RejectReason::InvalidTarget`] or [`RejectReason::SampleOutOfRange`],
     /// with the position of the first offending directive.
-    pub fn try_from_directives(directives: Vec<DiagnosticsDirective>) -> Result<Self, DecodeError> {
+    pub fn try_from_directives(directives: Vec<TimedDirective>) -> Result<Self, DecodeError> {
         let mut seen = rustc_hash::FxHashSet::default();
         for (i, d) in directives.iter().enumerate() {
             if !is_valid_id(&d.id) {
@@ -152,7 +188,7 @@ impl DirectiveSet {
             if !seen.insert(d.id.as_str()) {
                 return Err(DecodeError::at(RejectReason::DuplicateId, i));
             }
-            let m = &d.matcher;
+            let m = &d.match_;
             let targets = [
                 m.tenant.as_ref().map(|t| t.as_str()),
                 m.index.as_ref().map(|t| t.as_str()),
@@ -165,7 +201,7 @@ impl DirectiveSet {
                 return Err(DecodeError::at(RejectReason::SampleOutOfRange, i));
             }
         }
-        Ok(DirectiveSet::from_directives(directives))
+        Ok(DirectiveSet::from_timed(directives))
     }
 
     /// Number of directives, expired ones included.
@@ -178,13 +214,13 @@ impl DirectiveSet {
         self.directives.is_empty()
     }
 
-    /// The directives, in publication order.
-    pub fn directives(&self) -> &[DiagnosticsDirective] {
+    /// The directives with their wall-clock expiries, in publication order.
+    pub fn directives(&self) -> &[TimedDirective] {
         &self.directives
     }
 
     /// The directive with this id.
-    pub fn get(&self, id: &str) -> Option<&DiagnosticsDirective> {
+    pub fn get(&self, id: &str) -> Option<&TimedDirective> {
         self.directives.iter().find(|d| d.id == id)
     }
 
@@ -241,7 +277,7 @@ impl DirectiveSet {
             let Some(d) = self.directives.get(pos as usize) else {
                 continue;
             };
-            if !d.is_live(now) || !d.matcher.matches(attrs) {
+            if !d.is_live(now) || !d.match_.matches(attrs) {
                 continue;
             }
             if d.sample_per_mille < 1000 {
@@ -271,7 +307,7 @@ impl DirectiveSet {
             .iter()
             .filter(|d| {
                 d.is_live(now)
-                    && d.matcher.matches(attrs)
+                    && d.match_.matches(attrs)
                     && sample::in_sample(bucket, d.sample_per_mille)
             })
             .fold(Decision::default(), |acc, d| Decision {

@@ -9,9 +9,9 @@ use osproxy_core::{Clock, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::directive::DiagnosticsDirective;
 use crate::encode::format_rfc3339;
 use crate::set::DirectiveSet;
+use crate::timed::TimedDirective;
 
 /// One directive as an operator sees it. Serialises to JSON for the admin
 /// endpoint; the wire form for re-publishing is [`crate::encode_directive_set`].
@@ -48,11 +48,12 @@ pub struct DirectiveView {
 }
 
 impl DirectiveView {
-    /// The view of `d` at the clock's current time.
-    pub fn of(d: &DiagnosticsDirective, clock: &dyn Clock) -> Self {
+    /// The view of `d` at the clock's current time. A directive without a
+    /// wall-clock expiry shows the one its monotonic expiry means on `clock`.
+    pub fn of(d: &TimedDirective, clock: &dyn Clock) -> Self {
         let now = clock.now();
         let remaining: Duration = d.expires_at.saturating_duration_since(now);
-        let m = &d.matcher;
+        let m = &d.match_;
         DirectiveView {
             id: d.id.clone(),
             level: d.level.wire_name(),
@@ -63,7 +64,7 @@ impl DirectiveView {
             sample_per_mille: d.sample_per_mille,
             ring_buffer: d.ring_buffer,
             capture: d.capture,
-            expires_at: format_rfc3339(d.expires_at_unix_nanos),
+            expires_at: format_rfc3339(d.wall_expiry_or_derive(clock)),
             remaining_secs: remaining.as_secs(),
             expired: !d.is_live(now),
         }
@@ -95,7 +96,7 @@ impl DirectiveSet {
                 let mut o = Map::new();
                 o.insert("id".into(), d.id.clone().into());
                 o.insert("level".into(), d.level.as_str().into());
-                let m = &d.matcher;
+                let m = &d.match_;
                 if let Some(t) = &m.tenant {
                     o.insert("tenant".into(), t.as_str().into());
                 }

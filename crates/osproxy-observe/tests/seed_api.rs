@@ -108,7 +108,7 @@ fn the_model_types_are_public() {
     let clock = ManualClock::new();
     let set = decode_directive_set(BODY, &clock).unwrap();
     let d: &DiagnosticsDirective = &set.directives()[0];
-    let m: &DirectiveMatch = &d.matcher;
+    let m: &DirectiveMatch = &d.match_;
     assert_eq!(m.tenant.as_ref().map(PartitionId::as_str), Some("acme"));
     assert_eq!(m.index, None::<IndexName>);
     assert_eq!(m.principal, None::<PrincipalId>);
@@ -116,7 +116,7 @@ fn the_model_types_are_public() {
     assert_eq!(d.level, DiagLevel::ShapeTiming);
     let bulk = &set.directives()[1];
     let attrs = RequestAttrs::new(EndpointKind::IngestBulk);
-    assert!(bulk.matcher.matches(&attrs));
+    assert!(bulk.match_.matches(&attrs));
     assert!(set.wants_ring_buffer(&attrs, clock.now(), &RequestId::from("r")));
     assert!(!set.wants_capture(&attrs, clock.now(), &RequestId::from("r")));
     assert_eq!(set.view(&clock).len(), 2);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use osproxy_observe::{decode_directive, DiagnosticsDirective, RejectReason};
+use osproxy_observe::{decode_directive, RejectReason, TimedDirective};
 use serde_json::{json, Map, Value};
 
 use super::common::{clock, finish, print_json, CliError, FleetArgs};
@@ -80,7 +80,9 @@ async fn execute(opts: &AddOpts) -> Result<(), CliError> {
     let remaining = directive
         .expires_at
         .saturating_duration_since(clock().now());
-    let expires_at = osproxy_observe::format_rfc3339(directive.expires_at_unix_nanos);
+    let expires_at = directive
+        .expires_at_unix_nanos
+        .map_or_else(String::new, osproxy_observe::format_rfc3339);
     if opts.fleet.output.json {
         print_json(&json!({
             "revision": written.revision,
@@ -105,7 +107,7 @@ async fn execute(opts: &AddOpts) -> Result<(), CliError> {
 }
 
 /// The directive the flags describe, through the fleet's decoder.
-fn build(opts: &AddOpts) -> Result<DiagnosticsDirective, CliError> {
+fn build(opts: &AddOpts) -> Result<TimedDirective, CliError> {
     let mut o = Map::new();
     o.insert("id".into(), opts.id.clone().into());
     o.insert("level".into(), opts.level.clone().into());

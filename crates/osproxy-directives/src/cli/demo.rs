@@ -170,7 +170,8 @@ async fn execute(opts: &DemoOpts) -> Result<(), CliError> {
 
     let expires_at = set
         .get(DIRECTIVE_ID)
-        .map(|d| osproxy_observe::format_rfc3339(d.expires_at_unix_nanos))
+        .and_then(|d| d.expires_at_unix_nanos)
+        .map(osproxy_observe::format_rfc3339)
         .unwrap_or_default();
     println!(
         "waiting for expiry at {expires_at} (no delete is sent: each instance ends it locally)"

@@ -40,7 +40,7 @@ pub fn check_decode(data: &[u8]) {
     // after each of the first few directives and for a bare one.
     let id = RequestId::from("fuzz-request");
     for d in set.directives().iter().take(8) {
-        let m = &d.matcher;
+        let m = &d.match_;
         let mut attrs = RequestAttrs::new(m.endpoint.unwrap_or(osproxy_core::EndpointKind::Search));
         attrs.tenant = m.tenant.as_ref();
         if let Some(index) = &m.index {
