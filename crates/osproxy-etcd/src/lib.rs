@@ -40,6 +40,25 @@
 //! [`Publisher`] is the write side: compare-and-swap publishes in canonical
 //! form, `add`/`remove` of single directives, leases in the prefix layout,
 //! a change feed and the fleet's instance reports.
+//!
+//! # Seed compatibility
+//! A program written against the seed's `osproxy-etcd` 1.0.2 compiles
+//! unchanged: [`EtcdDirectiveStore::connect`] has the seed's signature, the
+//! store is `Clone + Debug + DirectiveStore`, and [`EtcdError`] has a
+//! `Connect(..)` variant, `Display`, `Error` and `From<etcd_client::Error>`
+//! (`tests/seed_api.rs` checks all of this). Two uses of the seed's
+//! single-variant `EtcdError::Connect(etcd_client::Error)` are **not**
+//! supported:
+//! - an exhaustive `match` (or an irrefutable `let EtcdError::Connect(e) =
+//!   ..`): [`EtcdError`] is `#[non_exhaustive]` and also has `Config`,
+//!   `Request` and `Timeout`, so add a wildcard arm;
+//! - using `Connect`'s payload as an `etcd_client::Error` (matching its
+//!   variants, or building `EtcdError::Connect(client_error)`): the payload
+//!   is a [`ConnectError`] naming the endpoints and the cause; its
+//!   `source()` is the client's error when there is one, and
+//!   `EtcdError::from(client_error)` still builds the variant. (The seed was
+//!   built on etcd-client 0.19, ours on 0.21, so a seed program's
+//!   `etcd_client::Error` would be another type anyway.)
 #![deny(missing_docs)]
 
 mod applied;
