@@ -48,7 +48,7 @@ pub mod config;
 mod connection;
 mod error;
 mod instance;
-mod offload;
+pub mod offload;
 pub mod publisher;
 pub mod status;
 mod store;

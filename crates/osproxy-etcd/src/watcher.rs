@@ -477,7 +477,14 @@ impl Watcher {
             .filter_map(|e| e.kv().map(|kv| kv.value().len()))
             .sum();
         decode_work(bytes, || {
-            self.apply_events(resp, clock.as_ref(), floor, next_revision, &mut outcome, &mut rejected)
+            self.apply_events(
+                resp,
+                clock.as_ref(),
+                floor,
+                next_revision,
+                &mut outcome,
+                &mut rejected,
+            )
         });
         self.publish(outcome, &rejected);
         self.status.confirmed(clock.as_ref(), *next_revision - 1);

@@ -13,10 +13,10 @@
 // A measurement tool, not library code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use osproxy_bench::hostile::{shapes, Shape};
-use osproxy_core::SystemClock;
+use osproxy_core::{Clock, SystemClock};
 use osproxy_observe::decode_directive_set;
 
 /// The largest accepted ratio of a shape's decode time to the valid set's.
@@ -30,13 +30,14 @@ struct Timing {
 fn time_shape(shape: &Shape, min_rounds: usize, min_time: Duration) -> Timing {
     let clock = SystemClock;
     let mut samples = Vec::new();
-    let started = Instant::now();
+    let started = clock.now();
     // Bounded: at most 10,000 rounds whatever the shape costs.
-    while samples.len() < 10_000 && (samples.len() < min_rounds || started.elapsed() < min_time)
+    while samples.len() < 10_000
+        && (samples.len() < min_rounds || clock.now().saturating_duration_since(started) < min_time)
     {
-        let t = Instant::now();
+        let t = clock.now();
         let outcome = decode_directive_set(std::hint::black_box(&shape.body), &clock);
-        samples.push(t.elapsed());
+        samples.push(clock.now().saturating_duration_since(t));
         let slug = outcome.err().map(|e| e.slug());
         assert_eq!(slug, shape.expect, "{}: unexpected outcome", shape.name);
     }
@@ -60,7 +61,9 @@ fn main() {
         .map(|s| time_shape(s, min_rounds, min_time))
         .collect();
     let base = timings[0].median.as_secs_f64();
-    println!("| shape | bytes | outcome | median | × valid 1 MiB set | verdict (≤ {TARGET_RATIO}×) |");
+    println!(
+        "| shape | bytes | outcome | median | × valid 1 MiB set | verdict (≤ {TARGET_RATIO}×) |"
+    );
     println!("|---|---:|---|---:|---:|---|");
     let mut missed = 0;
     for (s, t) in shapes.iter().zip(&timings) {

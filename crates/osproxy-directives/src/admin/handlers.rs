@@ -8,6 +8,7 @@ use axum::http::header::{HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use osproxy_etcd::offload::decode_work;
 use osproxy_observe::decode_directive_set_with;
 use osproxy_observe::encode::to_value;
 use serde_json::{json, Value};
@@ -54,7 +55,10 @@ pub(crate) async fn post_directives(
         }
     })?;
     let expected = if_match(&headers)?;
-    let set = decode_directive_set_with(&body, state.clock(), state.limits()).map_err(|e| {
+    let set = decode_work(body.len(), || {
+        decode_directive_set_with(&body, state.clock(), state.limits())
+    })
+    .map_err(|e| {
         state.count_rejected(e.slug());
         info!(reason = e.slug(), "admin publish rejected");
         ApiError::rejected(e)
