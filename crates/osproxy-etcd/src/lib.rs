@@ -57,7 +57,9 @@ mod watcher;
 pub use config::{Credentials, Layout, TlsConfig};
 pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError};
 pub use instance::{InstanceReport, InstanceStatus, DEFAULT_STATUS_PREFIX};
-pub use publisher::{Change, Changes, FleetStatus, PublishError, Publisher, Written};
+pub use publisher::{
+    Change, Changes, FleetStatus, KeyRejection, LiveSet, PublishError, Publisher, Written,
+};
 pub use status::{Rejection, StoreStatus, WatchPhase};
 pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};
 

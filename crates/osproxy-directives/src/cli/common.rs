@@ -261,14 +261,31 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     }
 }
 
-/// Which exit code a failure gets.
+/// Which exit code a failure gets (see [`EXIT_CODES`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// Exit 1: the request was fine, the world was not (etcd down, conflict).
+    /// Exit 1: the request was fine, the world was not (etcd down, conflict,
+    /// instances still lagging when `--wait` timed out).
     Runtime,
-    /// Exit 2: the command line or the input is wrong.
+    /// Exit 2: the command line or the input is wrong, or the fleet or etcd
+    /// would refuse it (nothing was written).
     Usage,
+    /// Exit 3: an instance rejects the latest revision.
+    Rejecting,
+    /// Exit 4: a write was sent and its answer lost; it may or may not have
+    /// been applied.
+    OutcomeUnknown,
 }
+
+/// Every exit code of the binary, for `--help` and the README.
+pub const EXIT_CODES: &str = "\
+Exit codes: 0 success (status: every instance current); 1 runtime failure
+(etcd unreachable, revision conflict, not found; status: instances lagging);
+2 usage or validation error, nothing written (rejected set, too_large,
+etcd_value_too_large, etcd_too_many_ops); 3 an instance rejects the latest
+revision (status, --wait); 4 outcome unknown: a write was sent and its answer
+lost, so it may or may not have been applied (run `get` and compare the
+revision named in the message).";
 
 /// A failed subcommand: exit code, stable slug, message and cause chain.
 #[derive(Clone, Debug)]
@@ -284,7 +301,9 @@ pub struct CliError {
     /// The offending directive, for decoder rejections.
     pub directive_index: Option<usize>,
     /// A suggestion for what to do next.
-    pub hint: Option<String>,
+    pub hint: Option<Box<str>>,
+    /// The live revision to compare with after an unknown outcome.
+    pub revision_before: Option<i64>,
 }
 
 impl CliError {
@@ -306,7 +325,13 @@ impl CliError {
             causes: Vec::new(),
             directive_index: None,
             hint: None,
+            revision_before: None,
         }
+    }
+
+    /// An error with this exit code class.
+    pub fn with_failure(failure: Failure, slug: &'static str, message: impl Into<String>) -> Self {
+        Self::new(failure, slug, message)
     }
 
     /// Appends `error` and its source chain as causes.
@@ -323,15 +348,22 @@ impl CliError {
     /// Adds a hint.
     #[must_use]
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(hint.into().into_boxed_str());
         self
     }
 
     /// The process exit code.
     pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code())
+    }
+
+    /// The numeric exit code.
+    pub fn code(&self) -> u8 {
         match self.failure {
-            Failure::Runtime => ExitCode::from(1),
-            Failure::Usage => ExitCode::from(2),
+            Failure::Runtime => 1,
+            Failure::Usage => 2,
+            Failure::Rejecting => 3,
+            Failure::OutcomeUnknown => 4,
         }
     }
 
@@ -342,6 +374,12 @@ impl CliError {
             let mut body = json!({"error": self.slug, "message": self.message});
             if let Some(i) = self.directive_index {
                 body["directive_index"] = i.into();
+            }
+            if let Some(r) = self.revision_before {
+                body["revision_before"] = r.into();
+            }
+            if let Some(h) = &self.hint {
+                body["hint"] = h.as_ref().into();
             }
             if !self.causes.is_empty() {
                 body["causes"] = self.causes.clone().into();
@@ -376,7 +414,11 @@ impl From<DecodeError> for CliError {
 impl From<PublishError> for CliError {
     fn from(e: PublishError) -> Self {
         let failure = match &e {
-            PublishError::Config(_) | PublishError::Invalid(_) => Failure::Usage,
+            PublishError::Config(_)
+            | PublishError::Invalid(_)
+            | PublishError::ValueTooLarge { .. }
+            | PublishError::TooManyOps { .. } => Failure::Usage,
+            PublishError::OutcomeUnknown { .. } => Failure::OutcomeUnknown,
             _ => Failure::Runtime,
         };
         let mut err = CliError::new(failure, e.slug(), e.to_string());
@@ -396,6 +438,41 @@ impl From<PublishError> for CliError {
                     "publish a whole new set to replace it (see `validate` for the reason)".into(),
                 );
             }
+            PublishError::OutcomeUnknown { before, .. } => {
+                err.revision_before = Some(*before);
+                err.hint = Some(
+                    format!(
+                        "nothing was cleaned up; run `get` (or `status`): a live revision above {before} \
+                         means a write happened since (this one or another); check before retrying"
+                    )
+                    .into(),
+                );
+            }
+            PublishError::Invalid(source) => {
+                err.directive_index = source.directive_index;
+                err.hint = Some(
+                    "nothing was written: every instance would reject exactly these bytes".into(),
+                );
+            }
+            PublishError::ValueTooLarge { .. } => {
+                err.hint = Some(
+                    "nothing was written: etcd's --max-request-bytes is smaller; publish fewer directives".into(),
+                );
+            }
+            PublishError::TooManyOps { .. } => {
+                err.hint = Some(
+                    "nothing was written: etcd's --max-txn-ops is smaller than one operation per key \
+                     (plus one); publish fewer keys at once or use the single-key layout"
+                        .into(),
+                );
+            }
+            PublishError::ForeignRelativeLifetime { .. } => {
+                err.hint = Some(
+                    "nothing was written: publish the whole set with absolute expires_at first \
+                     (`get` shows which directives are relative)"
+                        .into(),
+                );
+            }
             PublishError::Connect(_) => {
                 err.hint =
                     Some("check --endpoints (or OSPROXY_ETCD_ENDPOINTS) and that etcd runs".into());
@@ -404,6 +481,16 @@ impl From<PublishError> for CliError {
         }
         err
     }
+}
+
+/// `a, b, c`, or for long lists the first few and `and N more`, so a
+/// publish of thousands of directives prints one readable line.
+pub fn summarize_ids(ids: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if ids.len() <= SHOWN + 1 {
+        return ids.join(", ");
+    }
+    format!("{} and {} more", ids[..SHOWN].join(", "), ids.len() - SHOWN)
 }
 
 /// Prints one JSON value on its own line.
@@ -436,6 +523,27 @@ mod tests {
         assert_eq!(e.slug, "zero_ttl");
         assert_eq!(e.directive_index, Some(3));
         assert_eq!(e.message, "directive set rejected: zero_ttl (directive 3)");
+    }
+
+    #[test]
+    fn long_id_lists_are_summarized() {
+        let ids: Vec<String> = (0..9000).map(|i| format!("d{i}")).collect();
+        assert_eq!(summarize_ids(&ids), "d0, d1, d2, d3, d4 and 8995 more");
+        assert_eq!(summarize_ids(&ids[..6]), "d0, d1, d2, d3, d4, d5");
+        assert_eq!(summarize_ids(&[]), "");
+    }
+
+    #[test]
+    fn unknown_outcomes_exit_4_and_name_the_revision() {
+        let e = CliError::from(PublishError::OutcomeUnknown {
+            op: "publish",
+            before: 17,
+            source: None,
+        });
+        assert_eq!((e.code(), e.slug), (4, "outcome_unknown"));
+        assert_eq!(e.revision_before, Some(17));
+        assert!(e.message.contains("outcome unknown"), "{}", e.message);
+        assert!(e.hint.as_deref().unwrap_or("").contains("17"));
     }
 
     #[test]
