@@ -92,6 +92,7 @@ impl EtcdClusterBuilder {
     /// does not come up in time; the message carries the tail of the logs.
     pub fn launch(self) -> EtcdCluster {
         let etcd_bin = binaries::require("etcd");
+        binaries::announce(&etcd_bin);
         let etcdctl_bin = binaries::require("etcdctl");
         let dir = tempfile::Builder::new()
             .prefix("osproxy-etcd-")

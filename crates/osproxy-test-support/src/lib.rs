@@ -80,7 +80,7 @@ mod wait;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use binaries::ETCD_NOT_FOUND;
+pub use binaries::{etcd_version, ETCD_BIN_DIR_VAR, ETCD_NOT_FOUND};
 pub use cluster::{EtcdCluster, EtcdClusterBuilder, EtcdMember, MemberStatus};
 pub use forwarder::TcpForwarder;
 pub use pki::{ClientCert, TestPki};
