@@ -175,6 +175,15 @@ fn status_sees_a_missed_delete_and_wait_gates_on_convergence_and_rejection() {
     // Once b catches up, the wait ends with 0.
     forwarder.thaw();
     fleet(&["status", "--wait", "--timeout", "30s"]).expect_code(0);
+    // An instance that starts after the delete (it reads, it sees no delete
+    // event) is current too.
+    let _c = instance("c", &direct, &prefix, &status_prefix, &[]);
+    wait_until(PROMPTLY, "c reports", || {
+        fleet(&["status", "--json"]).json()["total"] == 3
+    });
+    let r = fleet(&["status", "--wait", "--timeout", "30s"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("3 instances: 3 on revision"), "{r:?}");
 
     // The ETag of an instance survives the delete: If-Match on it works,
     // an ETag from before the delete does not.

@@ -35,7 +35,10 @@ fn a_set_the_fleet_would_reject_once_canonical_is_refused_before_writing() {
     );
     let file = temp_file(body.as_bytes());
     let path = file.path().to_str().unwrap();
-    run(&["validate", path]).expect_code(0);
+    // `validate` checks the form it would be published in, too.
+    let v = run(&["validate", "--json", path]);
+    v.expect_code(2);
+    assert_eq!(v.json()["error"], "too_large", "{v:?}");
 
     let r = run_on(cluster, &key, &["publish", "--json", path]);
     r.expect_code(2);

@@ -1,11 +1,13 @@
 //! `validate FILE|-`: runs the fleet's decoder on a directive set file, so a
-//! set is checked exactly as every instance will check it.
+//! set is checked exactly as every instance will check it — in the form it
+//! is published in, too: `ttl_secs` become longer absolute `expires_at`, so a
+//! set just under the size limit can be over it once published.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use osproxy_observe::decode_directive_set_with;
+use osproxy_observe::{decode_directive_set_with, encode_directive_set};
 use serde_json::json;
 
 use super::common::{clock, finish, print_json, read_input, CliError, LimitArgs, OutputArgs};
@@ -40,6 +42,20 @@ pub async fn run(opts: ValidateOpts) -> ExitCode {
         let bytes = read_input(&opts.file)?;
         let set = decode_directive_set_with(&bytes, clock().as_ref(), &opts.limits.limits())
             .map_err(CliError::from)?;
+        // What `publish` would write, checked like the instances will.
+        decode_directive_set_with(
+            &encode_directive_set(&set),
+            clock().as_ref(),
+            &opts.limits.limits(),
+        )
+        .map_err(|e| {
+            let mut err = CliError::from(e);
+            err.message = format!("{} once published (canonical form)", err.message);
+            err.hint = Some(
+                "ttl_secs are published as absolute expires_at; publish fewer directives".into(),
+            );
+            err
+        })?;
         let live = set.live_count(clock().now());
         if opts.output.json {
             print_json(&json!({"valid": true, "directives": set.len(), "live": live}));
