@@ -19,7 +19,9 @@ fn every_shape_is_within_the_limit_and_gets_its_slug() {
             s.name,
             s.body.len()
         );
-        let got = decode_directive_set(&s.body, &clock).err().map(|e| e.slug());
+        let got = decode_directive_set(&s.body, &clock)
+            .err()
+            .map(|e| e.slug());
         assert_eq!(got, s.expect, "{}", s.name);
     }
 }
@@ -29,14 +31,21 @@ fn the_baseline_is_a_full_valid_set_near_the_limit() {
     let clock = ManualClock::new();
     let base = &shapes()[0];
     assert_eq!(base.expect, None);
-    assert!(base.body.len() > MAX_BODY_BYTES * 9 / 10, "{}", base.body.len());
+    assert!(
+        base.body.len() > MAX_BODY_BYTES * 9 / 10,
+        "{}",
+        base.body.len()
+    );
     let set = decode_directive_set(&base.body, &clock).unwrap();
     assert_eq!(set.len(), osproxy_observe::decode::MAX_DIRECTIVES);
 }
 
 #[test]
 fn the_wide_object_is_the_issues_reproduction() {
-    let wide = shapes().into_iter().find(|s| s.name == "wide_object").unwrap();
+    let wide = shapes()
+        .into_iter()
+        .find(|s| s.name == "wide_object")
+        .unwrap();
     let keys = wide.body.iter().filter(|&&b| b == b':').count();
     assert_eq!(keys, WIDE_KEYS);
 }

@@ -172,10 +172,7 @@ fn idle_half_requests_beyond_the_file_limit_leave_health_checks_answering() {
             checks += 1;
             match get(serve.addr, path) {
                 Ok(200) => {}
-                other => failures.push(format!(
-                    "{path} at {:?}: {other:?}",
-                    start.elapsed()
-                )),
+                other => failures.push(format!("{path} at {:?}: {other:?}", start.elapsed())),
             }
         }
         let now = Instant::now();

@@ -53,9 +53,10 @@ pub fn etcd_version(etcd_bin: &Path) -> String {
         .output()
         .ok()
         .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("etcd Version: ").map(|v| v.trim().to_owned()))
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                l.strip_prefix("etcd Version: ")
+                    .map(|v| v.trim().to_owned())
+            })
         })
         .unwrap_or_else(|| "unknown".to_owned())
 }

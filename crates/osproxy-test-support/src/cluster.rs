@@ -98,7 +98,7 @@ impl EtcdClusterBuilder {
             .prefix("osproxy-etcd-")
             .tempdir()
             .unwrap_or_else(|e| panic!("etcd cluster: cannot create a temporary directory: {e}"));
-        let watchdog = spawn_watchdog(dir.path());
+        let watchdog = spawn_watchdog(dir.path(), "member-*");
         let config = Arc::new(Config {
             etcd_bin,
             etcdctl_bin,
@@ -953,7 +953,7 @@ fn health(metrics_port: u16) -> bool {
 }
 
 /// The state letter from `/proc/<pid>/stat` (`R`, `S`, `T`, ...).
-fn process_state(pid: u32) -> Option<char> {
+pub(crate) fn process_state(pid: u32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: the state follows
     // the last ')'.
@@ -1056,18 +1056,19 @@ fn parse_status(stdout: &str) -> MemberStatus {
 }
 
 /// A shell that, when its stdin reaches EOF because this process died without
-/// unwinding, SIGKILLs every pid still listed in `<dir>/member-*/etcd.pid`
+/// unwinding, SIGKILLs every pid still listed in `<dir>/<pid_glob>/etcd.pid`
 /// and removes `<dir>` (unless keeping). Best effort: without it a test
 /// binary killed hard would orphan its etcds. A normal drop SIGKILLs the
 /// watchdog first, so it does nothing then.
-fn spawn_watchdog(dir: &Path) -> Option<Child> {
-    const SCRIPT: &str = r#"read _ignored; for f in "$0"/member-*/etcd.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")"; done 2>/dev/null; [ "$1" = 1 ] || rm -rf "$0"; exit 0"#;
+pub(crate) fn spawn_watchdog(dir: &Path, pid_glob: &str) -> Option<Child> {
+    const SCRIPT: &str = r#"read _ignored; for f in "$0"/$2/etcd.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")"; done 2>/dev/null; [ "$1" = 1 ] || rm -rf "$0"; exit 0"#;
     let keep = if keep_requested() { "1" } else { "0" };
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(SCRIPT)
         .arg(dir)
         .arg(keep)
+        .arg(pid_glob)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
