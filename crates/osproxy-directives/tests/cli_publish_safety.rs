@@ -273,61 +273,6 @@ fn one_malformed_prefix_key_does_not_hide_the_others() {
     assert!(json.stderr.contains("unknown_field"), "{json:?}");
 }
 
-/// An etcd with a small `--max-request-bytes`, killed (by its own handle)
-/// and its data removed on drop.
-struct SmallEtcd {
-    child: std::process::Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallEtcd {
-    fn start(max_request_bytes: usize) -> SmallEtcd {
-        let port = |_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("a free port")
-        };
-        let (client, peer) = (port(0), port(1));
-        let dir = tempfile::tempdir().expect("data dir");
-        let bin = std::env::var_os("OSPROXY_ETCD_BIN_DIR")
-            .map_or_else(|| "/usr/bin".into(), std::path::PathBuf::from)
-            .join("etcd");
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = std::process::Command::new(bin)
-            .args(["--data-dir", dir.path().to_str().expect("utf-8 path")])
-            .args(["--name", "small"])
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("small={peer_url}")])
-            .args(["--max-request-bytes", &max_request_bytes.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start etcd");
-        let endpoint = format!("127.0.0.1:{client}");
-        wait_until(PROMPTLY, "the small etcd answers", || {
-            run(&["get", "--endpoints", &endpoint, "--key", "/probe"]).code == 0
-        });
-        SmallEtcd {
-            child,
-            endpoint,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for SmallEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_value_etcd_refuses_as_too_large_is_a_permanent_error_and_writes_nothing() {
     let etcd = SmallEtcd::start(64 * 1024);
