@@ -38,8 +38,13 @@
 //!
 //! # Writing
 //! [`Publisher`] is the write side: compare-and-swap publishes in canonical
-//! form, `add`/`remove` of single directives, leases in the prefix layout,
-//! a change feed and the fleet's instance reports.
+//! form (the exact bytes checked with the fleet's limits first),
+//! `add`/`remove` of single directives, leases in the prefix layout, a
+//! change feed that resumes like the store, and the fleet's instance reports.
+//! One *live revision* (a revision marker written with every change, see
+//! [`publisher`]) moves on deletes too, for compare-and-swap and status; a
+//! write whose answer is lost is reported as an unknown outcome, never
+//! cleaned up after.
 #![deny(missing_docs)]
 
 mod applied;

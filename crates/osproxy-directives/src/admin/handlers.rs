@@ -37,6 +37,14 @@ pub(crate) async fn get_directives(State(state): State<AdminState>) -> Response 
 }
 
 /// `POST /admin/directives`.
+///
+/// In fleet mode, besides the decoder's 400/413: the exact bytes it would
+/// write are checked with the same limits (413 `too_large` once `ttl_secs`
+/// became longer `expires_at`), etcd's permanent refusals are 413
+/// `etcd_value_too_large` / 400 `etcd_too_many_ops`, and a write whose answer
+/// was lost is 504 `outcome_unknown` with `revision_before` (nothing is
+/// cleaned up). `If-Match: N` publishes only if nothing changed after
+/// revision N (deletes included): the `ETag` of `GET` is such a revision.
 pub(crate) async fn post_directives(
     State(state): State<AdminState>,
     headers: HeaderMap,

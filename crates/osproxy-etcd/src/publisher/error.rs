@@ -129,7 +129,7 @@ pub enum PublishError {
     /// The set, or the exact bytes about to be written, would be rejected by
     /// the fleet's decoder. Nothing was written. Its slug is the decoder's
     /// (`too_large`, `duplicate_id`, …): the one an instance would report.
-    #[error("the fleet would reject this write: {0}")]
+    #[error("the fleet would reject this write")]
     Invalid(#[source] DecodeError),
     /// A watch ended: the stream closed, was cancelled, or the revisions it
     /// needed were compacted. Retryable: open a new one.
