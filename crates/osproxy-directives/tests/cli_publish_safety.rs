@@ -40,9 +40,14 @@ fn a_set_the_fleet_would_reject_once_canonical_is_refused_before_writing() {
     v.expect_code(2);
     assert_eq!(v.json()["error"], "too_large", "{v:?}");
 
-    let r = run_on(cluster, &key, &["publish", "--json", path]);
-    r.expect_code(2);
-    assert_eq!(r.json()["error"], "too_large", "{r:?}");
+    for args in [
+        &["publish", "--json", path][..],
+        &["publish", "--dry-run", "--json", path],
+    ] {
+        let r = run_on(cluster, &key, args);
+        r.expect_code(2);
+        assert_eq!(r.json()["error"], "too_large", "{r:?}");
+    }
     assert_eq!(mod_revision(cluster, &key), 0, "nothing was written");
 
     // The admin POST of a fleet-mode instance refuses it the same way.

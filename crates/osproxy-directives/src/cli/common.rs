@@ -483,6 +483,30 @@ impl From<PublishError> for CliError {
     }
 }
 
+/// Checks `set` in the form it is published in (canonical: every `ttl_secs`
+/// becomes a longer absolute `expires_at`) with the fleet's limits, so a set
+/// just under the size limit is refused here as the instances would refuse
+/// it once published.
+///
+/// # Errors
+/// A validation error (exit 2) with the decoder's slug.
+pub fn check_published_form(
+    set: &osproxy_observe::DirectiveSet,
+    limits: &DecodeLimits,
+) -> Result<(), CliError> {
+    let bytes = osproxy_observe::encode_directive_set(set);
+    osproxy_observe::decode_directive_set_with(&bytes, clock().as_ref(), limits).map_err(|e| {
+        let mut err = CliError::from(e);
+        err.message = format!("{} once published (canonical form)", err.message);
+        err.hint = Some(
+            "ttl_secs are published as absolute expires_at, which is longer; publish fewer directives"
+                .into(),
+        );
+        err
+    })?;
+    Ok(())
+}
+
 /// `a, b, c`, or for long lists the first few and `and N more`, so a
 /// publish of thousands of directives prints one readable line.
 pub fn summarize_ids(ids: &[String]) -> String {

@@ -13,7 +13,9 @@ use osproxy_etcd::DEFAULT_STATUS_PREFIX;
 use osproxy_observe::decode_directive_set_with;
 use serde_json::json;
 
-use super::common::{clock, finish, print_json, read_input, summarize_ids, CliError, FleetArgs};
+use super::common::{
+    check_published_form, clock, finish, print_json, read_input, summarize_ids, CliError, FleetArgs,
+};
 use super::status::{print_view, wait_for_fleet};
 use crate::diff::SetDiff;
 use crate::duration::parse_duration;
@@ -73,6 +75,10 @@ async fn execute(opts: &PublishOpts) -> Result<(), CliError> {
     let limits = opts.fleet.limits.limits();
     let bytes = read_input(&opts.file)?;
     let set = decode_directive_set_with(&bytes, clock().as_ref(), &limits)?;
+    if !opts.fleet.layout.layout()?.is_prefix() {
+        // Dry runs too: the single value must fit once canonical.
+        check_published_form(&set, &limits)?;
+    }
     let layout = opts.fleet.layout.layout()?;
     let publisher = opts.fleet.etcd.publisher(layout.clone(), limits).await?;
     let live = publisher.live().await?;

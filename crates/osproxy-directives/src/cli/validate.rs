@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use osproxy_observe::{decode_directive_set_with, encode_directive_set};
+use osproxy_observe::decode_directive_set_with;
 use serde_json::json;
 
-use super::common::{clock, finish, print_json, read_input, CliError, LimitArgs, OutputArgs};
+use super::common::{
+    check_published_form, clock, finish, print_json, read_input, CliError, LimitArgs, OutputArgs,
+};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
@@ -43,19 +45,7 @@ pub async fn run(opts: ValidateOpts) -> ExitCode {
         let set = decode_directive_set_with(&bytes, clock().as_ref(), &opts.limits.limits())
             .map_err(CliError::from)?;
         // What `publish` would write, checked like the instances will.
-        decode_directive_set_with(
-            &encode_directive_set(&set),
-            clock().as_ref(),
-            &opts.limits.limits(),
-        )
-        .map_err(|e| {
-            let mut err = CliError::from(e);
-            err.message = format!("{} once published (canonical form)", err.message);
-            err.hint = Some(
-                "ttl_secs are published as absolute expires_at; publish fewer directives".into(),
-            );
-            err
-        })?;
+        check_published_form(&set, &opts.limits.limits())?;
         let live = set.live_count(clock().now());
         if opts.output.json {
             print_json(&json!({"valid": true, "directives": set.len(), "live": live}));
