@@ -221,6 +221,20 @@ fn status_sees_a_missed_delete_and_wait_gates_on_convergence_and_rejection() {
         "{r:?}"
     );
     fleet(&["status"]).expect_code(3);
+    // With --json, one object: the write (ttl_secs anchored anew) and the verdict.
+    let r = fleet(&[
+        "publish",
+        "--wait",
+        "--json",
+        "--timeout",
+        "30s",
+        long.path().to_str().unwrap(),
+    ]);
+    r.expect_code(3);
+    let v = r.json();
+    assert_eq!(v["written"], true, "{v}");
+    assert_eq!(v["wait"]["verdict"], "rejecting", "{v}");
+    assert_eq!(v["wait"]["rejecting"], serde_json::json!(["a"]), "{v}");
 }
 
 #[test]

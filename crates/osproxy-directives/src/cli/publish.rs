@@ -16,7 +16,7 @@ use serde_json::json;
 use super::common::{
     check_published_form, clock, finish, print_json, read_input, summarize_ids, CliError, FleetArgs,
 };
-use super::status::{print_view, wait_for_fleet};
+use super::status::{print_view, wait_for_fleet, InstanceState};
 use crate::diff::SetDiff;
 use crate::duration::parse_duration;
 
@@ -68,10 +68,22 @@ pub struct PublishOpts {
 
 /// Runs `publish`.
 pub async fn run(opts: PublishOpts) -> ExitCode {
-    finish(opts.fleet.output.json, execute(&opts)).await
+    let mut code = ExitCode::SUCCESS;
+    let done = finish(opts.fleet.output.json, async {
+        code = execute(&opts).await?;
+        Ok(())
+    })
+    .await;
+    if done == ExitCode::SUCCESS {
+        code
+    } else {
+        done
+    }
 }
 
-async fn execute(opts: &PublishOpts) -> Result<(), CliError> {
+/// Publishes; with `--wait`, the exit code is the fleet's verdict (the
+/// write itself succeeded, so it is reported as such, once).
+async fn execute(opts: &PublishOpts) -> Result<ExitCode, CliError> {
     let limits = opts.fleet.limits.limits();
     let bytes = read_input(&opts.file)?;
     let set = decode_directive_set_with(&bytes, clock().as_ref(), &limits)?;
@@ -84,37 +96,57 @@ async fn execute(opts: &PublishOpts) -> Result<(), CliError> {
     let live = publisher.live().await?;
     let live_rejected: Vec<&'static str> = live.rejected.iter().map(|r| r.error.slug()).collect();
     let diff = SetDiff::between(&live.set, &set);
+    let json = opts.fleet.output.json;
     if opts.dry_run {
-        report(opts, &diff, live.revision, None, &live_rejected);
-        return Ok(());
+        if let Some(v) = report(json, &diff, live.revision, None, &live_rejected) {
+            print_json(&v);
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let expected = opts.expect_revision.unwrap_or(live.revision);
     let revision = publisher.publish(&set, Some(expected)).await?;
-    report(opts, &diff, live.revision, Some(revision), &live_rejected);
+    let mut out = report(json, &diff, live.revision, Some(revision), &live_rejected);
+    let mut code = ExitCode::SUCCESS;
     if opts.wait {
         let view = wait_for_fleet(&publisher, &opts.status_prefix, opts.timeout).await?;
-        if !opts.fleet.output.json {
+        let failure = view.failure(Some(opts.timeout));
+        if let Some(v) = out.as_mut() {
+            v["wait"] = json!({
+                "verdict": failure.as_ref().map_or("converged", |e| e.slug),
+                "latest_revision": view.fleet.latest_revision,
+                "instances": view.fleet.instances.len(),
+                "lagging": view.named(InstanceState::Lagging),
+                "rejecting": view.named(InstanceState::Rejecting),
+            });
+        } else {
             print_view(&view, layout.key(), &opts.status_prefix, false);
         }
-        if let Some(e) = view.failure(Some(opts.timeout)) {
-            return Err(e.hint(format!(
-                "revision {revision} is written; `status` shows the fleet"
-            )));
+        if let Some(e) = failure {
+            if !json {
+                eprintln!("error: {}", e.message);
+                eprintln!("  hint: revision {revision} is written; `status` shows the fleet");
+            }
+            code = e.exit_code();
         }
     }
-    Ok(())
+    if let Some(v) = out {
+        print_json(&v);
+    }
+    Ok(code)
 }
 
+/// The outcome: printed as text, or returned as JSON for the caller to
+/// complete and print once.
 fn report(
-    opts: &PublishOpts,
+    json: bool,
     diff: &SetDiff,
     live_revision: i64,
     written: Option<i64>,
     live_rejected: &[&'static str],
-) {
+) -> Option<serde_json::Value> {
     let unchanged = written.is_some() && diff.is_empty();
-    if opts.fleet.output.json {
-        print_json(&json!({
+    if json {
+        return Some(json!({
             "dry_run": written.is_none(),
             "revision": written,
             "previous_revision": live_revision,
@@ -126,17 +158,12 @@ fn report(
             "replaced_rejected_value": live_rejected.first(),
             "replaced_rejected_values": live_rejected,
         }));
-        return;
     }
     if !live_rejected.is_empty() {
+        let slugs: Vec<String> = live_rejected.iter().map(|s| (*s).to_owned()).collect();
         println!(
             "live value at revision {live_revision} is rejected ({}); it is replaced whole",
-            summarize_ids(
-                &live_rejected
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect::<Vec<_>>()
-            )
+            summarize_ids(&slugs)
         );
     }
     match written {
@@ -152,4 +179,5 @@ fn report(
             diff.summary()
         ),
     }
+    None
 }
