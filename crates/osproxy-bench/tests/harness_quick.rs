@@ -64,6 +64,7 @@ fn quick_run_writes_every_section() {
         "propagation",
         "churn",
         "recovery",
+        "topology",
         "targets",
         "plots",
     ] {
@@ -109,6 +110,27 @@ fn quick_run_writes_every_section() {
     assert!(names[2].contains("restarted"));
     for s in report["recovery"].as_array().unwrap() {
         assert_eq!(s["fault_to_visible"]["missed"], 0, "{}", s["name"]);
+    }
+
+    // Direct and through one grpc-proxy, at 1 and 10 stores; the proxy
+    // causes no reconnects.
+    let topo = report["topology"].as_array().unwrap();
+    let shapes: Vec<(u64, u64)> = topo
+        .iter()
+        .map(|r| {
+            (
+                r["proxies"].as_u64().unwrap(),
+                r["stores"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shapes, [(0, 1), (0, 10), (1, 1), (1, 10)]);
+    for r in topo {
+        assert_eq!(r["store_every_sent"]["missed"], 0, "{r}");
+        assert!(r["server_rss_with_stores_kib"].as_u64().unwrap() > 0, "{r}");
+        if r["proxies"] == 1 {
+            assert_eq!(r["reconnects"], 0, "{r}");
+        }
     }
 
     assert!(!report["targets"].as_array().unwrap().is_empty());

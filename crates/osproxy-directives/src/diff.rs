@@ -55,7 +55,8 @@ impl SetDiff {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 
-    /// `added a, b; changed c; removed d`, or `no change`.
+    /// `added a, b; changed c; removed d`, or `no change`. Long lists are
+    /// cut to their first few ids and `and N more`.
     pub fn summary(&self) -> String {
         let parts: Vec<String> = [
             ("added", &self.added),
@@ -64,7 +65,7 @@ impl SetDiff {
         ]
         .into_iter()
         .filter(|(_, ids)| !ids.is_empty())
-        .map(|(what, ids)| format!("{what} {}", ids.join(", ")))
+        .map(|(what, ids)| format!("{what} {}", crate::cli::common::summarize_ids(ids)))
         .collect();
         if parts.is_empty() {
             "no change".to_owned()

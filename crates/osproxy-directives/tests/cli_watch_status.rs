@@ -149,8 +149,11 @@ fn status_shows_who_runs_the_latest_revision_and_who_rejects_it() {
             "--key",
             &key,
         ]);
-        r.expect_code(0);
-        r.json()
+        // 0 converged, 1 lagging, 3 rejecting: the exit code says it too.
+        assert!([0, 1, 3].contains(&r.code), "{r:?}");
+        let mut v = r.json();
+        v["exit_code"] = r.code.into();
+        v
     };
     let mut last = serde_json::Value::Null;
     wait_until(
@@ -167,6 +170,7 @@ fn status_shows_who_runs_the_latest_revision_and_who_rejects_it() {
     );
     let v = last;
     assert_eq!(v["latest_revision"], latest, "{v}");
+    assert_eq!(v["exit_code"], 3, "an instance rejects: {v}");
     assert_eq!(v["current"], 1, "{v}");
     assert_eq!(v["rejecting"], 1, "{v}");
     let instance = |id: &str| {
@@ -193,7 +197,13 @@ fn status_shows_who_runs_the_latest_revision_and_who_rejects_it() {
         "--key",
         &key,
     ]);
-    human.expect_code(0);
+    human.expect_code(3);
+    assert!(
+        human
+            .stderr
+            .contains(&format!("1 instance(s) reject revision {latest}: b")),
+        "{human:?}"
+    );
     assert!(
         human.stdout.contains(&format!(
             "2 instances: 1 on revision {latest}, 0 lagging, 1 rejecting"
@@ -215,6 +225,7 @@ fn status_shows_who_runs_the_latest_revision_and_who_rejects_it() {
     // A stopped instance disappears from the fleet once its lease ends.
     drop(b);
     wait_until(Duration::from_secs(30), "b's leased report expires", || {
-        status()["total"] == 1
+        let v = status();
+        v["total"] == 1 && v["exit_code"] == 0
     });
 }

@@ -148,10 +148,29 @@ async fn prefix_layout_swaps_the_whole_prefix_and_feeds_changes() {
     let w = p.add(directive("d")).await.unwrap();
     assert!(!w.replaced);
     assert!(p.add(directive("d")).await.unwrap().replaced);
-    p.remove("a").await.unwrap();
+    let removed = p.remove("a").await.unwrap();
     let (live, revision) = p.current().await.unwrap();
     assert_eq!(ids(&live), ["b", "c", "d"]);
-    assert_eq!(revision, mod_revision(cluster, &format!("{prefix}d")));
+    // The live revision is the remove's, although no key carries it.
+    assert_eq!(revision, removed.revision);
+    assert!(mod_revision(cluster, &format!("{prefix}d")) < revision);
+    assert_eq!(p.revision().await.unwrap(), revision);
+    // A swap against the revision before the remove fails; one against the
+    // live revision holds, and a set equal to the live one writes nothing.
+    match p.publish(&live, Some(removed.revision - 1)).await {
+        Err(PublishError::Conflict { actual, .. }) => assert_eq!(actual, revision),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // (b, written by another tool with ttl_secs, is rewritten canonically.)
+    let normalized = p.publish(&live, Some(revision)).await.unwrap();
+    assert!(normalized > revision);
+    assert_eq!(p.publish(&live, None).await.unwrap(), normalized);
+    let revision = normalized;
+    // A revision beyond the cluster's is no promise of anything.
+    assert!(matches!(
+        p.publish(&live, Some(revision + 1_000_000)).await,
+        Err(PublishError::Conflict { .. })
+    ));
 
     // Two keys carrying one id: the live set is rejected, named by key.
     cluster.put(

@@ -72,6 +72,11 @@ impl AppliedState {
         self.revision
     }
 
+    /// How many keys the applied state holds (good or rejected).
+    pub(crate) fn key_count(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Forgets the applied revision before a read from a rebuilt cluster,
     /// whose revisions start afresh (the read sets it again).
     pub(crate) fn forget_revision(&mut self) {

@@ -47,6 +47,27 @@ impl Layout {
         matches!(self, Layout::Prefix(_))
     }
 
+    /// The *revision marker* of this layout: a key every publisher of this
+    /// crate writes in the same transaction as each change (puts and deletes
+    /// alike), so that the live revision moves on deletes too (see
+    /// [`crate::publisher`]). It sits next to the directives, outside the
+    /// watched key or prefix (instances never read it), and differs per
+    /// layout:
+    ///
+    /// | layout | directives | marker |
+    /// |---|---|---|
+    /// | key | `/osproxy/directives` | `/osproxy/directives.revision` |
+    /// | prefix | `/osproxy/directives/` | `/osproxy/directives.prefix-revision` |
+    /// | prefix without a trailing `/` | `/osproxy/dirs` | `/osproxy/.dirs.prefix-revision` |
+    ///
+    /// etcd permissions granted on the parent path (e.g. `/osproxy/`) cover it.
+    pub fn revision_key(&self) -> String {
+        match self {
+            Layout::Key(k) => format!("{k}.revision"),
+            Layout::Prefix(p) => prefix_revision_key(p),
+        }
+    }
+
     /// Options that read this layout: the key, or every key under the prefix.
     pub(crate) fn get_options(&self) -> etcd_client::GetOptions {
         let o = etcd_client::GetOptions::new();
@@ -65,6 +86,21 @@ impl Layout {
         } else {
             o
         }
+    }
+}
+
+/// The marker of a prefix: a sibling key that never starts with the prefix.
+fn prefix_revision_key(prefix: &str) -> String {
+    if let Some(parent) = prefix.strip_suffix('/') {
+        return format!("{parent}.prefix-revision");
+    }
+    let (dir, name) = prefix.split_at(prefix.rfind('/').map_or(0, |i| i + 1));
+    let marker = format!("{dir}.{name}.prefix-revision");
+    if marker.starts_with(prefix) {
+        // Only for names made of dots; a control byte cannot be a dot.
+        format!("{dir}\u{1}{name}.prefix-revision")
+    } else {
+        marker
     }
 }
 
@@ -338,6 +374,36 @@ mod tests {
         assert_eq!(
             normalize_endpoint("https://h:1", false),
             Err(ConfigError::SchemeMismatch("https://h:1".into()))
+        );
+    }
+
+    #[test]
+    fn revision_markers_sit_outside_the_watched_range_and_differ_per_layout() {
+        for p in [
+            "/osproxy/directives/",
+            "/",
+            "//",
+            "/osproxy/d",
+            "d",
+            "/x/.",
+            "/x/..",
+            ".",
+            "/a.b/",
+        ] {
+            let marker = Layout::Prefix(p.into()).revision_key();
+            assert!(!marker.starts_with(p), "{p} -> {marker}");
+        }
+        assert_eq!(
+            Layout::Prefix("/osproxy/directives/".into()).revision_key(),
+            "/osproxy/directives.prefix-revision"
+        );
+        assert_eq!(
+            Layout::Key("/osproxy/directives".into()).revision_key(),
+            "/osproxy/directives.revision"
+        );
+        assert_ne!(
+            Layout::Key("/osproxy/directives".into()).revision_key(),
+            Layout::Prefix("/osproxy/directives/".into()).revision_key()
         );
     }
 

@@ -51,8 +51,17 @@ impl InstanceReport {
 pub struct InstanceStatus {
     /// The instance id.
     pub instance: String,
-    /// Revision of the applied directive set.
+    /// Revision of the applied directive set: the modification revision of
+    /// the newest change (put or delete) the instance applied.
     pub applied_revision: i64,
+    /// The revision the instance's set is current *as of*: every change at
+    /// or below it is applied (the revision of its last read, or of the last
+    /// watch event it processed; [`crate::StoreStatus::confirmed_revision`]).
+    /// An instance is current when this is at least the live revision (see
+    /// [`crate::publisher`]); it is what makes a missed delete visible.
+    /// Absent in reports of older versions: use `applied_revision` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<i64>,
     /// Directives applied.
     pub directives: usize,
     /// The newest standing rejection: its revision.
@@ -65,6 +74,15 @@ pub struct InstanceStatus {
     pub updated_unix_nanos: u64,
 }
 
+impl InstanceStatus {
+    /// The revision this instance is current as of
+    /// ([`current_revision`](Self::current_revision), or the applied
+    /// revision for reports that lack it).
+    pub fn current_as_of(&self) -> i64 {
+        self.current_revision.unwrap_or(self.applied_revision)
+    }
+}
+
 /// The reporter's state on the current connection.
 pub(crate) struct InstanceReporter {
     report: InstanceReport,
@@ -73,6 +91,9 @@ pub(crate) struct InstanceReporter {
     request_timeout: Duration,
     lease: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>,
     dirty: bool,
+    /// The `current_revision` last written, so a re-read that changed
+    /// nothing but the revision is still reported (at the next keepalive).
+    reported_current: Option<i64>,
     next_keepalive: TokioInstant,
     /// No write before this: set after a failure so a failing etcd is not
     /// retried in a tight loop.
@@ -87,6 +108,7 @@ impl InstanceReporter {
             request_timeout,
             lease: None,
             dirty: true,
+            reported_current: None,
             next_keepalive: TokioInstant::now(),
             retry_at: TokioInstant::now(),
         }
@@ -154,12 +176,16 @@ impl InstanceReporter {
         let Some((lease_id, keeper, stream)) = &mut self.lease else {
             return Ok(());
         };
+        let s = status.snapshot(clock);
+        if self.reported_current != Some(s.confirmed_revision) {
+            self.dirty = true;
+        }
         if self.dirty {
-            let s = status.snapshot(clock);
             let newest = s.rejected.iter().max_by_key(|r| r.revision);
             let value = InstanceStatus {
                 instance: self.report.instance_id.clone(),
                 applied_revision: s.applied_revision,
+                current_revision: Some(s.confirmed_revision),
                 directives: s.directives,
                 rejected_revision: newest.map(|r| r.revision),
                 rejected_reason: newest.map(|r| r.reason.to_owned()),
@@ -174,6 +200,7 @@ impl InstanceReporter {
                 )
                 .await?;
             self.dirty = false;
+            self.reported_current = Some(s.confirmed_revision);
         } else {
             keeper.keep_alive().await?;
             match stream.message().await? {

@@ -38,8 +38,13 @@
 //!
 //! # Writing
 //! [`Publisher`] is the write side: compare-and-swap publishes in canonical
-//! form, `add`/`remove` of single directives, leases in the prefix layout,
-//! a change feed and the fleet's instance reports.
+//! form (the exact bytes checked with the fleet's limits first),
+//! `add`/`remove` of single directives, leases in the prefix layout, a
+//! change feed that resumes like the store, and the fleet's instance reports.
+//! One *live revision* (a revision marker written with every change, see
+//! [`publisher`]) moves on deletes too, for compare-and-swap and status; a
+//! write whose answer is lost is reported as an unknown outcome, never
+//! cleaned up after.
 //!
 //! # Seed compatibility
 //! A program written against the seed's `osproxy-etcd` 1.0.2 compiles
@@ -67,7 +72,7 @@ pub mod config;
 mod connection;
 mod error;
 mod instance;
-mod offload;
+pub mod offload;
 pub mod publisher;
 pub mod status;
 mod store;
@@ -76,7 +81,9 @@ mod watcher;
 pub use config::{Credentials, Layout, TlsConfig};
 pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError};
 pub use instance::{InstanceReport, InstanceStatus, DEFAULT_STATUS_PREFIX};
-pub use publisher::{Change, Changes, FleetStatus, PublishError, Publisher, Written};
+pub use publisher::{
+    Change, Changes, FleetStatus, KeyRejection, LiveSet, PublishError, Publisher, Written,
+};
 pub use status::{Rejection, StoreStatus, WatchPhase};
 pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};
 

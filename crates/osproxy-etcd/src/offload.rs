@@ -8,16 +8,19 @@
 //! another worker first: the proxy's request tasks never wait behind it. On a
 //! current-thread runtime there is no other worker to hand them to, and the
 //! decode runs inline as before.
+//!
+//! The store's watcher uses it for every batch it decodes; the operator
+//! binary's admin POST handler for every body.
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// Batches up to this many bytes decode inline: at the decoder's measured
 /// cost (about 9 ms per MiB) that is well under a millisecond.
-pub(crate) const INLINE_BYTES: usize = 64 * 1024;
+pub const INLINE_BYTES: usize = 64 * 1024;
 
 /// Runs `work`, which decodes `bytes` bytes, off the async worker when it is
 /// large and the runtime can spare the worker.
-pub(crate) fn decode_work<R>(bytes: usize, work: impl FnOnce() -> R) -> R {
+pub fn decode_work<R>(bytes: usize, work: impl FnOnce() -> R) -> R {
     let multi_thread =
         Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
     if bytes > INLINE_BYTES && multi_thread {

@@ -59,7 +59,13 @@ pub struct StoreStatus {
     /// instance is current when this equals the key's latest revision, and
     /// rejecting when, in addition, `rejected` names that revision.
     pub applied_revision: i64,
-    /// The newest etcd revision etcd confirmed this store is current with.
+    /// The newest etcd revision etcd confirmed this store is current with:
+    /// every change at or below it (deletes included) is applied — the
+    /// revision of the last read, or of the last watch event processed.
+    /// Instances report it as
+    /// [`InstanceStatus::current_revision`](crate::InstanceStatus::current_revision),
+    /// and it is the admin `ETag`: an instance is current when it is at least
+    /// the live revision (see [`crate::publisher`]).
     pub confirmed_revision: i64,
     /// Directives in the applied snapshot (expired ones included).
     pub directives: usize,

@@ -10,7 +10,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::WatchStream;
 use osproxy_core::Clock;
 use osproxy_observe::{
     DecodeLimits, DirectiveReader, DirectiveSet, DirectiveStore, SharedDirectiveSet, Snapshot,
@@ -29,7 +28,7 @@ use crate::connection;
 use crate::error::EtcdError;
 use crate::instance::{InstanceReport, InstanceReporter};
 use crate::status::{StatusCell, StoreStatus};
-use crate::watcher::Watcher;
+use crate::watcher::{Established, Watcher};
 
 /// A directive store fed by etcd: a locally cached snapshot kept fresh by a
 /// watch. Cheap to clone; every clone shares one connection and one
@@ -268,7 +267,7 @@ impl EtcdStoreBuilder {
             instance,
             config,
         };
-        let (stream, next_revision) = first_watch(&mut watcher).await?;
+        let established = first_watch(&mut watcher).await?;
         let stop = CancellationToken::new();
         let span = tracing::info_span!("etcd_directive_watch", key = watcher.config.layout.key());
         let inner = Inner {
@@ -279,7 +278,7 @@ impl EtcdStoreBuilder {
             endpoints: watcher.config.connection.endpoints.clone(),
             _stop: stop.clone().drop_guard(),
         };
-        runtime.spawn(watcher.run(stream, next_revision, stop).instrument(span));
+        runtime.spawn(watcher.run(established, stop).instrument(span));
         Ok(EtcdDirectiveStore {
             inner: Arc::new(inner),
         })
@@ -287,7 +286,7 @@ impl EtcdStoreBuilder {
 }
 
 /// The first connect: each endpoint in turn within the connect timeout.
-async fn first_watch(watcher: &mut Watcher) -> Result<(WatchStream, i64), EtcdError> {
+async fn first_watch(watcher: &mut Watcher) -> Result<Established, EtcdError> {
     let endpoints = watcher.config.connection.endpoints.clone();
     let total = watcher.config.connection.connect_timeout;
     let (_, first) = connection::first_answering(&endpoints, total, watcher, |w, i, budget| {

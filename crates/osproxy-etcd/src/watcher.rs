@@ -31,7 +31,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
+use etcd_client::{
+    Client, EventType, GetOptions, KvClient, WatchOptions, WatchResponse, WatchStream,
+};
 use osproxy_core::Clock;
 use osproxy_observe::{RejectReason, SharedDirectiveSet};
 use tokio::time::{sleep_until, timeout, Instant as TokioInstant};
@@ -63,12 +65,73 @@ enum State {
     /// Open a connection to the current endpoint; read first unless
     /// resuming from a known revision.
     Connect { resume: Option<i64> },
-    /// Follow the watch from `next_revision`.
+    /// Follow the watch from `next_revision`; `kv` is the same connection's
+    /// KV service, for the liveness read.
     Watch {
         stream: WatchStream,
+        kv: KvClient,
         next_revision: i64,
     },
 }
+
+/// Longest wait for a progress reply before the liveness read takes over.
+pub(crate) const PROGRESS_GRACE: Duration = Duration::from_secs(1);
+
+/// The wait for a progress reply: [`PROGRESS_GRACE`], or a third of the gap
+/// between the progress interval and the staleness bound when that is
+/// shorter, so the read still has time to answer before `stale_after`.
+fn progress_grace(progress_every: Duration, stale_after: Duration) -> Duration {
+    PROGRESS_GRACE.min(stale_after.saturating_sub(progress_every) / 3)
+}
+
+/// Where the liveness probe of a watch is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// Nothing asked since the last message.
+    Idle,
+    /// A progress request is out, sent at `since`.
+    AwaitingProgress { since: TokioInstant },
+}
+
+/// What a liveness read answered.
+#[derive(Clone, Copy, Debug)]
+struct LivenessRead {
+    header_revision: i64,
+    cluster_id: u64,
+    /// Keys modified after the applied revision (the read asks for at most 1).
+    newer_keys: usize,
+    /// Keys in the range, whatever the filter.
+    count: usize,
+}
+
+/// What the watcher knows when it probes.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    header_revision: i64,
+    cluster_id: Option<u64>,
+    keys: usize,
+}
+
+impl LivenessRead {
+    /// Whether the read proves that nothing in the range changed after what
+    /// was applied: no newer key (a put), the same number of keys (a delete
+    /// of a key applied earlier lowers it; a put raises it or shows as
+    /// newer), the same cluster and a header revision not gone backwards
+    /// (a rebuilt cluster).
+    fn shows_current(&self, known: &Known) -> bool {
+        let same_cluster = known
+            .cluster_id
+            .is_none_or(|id| id == self.cluster_id || self.cluster_id == 0);
+        same_cluster
+            && self.header_revision >= known.header_revision
+            && self.newer_keys == 0
+            && self.count == known.keys
+    }
+}
+
+/// An established watch: the stream, its connection's KV service, and the
+/// revision it delivers next.
+pub(crate) type Established = (WatchStream, KvClient, i64);
 
 /// Why a watch ended.
 enum WatchEnd {
@@ -116,12 +179,12 @@ impl Watcher {
     /// Runs until `cancel` fires, starting from an established watch.
     pub(crate) async fn run(
         mut self,
-        stream: WatchStream,
-        next_revision: i64,
+        (stream, kv, next_revision): Established,
         cancel: CancellationToken,
     ) {
         let mut state = State::Watch {
             stream,
+            kv,
             next_revision,
         };
         loop {
@@ -150,8 +213,9 @@ impl Watcher {
                 // Boxed: connecting is rare and its future is large; the
                 // steady state should not carry its size.
                 match Box::pin(self.establish(limit, resume)).await {
-                    Ok((stream, next_revision)) => State::Watch {
+                    Ok((stream, kv, next_revision)) => State::Watch {
                         stream,
+                        kv,
                         next_revision,
                     },
                     Err(failed) => self.fail(failed.kind, resume),
@@ -159,8 +223,9 @@ impl Watcher {
             }
             State::Watch {
                 stream,
+                kv,
                 next_revision,
-            } => self.watch(stream, next_revision).await,
+            } => self.watch(stream, kv, next_revision).await,
         }
     }
 
@@ -199,7 +264,7 @@ impl Watcher {
         &mut self,
         limit: Duration,
         resume: Option<i64>,
-    ) -> Result<(WatchStream, i64), Failed> {
+    ) -> Result<Established, Failed> {
         self.set_phase(WatchPhase::Connecting, false);
         let endpoint = self.endpoint().to_owned();
         let mut client =
@@ -219,10 +284,11 @@ impl Watcher {
             Ok(Err(e)) => return Err(Failed::client(e)),
             Err(_) => return Err(Failed::timeout("watch timeout")),
         };
+        let kv = client.kv_client();
         if let Some(reporter) = &mut self.instance {
             reporter.attach(client);
         }
-        Ok((stream, next_revision))
+        Ok((stream, kv, next_revision))
     }
 
     fn watch_options(&self, start: i64) -> WatchOptions {
@@ -362,15 +428,38 @@ impl Watcher {
         }
     }
 
-    async fn watch(&mut self, mut stream: WatchStream, mut next_revision: i64) -> State {
+    /// Follows the watch until it must end. Liveness (SPEC §5.5, §5.12): after
+    /// `progress_interval` of silence the watch is asked for progress; an
+    /// endpoint that does not answer within [`PROGRESS_GRACE`] (etcd's
+    /// grpc-proxy never does, etcd-io/etcd#19710) is probed with a liveness
+    /// read on the same connection instead, then and at every later silence
+    /// on this connection. A probe that shows nothing newer than what was
+    /// applied confirms freshness like a progress reply; one that shows a
+    /// change the watch did not deliver re-reads; a probe that fails or
+    /// gets no answer by `stale_after` drops the connection.
+    async fn watch(
+        &mut self,
+        mut stream: WatchStream,
+        mut kv: KvClient,
+        mut next_revision: i64,
+    ) -> State {
         self.set_phase(WatchPhase::Watching, true);
         let progress_every = self.config.progress_interval;
         let stale_after = self.config.stale_after;
+        let grace = progress_grace(progress_every, stale_after);
         let mut last_message = TokioInstant::now();
-        let mut progress_requested = false;
+        let mut probe = Probe::Idle;
+        // Whether this connection answers progress requests: unknown until
+        // the first one, and never asked again once it did not.
+        let mut answers_progress = true;
         let end = loop {
             let progress_at = last_message + progress_every;
             let stale_at = last_message + stale_after;
+            let read_at = match probe {
+                Probe::Idle if !answers_progress => Some(progress_at),
+                Probe::AwaitingProgress { since } => Some(since + grace),
+                Probe::Idle => None,
+            };
             let report_due = self.instance.as_ref().and_then(InstanceReporter::next_due);
             tokio::select! {
                 msg = stream.message() => {
@@ -380,15 +469,28 @@ impl Watcher {
                         Err(e) => break WatchEnd::Reconnect { kind: client_error_kind(&e) },
                     };
                     last_message = TokioInstant::now();
-                    progress_requested = false;
+                    probe = Probe::Idle;
                     if let Err(end) = self.on_response(&resp, &mut next_revision) {
                         break end;
                     }
                 }
-                () = sleep_until(progress_at), if !progress_requested => {
-                    progress_requested = true;
+                () = sleep_until(progress_at), if probe == Probe::Idle && answers_progress => {
+                    probe = Probe::AwaitingProgress { since: TokioInstant::now() };
                     if stream.request_progress().await.is_err() {
                         break WatchEnd::Reconnect { kind: "watch stream closed" };
+                    }
+                }
+                () = sleep_until(read_at.unwrap_or(stale_at)), if read_at.is_some() => {
+                    if matches!(probe, Probe::AwaitingProgress { .. }) && answers_progress {
+                        answers_progress = false;
+                        info!("etcd endpoint does not answer watch progress requests; confirming freshness with reads");
+                    }
+                    match self.liveness_read(&mut kv, stale_at).await {
+                        Ok(()) => {
+                            last_message = TokioInstant::now();
+                            probe = Probe::Idle;
+                        }
+                        Err(end) => break end,
                     }
                 }
                 () = sleep_until(stale_at) => {
@@ -403,10 +505,74 @@ impl Watcher {
         };
         // Close the old watch before anything opens a new one.
         drop(stream);
+        drop(kv);
         match end {
             WatchEnd::Reread => State::Connect { resume: None },
             WatchEnd::Reconnect { kind } => self.fail(kind, Some(next_revision)),
         }
+    }
+
+    /// One liveness read, answered by `deadline` or the connection is stale:
+    /// a linearizable keys-only range over the layout with
+    /// `min_mod_revision` just above what was applied. Its `count` is the
+    /// number of keys in the range whatever the filter, so "nothing newer
+    /// than applied" is exactly: no key returned, the same number of keys as
+    /// applied, the same cluster, a header revision not behind. Then the
+    /// store is confirmed fresh as of the header revision; otherwise the
+    /// watch missed something (or the cluster was rebuilt) and a fresh read
+    /// follows.
+    async fn liveness_read(
+        &mut self,
+        kv: &mut KvClient,
+        deadline: TokioInstant,
+    ) -> Result<(), WatchEnd> {
+        let applied = self.applied.revision();
+        let opts = self
+            .config
+            .layout
+            .get_options()
+            .with_keys_only()
+            .with_min_mod_revision(applied + 1)
+            .with_limit(1);
+        let key = self.config.layout.key().to_owned();
+        let resp = match tokio::time::timeout_at(deadline, kv.get(key, Some(opts))).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                return Err(WatchEnd::Reconnect {
+                    kind: client_error_kind(&e),
+                })
+            }
+            Err(_) => {
+                return Err(WatchEnd::Reconnect {
+                    kind: "stale connection",
+                })
+            }
+        };
+        let (header_revision, cluster_id) = resp
+            .header()
+            .map_or((0, 0), |h| (h.revision(), h.cluster_id()));
+        let seen = LivenessRead {
+            header_revision,
+            cluster_id,
+            newer_keys: resp.kvs().len(),
+            count: usize::try_from(resp.count()).unwrap_or(usize::MAX),
+        };
+        let known = Known {
+            header_revision: self.header_revision,
+            cluster_id: self.cluster_id,
+            keys: self.applied.key_count(),
+        };
+        if !seen.shows_current(&known) {
+            info!(
+                header_revision,
+                applied, "liveness read shows changes the watch did not deliver; re-reading"
+            );
+            return Err(WatchEnd::Reread);
+        }
+        self.header_revision = header_revision;
+        self.status
+            .confirmed(self.config.clock.as_ref(), header_revision);
+        Ok(())
     }
 
     /// Handles one watch response; `Err` names why the watch must end.
@@ -517,5 +683,55 @@ impl Watcher {
             }
             *next_revision = (*next_revision).max(revision + 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: Known = Known {
+        header_revision: 40,
+        cluster_id: Some(7),
+        keys: 3,
+    };
+
+    fn read(
+        header_revision: i64,
+        cluster_id: u64,
+        newer_keys: usize,
+        count: usize,
+    ) -> LivenessRead {
+        LivenessRead {
+            header_revision,
+            cluster_id,
+            newer_keys,
+            count,
+        }
+    }
+
+    #[test]
+    fn a_read_confirms_only_an_unchanged_range() {
+        // Writes elsewhere moved the header on: still current.
+        assert!(read(40, 7, 0, 3).shows_current(&KNOWN));
+        assert!(read(90, 7, 0, 3).shows_current(&KNOWN));
+        // A put the watch did not deliver.
+        assert!(!read(41, 7, 1, 3).shows_current(&KNOWN));
+        assert!(!read(41, 7, 1, 4).shows_current(&KNOWN));
+        // A delete the watch did not deliver: one key fewer, nothing newer.
+        assert!(!read(41, 7, 0, 2).shows_current(&KNOWN));
+        // A rebuilt cluster: another id, or revisions gone backwards.
+        assert!(!read(40, 8, 0, 3).shows_current(&KNOWN));
+        assert!(!read(39, 7, 0, 3).shows_current(&KNOWN));
+        // A proxy or member that does not report a cluster id.
+        assert!(read(40, 0, 0, 3).shows_current(&KNOWN));
+    }
+
+    #[test]
+    fn the_progress_grace_leaves_the_read_time_before_the_bound() {
+        let s = Duration::from_secs;
+        assert_eq!(progress_grace(s(10), s(15)), PROGRESS_GRACE);
+        assert_eq!(progress_grace(s(1), s(3)), s(2) / 3);
+        assert_eq!(progress_grace(s(3), s(3)), Duration::ZERO);
     }
 }

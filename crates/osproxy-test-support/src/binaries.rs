@@ -1,7 +1,17 @@
-//! Finding the `etcd` and `etcdctl` executables.
+//! Finding the `etcd` and `etcdctl` executables, and which etcd they are.
+//!
+//! `OSPROXY_ETCD_BIN_DIR` picks the directory (the version matrix: the test
+//! command runs the live suites once with Debian's 3.4 in `/usr/bin` and once
+//! with `OSPROXY_ETCD_BIN_DIR=.deps/etcd-3.5.1/bin`); without it, Debian's
+//! `/usr/bin`, then `PATH`. The first cluster a test process starts prints
+//! the version in use to stderr, once.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The variable naming the directory that holds `etcd` and `etcdctl`.
+pub const ETCD_BIN_DIR_VAR: &str = "OSPROXY_ETCD_BIN_DIR";
 
 /// The panic message when `etcd` (or `etcdctl`) is not installed.
 ///
@@ -9,11 +19,58 @@ use std::path::{Path, PathBuf};
 /// exactly like a passing one.
 pub const ETCD_NOT_FOUND: &str = "etcd not found: install it with `apt-get install -y etcd-server etcd-client` (or run scripts/install-deps.sh)";
 
-/// `/usr/bin/<name>` (the Debian packages' location) or else `<name>` on
-/// `PATH`; panics with [`ETCD_NOT_FOUND`] when neither exists.
+/// `<OSPROXY_ETCD_BIN_DIR>/<name>` when the variable is set (and nothing
+/// else then: a matrix run must not fall back to another version), else
+/// `/usr/bin/<name>` (the Debian packages' location), else `<name>` on
+/// `PATH`; panics with [`ETCD_NOT_FOUND`] when it is not there.
 pub(crate) fn require(name: &str) -> PathBuf {
-    locate(name, std::env::var_os("PATH").as_deref())
-        .unwrap_or_else(|| panic!("{ETCD_NOT_FOUND} (looked for `{name}` in /usr/bin and on PATH)"))
+    find(
+        name,
+        std::env::var_os(ETCD_BIN_DIR_VAR).as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    )
+    .unwrap_or_else(|where_| panic!("{ETCD_NOT_FOUND} (looked for `{name}` in {where_})"))
+}
+
+/// [`require`] over explicit variables; `Err` says where it looked.
+fn find(name: &str, bin_dir: Option<&OsStr>, path_var: Option<&OsStr>) -> Result<PathBuf, String> {
+    if let Some(dir) = bin_dir.filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        return if is_file(&candidate) {
+            Ok(candidate)
+        } else {
+            Err(format!("{ETCD_BIN_DIR_VAR}={}", Path::new(dir).display()))
+        };
+    }
+    locate(name, path_var).ok_or_else(|| "/usr/bin and on PATH".to_owned())
+}
+
+/// The version `etcd --version` reports for `etcd_bin` (`3.4.23`, `3.5.1`),
+/// or `unknown`.
+pub fn etcd_version(etcd_bin: &Path) -> String {
+    std::process::Command::new(etcd_bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                l.strip_prefix("etcd Version: ")
+                    .map(|v| v.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Prints the etcd in use to stderr, the first time only.
+pub(crate) fn announce(etcd_bin: &Path) {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        eprintln!(
+            "osproxy-test-support: etcd {} ({})",
+            etcd_version(etcd_bin),
+            etcd_bin.display()
+        );
+    });
 }
 
 fn locate(name: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
@@ -48,6 +105,20 @@ mod tests {
             .and_then(|e| e.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         assert!(message.starts_with(ETCD_NOT_FOUND), "{message}");
+    }
+
+    #[test]
+    fn the_bin_dir_variable_wins_and_never_falls_back() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let fake = dir.path().join("osproxy-fake-etcd");
+        std::fs::write(&fake, b"").unwrap_or_else(|e| panic!("write: {e}"));
+        let found = find("osproxy-fake-etcd", Some(dir.path().as_os_str()), None);
+        assert_eq!(found, Ok(fake));
+        // `sh` exists in /usr/bin, but the variable names another directory.
+        let missing = find("sh", Some(dir.path().as_os_str()), None).unwrap_err();
+        assert!(missing.starts_with(ETCD_BIN_DIR_VAR), "{missing}");
+        // Empty means unset.
+        assert!(find("sh", Some(OsStr::new("")), None).is_ok());
     }
 
     #[test]

@@ -46,6 +46,10 @@ struct Shared {
     /// Open client connections: id -> generation at accept time.
     connections: Mutex<HashMap<u64, u64>>,
     next_id: AtomicU64,
+    /// Armed by `hold_replies_after`: the client bytes that start the hold.
+    reply_trigger: Mutex<Option<Vec<u8>>>,
+    /// While true, no byte moves from the target back to the clients.
+    replies_held: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -92,6 +96,8 @@ impl TcpForwarder {
             generation: watch::Sender::new(0),
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
+            reply_trigger: Mutex::new(None),
+            replies_held: watch::Sender::new(false),
         });
         let (shutdown, shutdown_rx) = oneshot::channel();
         let thread_shared = Arc::clone(&shared);
@@ -178,6 +184,36 @@ impl TcpForwarder {
         );
     }
 
+    /// Arms a one-way fault: as soon as a client sends bytes containing
+    /// `needle`, those bytes still reach the target but no reply byte moves
+    /// back to any client until [`release_replies`](Self::release_replies)
+    /// (a request that left, whose answer is lost). Combine with
+    /// [`cut`](Self::cut) to end the connections that wait for an answer.
+    pub fn hold_replies_after(&self, needle: &[u8]) {
+        *self
+            .shared
+            .reply_trigger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(needle.to_vec());
+    }
+
+    /// Whether replies are held (the needle of
+    /// [`hold_replies_after`](Self::hold_replies_after) was seen).
+    pub fn replies_held(&self) -> bool {
+        *self.shared.replies_held.borrow()
+    }
+
+    /// Disarms [`hold_replies_after`](Self::hold_replies_after) and lets
+    /// replies flow again (held bytes are delivered).
+    pub fn release_replies(&self) {
+        *self
+            .shared
+            .reply_trigger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared.replies_held.send_replace(false);
+    }
+
     /// Number of client connections currently open through the forwarder.
     pub fn connection_count(&self) -> usize {
         self.shared.connections().len()
@@ -253,8 +289,8 @@ async fn serve(mut client: TcpStream, guard: ConnectionGuard, generation: u64) {
     let was_cut = {
         let (client_read, client_write) = client.split();
         let (upstream_read, upstream_write) = upstream.split();
-        let up = pump(client_read, upstream_write, shared.frozen.subscribe());
-        let down = pump(upstream_read, client_write, shared.frozen.subscribe());
+        let up = pump(client_read, upstream_write, &shared, Direction::Request);
+        let down = pump(upstream_read, client_write, &shared, Direction::Reply);
         tokio::select! {
             _ = async { tokio::try_join!(up, down) } => false,
             () = &mut cut => true,
@@ -269,14 +305,28 @@ async fn serve(mut client: TcpStream, guard: ConnectionGuard, generation: u64) {
     drop(guard);
 }
 
+/// Which way a [`pump`] moves bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Client to target: watched for the reply trigger.
+    Request,
+    /// Target to client: held while replies are held.
+    Reply,
+}
+
 /// Copies `from` to `to` until EOF (then half-closes `to`), holding still
-/// whenever the forwarder is frozen.
+/// whenever the forwarder is frozen (and, for replies, while they are held).
 async fn pump(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
-    mut frozen: watch::Receiver<bool>,
+    shared: &Shared,
+    direction: Direction,
 ) -> std::io::Result<()> {
+    let mut frozen = shared.frozen.subscribe();
+    let mut held = shared.replies_held.subscribe();
     let mut buf = vec![0u8; 16 * 1024];
+    // The end of the previous read, so a needle split across reads is seen.
+    let mut tail: Vec<u8> = Vec::new();
     loop {
         let _ = frozen.wait_for(|f| !*f).await;
         let n = from.read(&mut buf).await?;
@@ -284,8 +334,37 @@ async fn pump(
             let _ = to.shutdown().await;
             return Ok(());
         }
+        if direction == Direction::Request {
+            watch_for_trigger(shared, &mut tail, &buf[..n]);
+        }
         // Bytes read just before a freeze are held until the thaw.
         let _ = frozen.wait_for(|f| !*f).await;
+        if direction == Direction::Reply {
+            let _ = held.wait_for(|h| !*h).await;
+        }
         to.write_all(&buf[..n]).await?;
+    }
+}
+
+/// Starts holding replies when `chunk` (after `tail`) contains the armed needle.
+fn watch_for_trigger(shared: &Shared, tail: &mut Vec<u8>, chunk: &[u8]) {
+    let mut trigger = shared
+        .reply_trigger
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let Some(needle) = trigger.as_ref().filter(|n| !n.is_empty()) else {
+        tail.clear();
+        return;
+    };
+    tail.extend_from_slice(chunk);
+    if tail.windows(needle.len()).any(|w| w == needle.as_slice()) {
+        *trigger = None;
+        shared.replies_held.send_replace(true);
+        tail.clear();
+        return;
+    }
+    let keep = needle.len().saturating_sub(1);
+    if tail.len() > keep {
+        tail.drain(..tail.len() - keep);
     }
 }

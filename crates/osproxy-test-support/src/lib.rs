@@ -76,14 +76,16 @@ mod cluster;
 mod forwarder;
 mod pki;
 mod ports;
+mod proxy;
 mod wait;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use binaries::ETCD_NOT_FOUND;
+pub use binaries::{etcd_version, ETCD_BIN_DIR_VAR, ETCD_NOT_FOUND};
 pub use cluster::{EtcdCluster, EtcdClusterBuilder, EtcdMember, MemberStatus};
 pub use forwarder::TcpForwarder;
 pub use pki::{ClientCert, TestPki};
+pub use proxy::EtcdProxy;
 pub use wait::{eventually, wait_until};
 
 /// Environment variable that, when set to `1`, keeps the etcd data

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub directive_index: Option<usize>,
     /// The `Allow` header of a 405.
     pub allow: Option<&'static str>,
+    /// After an unknown outcome (504): the live revision before the write.
+    pub revision_before: Option<i64>,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             message: message.into(),
             directive_index: None,
             allow: None,
+            revision_before: None,
         }
     }
 
@@ -69,9 +72,15 @@ impl ApiError {
         )
     }
 
-    /// 400: the decoder rejected the set.
+    /// 400 (413 for `too_large`): the decoder rejected the set, or the
+    /// exact bytes that would be written.
     pub fn rejected(e: DecodeError) -> Self {
-        let mut err = Self::new(StatusCode::BAD_REQUEST, e.slug(), e.to_string());
+        let status = if e.reason == osproxy_observe::RejectReason::TooLarge {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let mut err = Self::new(status, e.slug(), e.to_string());
         err.directive_index = e.directive_index;
         err
     }
@@ -82,6 +91,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({"error": self.slug, "message": self.message});
         if let Some(i) = self.directive_index {
             body["directive_index"] = i.into();
+        }
+        if let Some(r) = self.revision_before {
+            body["revision_before"] = r.into();
         }
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();

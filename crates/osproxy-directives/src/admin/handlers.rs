@@ -8,6 +8,7 @@ use axum::http::header::{HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use osproxy_etcd::offload::decode_work;
 use osproxy_observe::decode_directive_set_with;
 use osproxy_observe::encode::to_value;
 use serde_json::{json, Value};
@@ -36,6 +37,14 @@ pub(crate) async fn get_directives(State(state): State<AdminState>) -> Response 
 }
 
 /// `POST /admin/directives`.
+///
+/// In fleet mode, besides the decoder's 400/413: the exact bytes it would
+/// write are checked with the same limits (413 `too_large` once `ttl_secs`
+/// became longer `expires_at`), etcd's permanent refusals are 413
+/// `etcd_value_too_large` / 400 `etcd_too_many_ops`, and a write whose answer
+/// was lost is 504 `outcome_unknown` with `revision_before` (nothing is
+/// cleaned up). `If-Match: N` publishes only if nothing changed after
+/// revision N (deletes included): the `ETag` of `GET` is such a revision.
 pub(crate) async fn post_directives(
     State(state): State<AdminState>,
     headers: HeaderMap,
@@ -54,7 +63,10 @@ pub(crate) async fn post_directives(
         }
     })?;
     let expected = if_match(&headers)?;
-    let set = decode_directive_set_with(&body, state.clock(), state.limits()).map_err(|e| {
+    let set = decode_work(body.len(), || {
+        decode_directive_set_with(&body, state.clock(), state.limits())
+    })
+    .map_err(|e| {
         state.count_rejected(e.slug());
         info!(reason = e.slug(), "admin publish rejected");
         ApiError::rejected(e)

@@ -15,7 +15,7 @@
 //! Every error is JSON, `{"error": "<slug>", "message": "..."}`: 400 (the
 //! decoder's reason slug, plus `directive_index` when one directive is at
 //! fault, or `invalid_if_match`), 401 `unauthorized`, 404 `not_found`, 405
-//! `method_not_allowed`, 409 `conflict` (someone else published between this
+//! `method_not_allowed`, 408 `request_timeout` (see [`server`]), 409 `conflict` (someone else published between this
 //! instance's read and write), 412 `conflict` (`If-Match` did not match), 413
 //! `too_large`, 503 `not_ready` or `etcd_unavailable`.
 //!
@@ -26,6 +26,7 @@ mod auth;
 mod error;
 mod handlers;
 mod metrics;
+pub mod server;
 mod state;
 
 use axum::extract::DefaultBodyLimit;
@@ -37,8 +38,9 @@ pub use auth::constant_time_eq;
 pub use error::ApiError;
 pub use state::{AdminOptions, AdminState, Backend, EtcdBackend};
 
-/// The admin router over `state`. Serve it with `axum::serve`, or call it
-/// directly in tests (`tower::ServiceExt::oneshot`).
+/// The admin router over `state`. Serve it with [`server::serve`] (header,
+/// request and connection limits), or call it directly in tests
+/// (`tower::ServiceExt::oneshot`).
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route(

@@ -186,7 +186,10 @@ impl AdminState {
         self.inner.options.clock.as_ref()
     }
 
-    /// The applied set and its revision.
+    /// The applied set and its revision. With etcd, the revision is the one
+    /// the set is current *as of* (the store's confirmed revision: every
+    /// change at or below it, deletes included, is applied), which is what
+    /// `If-Match` compares with the live revision.
     pub fn applied(&self) -> (Arc<DirectiveSet>, i64) {
         match &self.inner.backend {
             Backend::InMemory(store) => {
@@ -194,8 +197,11 @@ impl AdminState {
                 (set, i64::try_from(revision).unwrap_or(i64::MAX))
             }
             Backend::Etcd(b) => {
-                let revision = b.store.status().applied_revision;
-                (b.store.load(), revision)
+                let status = b.store.status();
+                (
+                    b.store.load(),
+                    status.confirmed_revision.max(status.applied_revision),
+                )
             }
         }
     }
@@ -255,10 +261,18 @@ impl AdminState {
                 Err(ApiError::new(status, "conflict", e.to_string()))
             }
             Err(e) => {
-                if e.is_retryable() {
+                if matches!(
+                    e,
+                    PublishError::Invalid(_)
+                        | PublishError::ValueTooLarge { .. }
+                        | PublishError::TooManyOps { .. }
+                ) {
+                    self.count_rejected(e.slug());
+                }
+                if e.may_need_reconnect() {
                     b.forget(&publisher).await;
                 }
-                Err(unavailable(&e))
+                Err(publish_error(e))
             }
         }
     }
@@ -292,6 +306,39 @@ impl AdminState {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
         }
+    }
+}
+
+/// Maps a failed etcd publish to its answer: the fleet's own slug for bytes
+/// it would reject (400/413), etcd's permanent refusals (413
+/// `etcd_value_too_large`, 400 `etcd_too_many_ops`), 504 `outcome_unknown`
+/// for a lost answer (nothing cleaned up; `revision_before` says what to
+/// compare), 503 for the rest.
+fn publish_error(e: PublishError) -> ApiError {
+    match e {
+        PublishError::Invalid(d) => ApiError::rejected(d),
+        PublishError::ValueTooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "etcd_value_too_large",
+            "etcd refused the write as too large; nothing was written",
+        ),
+        PublishError::TooManyOps { .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "etcd_too_many_ops",
+            "etcd refused the transaction: too many operations; nothing was written",
+        ),
+        PublishError::OutcomeUnknown { before, .. } => {
+            let mut err = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "outcome_unknown",
+                format!(
+                    "{e}; nothing was cleaned up: read the live revision, above {before} means a write happened since"
+                ),
+            );
+            err.revision_before = Some(before);
+            err
+        }
+        other => unavailable(&other),
     }
 }
 

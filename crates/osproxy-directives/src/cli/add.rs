@@ -22,7 +22,11 @@ Examples:
       --capture --expires-at 2030-01-01T00:00:00Z
   osproxy-directives add --prefix /osproxy/directives/ --id acme --level Shape --tenant acme --ttl 30s
 
-Durations: 30s, 10m, 2h, 1d (or 1h30m). A directive with the same id is replaced.";
+Durations: 30s, 10m, 2h, 1d (or 1h30m). A directive with the same id is replaced.
+In the single-key layout the set is rewritten: expired directives are dropped,
+and a set holding ttl_secs lifetimes written by another tool is refused
+(foreign_relative_lifetime, exit 1): a rewrite would restart them on every
+instance. A write whose answer is lost exits 4 (outcome unknown).";
 
 /// Options of `add`.
 #[derive(Args, Debug)]

@@ -2,15 +2,28 @@
 //! lifetimes for humans, or with `--json` the canonical encoding, which
 //! `publish` accepts verbatim (absolute expiries: re-publishing extends
 //! nothing).
+//!
+//! Two things are shown as instances see them rather than hidden:
+//! - a key whose value instances reject (prefix layout) is named with its
+//!   reason slug; the other keys are shown;
+//! - a directive stored with a relative `ttl_secs` by another tool has no
+//!   knowable end here: each instance counts it from when it first read that
+//!   revision. The table says `ttl Ns, relative` and `unknown` instead of
+//!   inventing an expiry counted from this `get`, and `--json` keeps its
+//!   `ttl_secs` (so re-publishing it would start its lifetime again: a warning
+//!   says so).
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use osproxy_observe::{encode_directive_set, DirectiveSet, DirectiveView};
+use osproxy_etcd::LiveSet;
+use osproxy_observe::encode::to_value;
+use osproxy_observe::{DirectiveSet, DirectiveView};
+use serde_json::Value;
 
-use super::common::{clock, finish, FleetArgs};
+use super::common::{clock, finish, summarize_ids, FleetArgs};
 use crate::duration::format_duration;
 
 /// Examples shown in `--help`.
@@ -20,7 +33,9 @@ Examples:
   osproxy-directives get --json > live.json     # canonical; `publish live.json` re-publishes it
   osproxy-directives get --prefix /osproxy/directives/
 
-With --json the revision goes to stderr, so stdout stays a publishable set.";
+With --json the revision and any warning go to stderr, so stdout stays a
+publishable set. A directive another tool stored with ttl_secs shows
+`unknown` remaining: instances count it from when they first read it.";
 
 /// Options of `get`.
 #[derive(Args, Debug)]
@@ -39,25 +54,89 @@ pub async fn run(opts: GetOpts) -> ExitCode {
             .etcd
             .publisher(layout.clone(), opts.fleet.limits.limits())
             .await?;
-        let (set, revision) = publisher.current().await?;
+        let live = publisher.live().await?;
+        if !layout.is_prefix() {
+            // The single value is rejected whole: nothing to show beside it.
+            if let Some(r) = live.rejected.first() {
+                return Err(osproxy_etcd::PublishError::Malformed {
+                    key: r.key.clone(),
+                    revision: live.revision,
+                    source: r.error,
+                }
+                .into());
+            }
+        }
+        let notes = notes(&live);
         if opts.fleet.output.json {
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&encode_directive_set(&set));
-            let _ = writeln!(out);
-            eprintln!("revision {revision}");
+            let _ = writeln!(out, "{}", json_set(&live));
+            eprintln!("revision {}", live.revision);
+            for note in &notes {
+                eprintln!("warning: {note}");
+            }
         } else {
             println!(
-                "{} at revision {revision}: {}",
+                "{} at revision {}: {}",
                 layout.key(),
-                count(set.len())
+                live.revision,
+                count(live.set.len())
             );
-            if !set.is_empty() {
-                print!("{}", table(&set));
+            if !live.set.is_empty() {
+                print!("{}", table_with(&live.set, &live));
+            }
+            for note in &notes {
+                println!("note: {note}");
             }
         }
         Ok(())
     })
     .await
+}
+
+/// The warnings `get` prints under the set.
+fn notes(live: &LiveSet) -> Vec<String> {
+    let mut notes = Vec::new();
+    for r in &live.rejected {
+        notes.push(format!(
+            "key {} (revision {}) is rejected ({}); instances leave it out",
+            r.key,
+            r.mod_revision,
+            r.error.slug()
+        ));
+    }
+    if !live.relative.is_empty() {
+        let ids: Vec<String> = live.relative.keys().cloned().collect();
+        notes.push(format!(
+            "{} with a relative lifetime (ttl_secs) written by another tool: {}; each instance \
+             counts it from when it first read it, so its end is unknown here, and re-publishing \
+             it starts it again: replace it with an absolute expires_at",
+            count(ids.len()),
+            summarize_ids(&ids)
+        ));
+    }
+    notes
+}
+
+/// The canonical set, with each relative lifetime kept as `ttl_secs`.
+fn json_set(live: &LiveSet) -> Value {
+    let mut v = to_value(&live.set);
+    if let Some(list) = v.get_mut("directives").and_then(Value::as_array_mut) {
+        for d in list {
+            let Some(obj) = d.as_object_mut() else {
+                continue;
+            };
+            let ttl = obj
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| live.relative.get(id))
+                .copied();
+            if let Some(ttl) = ttl {
+                obj.remove("expires_at");
+                obj.insert("ttl_secs".into(), ttl.into());
+            }
+        }
+    }
+    v
 }
 
 /// `no directives`, `1 directive`, `3 directives`.
@@ -72,7 +151,20 @@ pub fn count(n: usize) -> String {
 /// One row per directive: id, level, targets, sample (per mille), flags, expiry and
 /// remaining lifetime.
 pub fn table(set: &DirectiveSet) -> String {
-    let rows: Vec<[String; 7]> = set.view(clock().as_ref()).iter().map(row).collect();
+    render(set, |_| None)
+}
+
+/// [`table`], showing relative lifetimes as such.
+fn table_with(set: &DirectiveSet, live: &LiveSet) -> String {
+    render(set, |id| live.relative.get(id).copied())
+}
+
+fn render(set: &DirectiveSet, relative: impl Fn(&str) -> Option<u64>) -> String {
+    let rows: Vec<[String; 7]> = set
+        .view(clock().as_ref())
+        .iter()
+        .map(|v| row(v, relative(&v.id)))
+        .collect();
     let header = [
         "ID",
         "LEVEL",
@@ -102,7 +194,7 @@ pub fn table(set: &DirectiveSet) -> String {
     out
 }
 
-fn row(v: &DirectiveView) -> [String; 7] {
+fn row(v: &DirectiveView, relative_ttl: Option<u64>) -> [String; 7] {
     let mut targets = Vec::new();
     for (name, value) in [
         ("tenant", &v.tenant),
@@ -128,10 +220,13 @@ fn row(v: &DirectiveView) -> [String; 7] {
     if v.capture {
         flags.push("capture");
     }
-    let remaining = if v.expired {
-        "expired".to_owned()
-    } else {
-        format_duration(Duration::from_secs(v.remaining_secs))
+    let (expires_at, remaining) = match relative_ttl {
+        Some(ttl) => (format!("ttl {ttl}s, relative"), "unknown".to_owned()),
+        None if v.expired => (v.expires_at.clone(), "expired".to_owned()),
+        None => (
+            v.expires_at.clone(),
+            format_duration(Duration::from_secs(v.remaining_secs)),
+        ),
     };
     [
         v.id.clone(),
@@ -143,7 +238,7 @@ fn row(v: &DirectiveView) -> [String; 7] {
         } else {
             flags.join(",")
         },
-        v.expires_at.clone(),
+        expires_at,
         remaining,
     ]
 }

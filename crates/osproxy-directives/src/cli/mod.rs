@@ -27,7 +27,8 @@ pub mod watch;
 /// and publish directive sets, inspect what the fleet applies.
 ///
 /// Exit codes: 0 success, 1 runtime failure (etcd unreachable, revision
-/// conflict, …), 2 usage or validation error.
+/// conflict, …; status: lagging), 2 usage or validation error (nothing
+/// written), 3 an instance rejects the latest revision, 4 outcome unknown.
 #[derive(Debug, Parser)]
 #[command(name = "osproxy-directives", version, propagate_version = true)]
 #[command(after_help = "Start with `osproxy-directives demo`, or see the README for the workflow.")]

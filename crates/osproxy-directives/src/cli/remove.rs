@@ -14,7 +14,11 @@ Examples:
   osproxy-directives remove acme-timing
   osproxy-directives remove --prefix /osproxy/directives/ acme
 
-Removing an id that is not live fails with not_found (exit 1).";
+Removing an id that is not live fails with not_found (exit 1). The live
+revision moves with the removal, so `status` shows who has not applied it.
+In the single-key layout expired directives are dropped too, and a set
+holding another tool's ttl_secs lifetimes is refused (foreign_relative_lifetime).
+A write whose answer is lost exits 4 (outcome unknown).";
 
 /// Options of `remove`.
 #[derive(Args, Debug)]

@@ -18,6 +18,7 @@ use osproxy_observe::InMemoryDirectiveStore;
 use tracing::info;
 
 use super::common::{clock, CliError, EtcdArgs, LayoutArgs, LimitArgs};
+use crate::admin::server::{self, ServerLimits, DEFAULT_MAX_CONNECTIONS};
 use crate::admin::{router, AdminOptions, AdminState, Backend, EtcdBackend};
 use crate::duration::parse_duration;
 
@@ -91,6 +92,20 @@ pub struct ServeOpts {
     /// Largest reconnect delay.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub backoff_max: Duration,
+    /// Time a client has to send a whole request head (first or next on a
+    /// kept-alive connection) before it is disconnected.
+    #[arg(long, env = "OSPROXY_ADMIN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
+    pub header_read_timeout: Duration,
+    /// Time an admin request (body included) has to be answered; later: 408.
+    #[arg(long, env = "OSPROXY_ADMIN_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
+    pub http_request_timeout: Duration,
+    /// Most open admin connections (also kept 64 below the open-file limit);
+    /// at the cap the idlest connection is closed to admit a new one.
+    #[arg(long, env = "OSPROXY_ADMIN_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N", help_heading = "admin HTTP")]
+    pub max_connections: usize,
+    /// Time requests in flight get to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
+    pub shutdown_grace: Duration,
     /// Where the directives live.
     #[command(flatten)]
     pub layout: LayoutArgs,
@@ -127,6 +142,12 @@ fn check_exposure(listen: SocketAddr, token: Option<&str>) -> Result<(), CliErro
 
 async fn execute(opts: ServeOpts) -> Result<(), CliError> {
     check_exposure(opts.listen, opts.token.as_deref())?;
+    if opts.max_connections == 0 {
+        return Err(CliError::usage(
+            "invalid_max_connections",
+            "--max-connections must be at least 1",
+        ));
+    }
     let limits = opts.limits.limits();
     let options = AdminOptions {
         token: opts.token.clone(),
@@ -193,8 +214,13 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
     let (set, revision) = state.applied();
     info!(%addr, store = state.store_name(), revision, directives = set.len(), "admin endpoint up");
     let app = router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let limits = ServerLimits {
+        header_read_timeout: opts.header_read_timeout,
+        request_timeout: opts.http_request_timeout,
+        max_connections: opts.max_connections,
+        shutdown_grace: opts.shutdown_grace,
+    };
+    server::serve(listener, app, limits, shutdown_signal())
         .await
         .map_err(|e| CliError::runtime("serve_failed", "the admin server failed").caused_by(&e))?;
     // The store's watch and connection close as the last handle drops.
@@ -236,6 +262,25 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The clap defaults are the listener's constants.
+    #[test]
+    fn admin_http_defaults_match_the_listener() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeOpts,
+        }
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        let got = ServerLimits {
+            header_read_timeout: cli.serve.header_read_timeout,
+            request_timeout: cli.serve.http_request_timeout,
+            max_connections: cli.serve.max_connections,
+            shutdown_grace: cli.serve.shutdown_grace,
+        };
+        assert_eq!(got, ServerLimits::default());
+    }
 
     #[test]
     fn exposure_rules() {

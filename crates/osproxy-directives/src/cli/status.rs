@@ -1,30 +1,39 @@
 //! `status`: the fleet as its instances report it. Each instance started with
 //! an instance id keeps a leased key under the status prefix saying which
-//! revision it applied and what it rejected; this reads them together with
-//! the live revision and shows who runs the latest, who lags and who rejects.
+//! revision it is current as of and what it rejects; this reads them together
+//! with the live revision and shows who runs the latest, who lags and who
+//! rejects. The exit code says it too (0 current, 1 lagging, 3 rejecting),
+//! and `--wait` waits for convergence, so a rollout script can gate on it.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use osproxy_etcd::{InstanceStatus, DEFAULT_STATUS_PREFIX};
+use osproxy_etcd::{FleetStatus, InstanceStatus, Publisher, DEFAULT_STATUS_PREFIX};
 use serde::Serialize;
 use serde_json::json;
 
-use super::common::{clock, finish, print_json, FleetArgs};
-use crate::duration::format_duration;
+use super::common::{clock, finish, print_json, summarize_ids, CliError, Failure, FleetArgs};
+use crate::duration::{format_duration, parse_duration};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
 Examples:
   osproxy-directives status
+  osproxy-directives status --wait --timeout 60s && echo converged
   osproxy-directives status --json | jq '.instances[] | select(.state != \"current\")'
 
-States: current (applied the latest revision), lagging (applied an older one),
-rejecting (its newest value was rejected; the last good set keeps serving).
-The latest revision is the live directive key's modification revision.
+States: current (current as of the latest revision), lagging (behind it,
+e.g. it missed a delete), rejecting (current, but rejects a live value; the
+last good set keeps serving). The latest revision is the live revision: it
+moves on every change, deletes included (see the README).
+Exit codes: 0 every instance current (or none reports); 1 some lag (with
+--wait: still after --timeout); 3 some reject the latest revision (named).
 An instance's key is leased: it disappears within the lease (10 s by default)
 after the instance stops. LAST REPORT is when it last wrote a change.";
+
+/// How often `--wait` reads the fleet's reports.
+const POLL_EVERY: Duration = Duration::from_millis(200);
 
 /// Options of `status`.
 #[derive(Args, Debug)]
@@ -32,6 +41,13 @@ pub struct StatusOpts {
     /// The prefix the instances report under.
     #[arg(long, env = "OSPROXY_STATUS_PREFIX", default_value = DEFAULT_STATUS_PREFIX, value_name = "PREFIX")]
     pub status_prefix: String,
+    /// Wait until every instance is current (exit 0), any rejects (exit 3)
+    /// or --timeout passes (exit 1).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION", requires = "wait")]
+    pub timeout: Duration,
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -41,18 +57,18 @@ pub struct StatusOpts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
-    /// Applied the latest revision and rejects nothing.
+    /// Current as of the latest revision and rejects nothing.
     Current,
-    /// Applied an older revision.
+    /// Current as of an older revision only.
     Lagging,
-    /// Has a standing rejection.
+    /// Current, with a standing rejection.
     Rejecting,
 }
 
 impl InstanceState {
-    /// Classifies one report against the latest revision.
+    /// Classifies one report against the latest (live) revision.
     pub fn of(report: &InstanceStatus, latest: i64) -> Self {
-        if report.applied_revision < latest {
+        if report.current_as_of() < latest {
             InstanceState::Lagging
         } else if report.rejected_revision.is_some() {
             InstanceState::Rejecting
@@ -70,121 +86,260 @@ impl InstanceState {
     }
 }
 
-/// Runs `status`.
-pub async fn run(opts: StatusOpts) -> ExitCode {
-    finish(opts.fleet.output.json, async {
-        let layout = opts.fleet.layout.layout()?;
-        let publisher = opts.fleet.etcd.publisher(layout.clone(), opts.fleet.limits.limits()).await?;
-        let fleet = publisher.fleet_status(&opts.status_prefix).await?;
-        let now = clock().unix_nanos();
-        let latest = fleet.latest_revision;
-        let rows: Vec<(InstanceState, &InstanceStatus, Duration)> = fleet
+/// What the fleet's reports say as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every instance is current (or none reports).
+    Converged,
+    /// Some instance lags; none rejects.
+    Lagging,
+    /// Some instance rejects the latest revision.
+    Rejecting,
+}
+
+/// The fleet classified.
+#[derive(Debug)]
+pub struct FleetView {
+    /// The reports as read.
+    pub fleet: FleetStatus,
+    /// Each report's state, in the same order.
+    pub states: Vec<InstanceState>,
+}
+
+impl FleetView {
+    /// Classifies `fleet`.
+    pub fn new(fleet: FleetStatus) -> Self {
+        let states = fleet
             .instances
             .iter()
-            .map(|r| {
-                let age = Duration::from_nanos(now.saturating_sub(r.updated_unix_nanos));
-                (InstanceState::of(r, latest), r, age)
-            })
+            .map(|r| InstanceState::of(r, fleet.latest_revision))
             .collect();
-        let count = |s: InstanceState| rows.iter().filter(|(state, _, _)| *state == s).count();
-        let (current, lagging, rejecting) = (
-            count(InstanceState::Current),
-            count(InstanceState::Lagging),
-            count(InstanceState::Rejecting),
-        );
-        for key in &fleet.unreadable {
-            eprintln!("warning: {key} does not hold an instance report");
+        FleetView { fleet, states }
+    }
+
+    /// The verdict: rejecting beats lagging beats converged.
+    pub fn verdict(&self) -> Verdict {
+        if self.states.contains(&InstanceState::Rejecting) {
+            Verdict::Rejecting
+        } else if self.states.contains(&InstanceState::Lagging) {
+            Verdict::Lagging
+        } else {
+            Verdict::Converged
         }
-        if opts.fleet.output.json {
-            let instances: Vec<_> = rows
-                .iter()
-                .map(|(state, r, age)| {
-                    json!({
-                        "instance": r.instance,
-                        "state": state,
-                        "applied_revision": r.applied_revision,
-                        "directives": r.directives,
-                        "rejected_revision": r.rejected_revision,
-                        "rejected_reason": r.rejected_reason,
-                        "last_report_unix_nanos": r.updated_unix_nanos,
-                        "last_report_secs_ago": age.as_secs_f64(),
-                    })
-                })
-                .collect();
-            print_json(&json!({
-                "key": layout.key(),
-                "latest_revision": latest,
-                "total": rows.len(),
-                "current": current,
-                "lagging": lagging,
-                "rejecting": rejecting,
-                "instances": instances,
-                "unreadable": fleet.unreadable,
-            }));
-            return Ok(());
-        }
-        println!("directives {} at revision {latest}", layout.key());
-        println!(
-            "{} instances: {current} on revision {latest}, {lagging} lagging, {rejecting} rejecting",
-            rows.len()
-        );
-        if rows.is_empty() {
-            println!(
-                "no instance reports under {} (start instances with --etcd --instance-id)",
-                opts.status_prefix
-            );
-            return Ok(());
-        }
-        let mut table = vec![[
-            "INSTANCE".to_owned(),
-            "STATE".to_owned(),
-            "APPLIED".to_owned(),
-            "DIRECTIVES".to_owned(),
-            "REJECTED".to_owned(),
-            "LAST REPORT".to_owned(),
-        ]];
-        for (state, r, age) in &rows {
-            let rejected = match (&r.rejected_revision, &r.rejected_reason) {
-                (Some(rev), Some(reason)) => format!("{rev} {reason}"),
-                (Some(rev), None) => rev.to_string(),
-                _ => "-".to_owned(),
-            };
-            table.push([
-                r.instance.clone(),
-                state.name().to_owned(),
-                r.applied_revision.to_string(),
-                r.directives.to_string(),
-                rejected,
-                format!("{} ago", format_duration(Duration::from_secs(age.as_secs()))),
-            ]);
-        }
-        let mut widths = [0usize; 6];
-        for row in &table {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
+    }
+
+    /// The ids of the instances in `state`.
+    pub fn named(&self, state: InstanceState) -> Vec<String> {
+        self.fleet
+            .instances
+            .iter()
+            .zip(&self.states)
+            .filter(|(_, s)| **s == state)
+            .map(|(r, _)| r.instance.clone())
+            .collect()
+    }
+
+    fn count(&self, state: InstanceState) -> usize {
+        self.states.iter().filter(|s| **s == state).count()
+    }
+
+    /// The verdict as an error, `None` when converged.
+    pub fn failure(&self, waited: Option<Duration>) -> Option<CliError> {
+        let latest = self.fleet.latest_revision;
+        match self.verdict() {
+            Verdict::Converged => None,
+            Verdict::Rejecting => {
+                let names = self.named(InstanceState::Rejecting);
+                Some(CliError::with_failure(
+                    Failure::Rejecting,
+                    "rejecting",
+                    format!(
+                        "{} instance(s) reject revision {latest}: {}",
+                        names.len(),
+                        summarize_ids(&names)
+                    ),
+                ))
+            }
+            Verdict::Lagging => {
+                let names = self.named(InstanceState::Lagging);
+                let when =
+                    waited.map_or(String::new(), |w| format!(" after {}", format_duration(w)));
+                Some(CliError::runtime(
+                    "lagging",
+                    format!(
+                        "{} instance(s) not current as of revision {latest}{when}: {}",
+                        names.len(),
+                        summarize_ids(&names)
+                    ),
+                ))
             }
         }
-        for row in &table {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            println!("{}", cells.join("  ").trim_end());
+    }
+}
+
+/// Reads the fleet until it converges, an instance rejects, or `limit`
+/// passes; returns the last view read.
+///
+/// # Errors
+/// A request error.
+pub async fn wait_for_fleet(
+    publisher: &Publisher,
+    status_prefix: &str,
+    limit: Duration,
+) -> Result<FleetView, CliError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let view = FleetView::new(publisher.fleet_status(status_prefix).await?);
+        if view.verdict() != Verdict::Lagging || tokio::time::Instant::now() >= deadline {
+            return Ok(view);
+        }
+        tokio::time::sleep(POLL_EVERY.min(deadline - tokio::time::Instant::now())).await;
+    }
+}
+
+/// Runs `status`.
+pub async fn run(opts: StatusOpts) -> ExitCode {
+    let json = opts.fleet.output.json;
+    let mut code = ExitCode::SUCCESS;
+    let done = finish(json, async {
+        let layout = opts.fleet.layout.layout()?;
+        let publisher = opts
+            .fleet
+            .etcd
+            .publisher(layout.clone(), opts.fleet.limits.limits())
+            .await?;
+        let view = if opts.wait {
+            wait_for_fleet(&publisher, &opts.status_prefix, opts.timeout).await?
+        } else {
+            FleetView::new(publisher.fleet_status(&opts.status_prefix).await?)
+        };
+        print_view(&view, layout.key(), &opts.status_prefix, json);
+        if let Some(e) = view.failure(opts.wait.then_some(opts.timeout)) {
+            if !json {
+                eprintln!("{}", e.message);
+            }
+            code = e.exit_code();
         }
         Ok(())
     })
-    .await
+    .await;
+    if done == ExitCode::SUCCESS {
+        code
+    } else {
+        done
+    }
+}
+
+/// Prints the fleet: a summary and a table, or one JSON object.
+pub fn print_view(view: &FleetView, key: &str, status_prefix: &str, json: bool) {
+    let now = clock().unix_nanos();
+    let fleet = &view.fleet;
+    let latest = fleet.latest_revision;
+    let age = |r: &InstanceStatus| Duration::from_nanos(now.saturating_sub(r.updated_unix_nanos));
+    let (current, lagging, rejecting) = (
+        view.count(InstanceState::Current),
+        view.count(InstanceState::Lagging),
+        view.count(InstanceState::Rejecting),
+    );
+    for key in &fleet.unreadable {
+        eprintln!("warning: {key} does not hold an instance report");
+    }
+    if json {
+        let instances: Vec<_> = fleet
+            .instances
+            .iter()
+            .zip(&view.states)
+            .map(|(r, state)| {
+                json!({
+                    "instance": r.instance,
+                    "state": state,
+                    "applied_revision": r.applied_revision,
+                    "current_revision": r.current_as_of(),
+                    "directives": r.directives,
+                    "rejected_revision": r.rejected_revision,
+                    "rejected_reason": r.rejected_reason,
+                    "last_report_unix_nanos": r.updated_unix_nanos,
+                    "last_report_secs_ago": age(r).as_secs_f64(),
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "key": key,
+            "latest_revision": latest,
+            "total": fleet.instances.len(),
+            "current": current,
+            "lagging": lagging,
+            "rejecting": rejecting,
+            "instances": instances,
+            "unreadable": fleet.unreadable,
+        }));
+        return;
+    }
+    println!("directives {key} at revision {latest}");
+    println!(
+        "{} instances: {current} on revision {latest}, {lagging} lagging, {rejecting} rejecting",
+        fleet.instances.len()
+    );
+    if fleet.instances.is_empty() {
+        println!(
+            "no instance reports under {status_prefix} (start instances with --etcd --instance-id)"
+        );
+        return;
+    }
+    let mut table = vec![[
+        "INSTANCE".to_owned(),
+        "STATE".to_owned(),
+        "APPLIED".to_owned(),
+        "DIRECTIVES".to_owned(),
+        "REJECTED".to_owned(),
+        "LAST REPORT".to_owned(),
+    ]];
+    for (r, state) in fleet.instances.iter().zip(&view.states) {
+        let rejected = match (&r.rejected_revision, &r.rejected_reason) {
+            (Some(rev), Some(reason)) => format!("{rev} {reason}"),
+            (Some(rev), None) => rev.to_string(),
+            _ => "-".to_owned(),
+        };
+        table.push([
+            r.instance.clone(),
+            state.name().to_owned(),
+            // The newest live revision it has: current ones show the latest.
+            r.current_as_of()
+                .min(latest.max(r.applied_revision))
+                .to_string(),
+            r.directives.to_string(),
+            rejected,
+            format!(
+                "{} ago",
+                format_duration(Duration::from_secs(age(r).as_secs()))
+            ),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &table {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn report(applied: i64, rejected: Option<i64>) -> InstanceStatus {
+    fn report(applied: i64, current: Option<i64>, rejected: Option<i64>) -> InstanceStatus {
         InstanceStatus {
-            instance: "i".into(),
+            instance: format!("i{applied}"),
             applied_revision: applied,
+            current_revision: current,
             directives: 0,
             rejected_revision: rejected,
             rejected_reason: rejected.map(|_| "lifetime_too_long".into()),
@@ -194,25 +349,52 @@ mod tests {
 
     #[test]
     fn states_against_the_latest_revision() {
-        assert_eq!(
-            InstanceState::of(&report(5, None), 5),
-            InstanceState::Current
+        let of = |r: InstanceStatus, latest| InstanceState::of(&r, latest);
+        assert_eq!(of(report(5, None, None), 5), InstanceState::Current);
+        assert_eq!(of(report(6, None, None), 5), InstanceState::Current);
+        assert_eq!(of(report(4, None, None), 5), InstanceState::Lagging);
+        assert_eq!(of(report(5, None, Some(5)), 5), InstanceState::Rejecting);
+        assert_eq!(of(report(3, None, Some(3)), 5), InstanceState::Lagging);
+        // A missed delete: applied an old put, current only as of before the
+        // delete at 7.
+        assert_eq!(of(report(4, Some(6), None), 7), InstanceState::Lagging);
+        // Read after the delete: current although the newest key is older.
+        assert_eq!(of(report(4, Some(9), None), 7), InstanceState::Current);
+    }
+
+    #[test]
+    fn the_verdict_prefers_rejecting_and_names_instances() {
+        let fleet = FleetStatus {
+            latest_revision: 7,
+            instances: vec![
+                report(7, Some(7), None),
+                report(3, Some(3), None),
+                report(8, Some(8), Some(8)),
+            ],
+            unreadable: Vec::new(),
+        };
+        let view = FleetView::new(fleet);
+        assert_eq!(view.verdict(), Verdict::Rejecting);
+        let e = view.failure(None).unwrap();
+        assert_eq!((e.code(), e.slug), (3, "rejecting"));
+        assert!(e.message.contains("i8"), "{}", e.message);
+        let lagging = FleetView::new(FleetStatus {
+            latest_revision: 7,
+            instances: vec![report(3, Some(3), None)],
+            unreadable: Vec::new(),
+        });
+        let e = lagging.failure(Some(Duration::from_secs(2))).unwrap();
+        assert_eq!((e.code(), e.slug), (1, "lagging"));
+        assert!(
+            e.message.contains("i3") && e.message.contains("2s"),
+            "{}",
+            e.message
         );
-        assert_eq!(
-            InstanceState::of(&report(6, None), 5),
-            InstanceState::Current
-        );
-        assert_eq!(
-            InstanceState::of(&report(4, None), 5),
-            InstanceState::Lagging
-        );
-        assert_eq!(
-            InstanceState::of(&report(5, Some(5)), 5),
-            InstanceState::Rejecting
-        );
-        assert_eq!(
-            InstanceState::of(&report(3, Some(3)), 5),
-            InstanceState::Lagging
-        );
+        let empty = FleetView::new(FleetStatus {
+            latest_revision: 7,
+            instances: Vec::new(),
+            unreadable: Vec::new(),
+        });
+        assert!(empty.failure(None).is_none());
     }
 }

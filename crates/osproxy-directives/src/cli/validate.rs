@@ -1,5 +1,7 @@
 //! `validate FILE|-`: runs the fleet's decoder on a directive set file, so a
-//! set is checked exactly as every instance will check it.
+//! set is checked exactly as every instance will check it — in the form it
+//! is published in, too: `ttl_secs` become longer absolute `expires_at`, so a
+//! set just under the size limit can be over it once published.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +10,9 @@ use clap::Args;
 use osproxy_observe::decode_directive_set_with;
 use serde_json::json;
 
-use super::common::{clock, finish, print_json, read_input, CliError, LimitArgs, OutputArgs};
+use super::common::{
+    check_published_form, clock, finish, print_json, read_input, CliError, LimitArgs, OutputArgs,
+};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
@@ -40,6 +44,8 @@ pub async fn run(opts: ValidateOpts) -> ExitCode {
         let bytes = read_input(&opts.file)?;
         let set = decode_directive_set_with(&bytes, clock().as_ref(), &opts.limits.limits())
             .map_err(CliError::from)?;
+        // What `publish` would write, checked like the instances will.
+        check_published_form(&set, &opts.limits.limits())?;
         let live = set.live_count(clock().now());
         if opts.output.json {
             print_json(&json!({"valid": true, "directives": set.len(), "live": live}));

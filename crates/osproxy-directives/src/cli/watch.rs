@@ -1,6 +1,9 @@
 //! `watch`: one line per change of the live directive set, with its revision
 //! and the ids it added, changed or removed. Rejected values are shown as the
-//! fleet sees them: the last good set keeps serving.
+//! fleet sees them: the last good set keeps serving. A watch that ends (etcd
+//! restarted, connection lost, revisions compacted away) is resumed like the
+//! store's: from the next unseen revision, or with a fresh read whose
+//! difference is printed as one change; a note goes to stderr.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -55,11 +58,16 @@ async fn execute(opts: &WatchOpts) -> Result<(), CliError> {
     );
     let mut previous = first;
     let mut seen = 0u64;
+    let mut interruptions = 0;
     while opts.count.is_none_or(|n| seen < n) {
         let change = tokio::select! {
             change = changes.next_change() => change?,
             _ = tokio::signal::ctrl_c() => break,
         };
+        if changes.interruptions() != interruptions {
+            interruptions = changes.interruptions();
+            eprintln!("watch resumed (interrupted {interruptions} time(s) so far)");
+        }
         print_change(&previous, &change, opts.fleet.output.json);
         previous = change;
         seen += 1;

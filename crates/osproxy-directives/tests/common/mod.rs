@@ -309,3 +309,122 @@ pub fn http_get(url: &str) -> (u16, String) {
         (status, resp.text().await.expect("body"))
     })
 }
+
+/// A blocking POST for sync tests, with an optional `If-Match`: status code
+/// and body.
+pub fn http_post(url: &str, body: Vec<u8>, if_match: Option<&str>) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut req = reqwest::Client::new().post(url).body(body);
+        if let Some(tag) = if_match {
+            req = req.header("If-Match", tag);
+        }
+        let resp = req.send().await.expect("POST");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    })
+}
+
+/// A blocking GET returning the status, the `ETag` header and the body.
+pub fn http_get_etag(url: &str) -> (u16, Option<String>, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let resp = reqwest::get(url).await.expect("GET");
+        let status = resp.status().as_u16();
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (status, etag, resp.text().await.expect("body"))
+    })
+}
+
+/// `--endpoints E --prefix P` followed by `args`, run to completion.
+pub fn run_prefix(endpoints: &str, prefix: &str, args: &[&str]) -> Run {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--endpoints", endpoints, "--prefix", prefix]);
+    run(&all)
+}
+
+/// The revision `get --json` reports (on stderr: `revision N`).
+pub fn revision_from_get(r: &Run) -> i64 {
+    r.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("revision "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no revision line: {r:?}"))
+}
+
+/// How many leases etcd holds (`etcdctl lease list`).
+pub fn lease_count(cluster: &EtcdCluster) -> usize {
+    let out = cluster.etcdctl(&["lease", "list"]);
+    out.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("found "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected lease list output: {out}"))
+}
+
+/// An etcd with a small `--max-request-bytes`, killed (by its own handle)
+/// and its data removed on drop.
+pub struct SmallEtcd {
+    child: std::process::Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallEtcd {
+    /// Starts it on free loopback ports and waits until it answers.
+    pub fn start(max_request_bytes: usize) -> SmallEtcd {
+        let port = |_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port")
+        };
+        let (client, peer) = (port(0), port(1));
+        let dir = tempfile::tempdir().expect("data dir");
+        let bin = std::env::var_os("OSPROXY_ETCD_BIN_DIR")
+            .map_or_else(|| "/usr/bin".into(), std::path::PathBuf::from)
+            .join("etcd");
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = std::process::Command::new(bin)
+            .args(["--data-dir", dir.path().to_str().expect("utf-8 path")])
+            .args(["--name", "small"])
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("small={peer_url}")])
+            .args(["--max-request-bytes", &max_request_bytes.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        let endpoint = format!("127.0.0.1:{client}");
+        wait_until(PROMPTLY, "the small etcd answers", || {
+            run(&["get", "--endpoints", &endpoint, "--key", "/probe"]).code == 0
+        });
+        SmallEtcd {
+            child,
+            endpoint,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for SmallEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -35,6 +35,7 @@ mod recovery;
 mod report;
 mod stats;
 mod sys;
+mod topology;
 mod workload;
 
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ struct Plan {
     tuned_progress_interval_s: u64,
     restart_rounds: usize,
     restart_outage_ms: u64,
+    topology_store_counts: Vec<usize>,
+    topology_proxies: Vec<usize>,
+    topology_writes: usize,
 }
 
 impl Plan {
@@ -95,6 +99,9 @@ impl Plan {
             tuned_progress_interval_s: 1,
             restart_rounds: 3,
             restart_outage_ms: 1000,
+            topology_store_counts: vec![1, 100, 1000],
+            topology_proxies: vec![0, 1, 2],
+            topology_writes: 50,
         }
     }
 
@@ -118,12 +125,16 @@ impl Plan {
             tuned_progress_interval_s: 1,
             restart_rounds: 1,
             restart_outage_ms: 200,
+            topology_store_counts: vec![1, 10],
+            topology_proxies: vec![0, 1],
+            topology_writes: 5,
         }
     }
 }
 
 struct Args {
     quick: bool,
+    topology_only: bool,
     stores: Option<Vec<usize>>,
     writes: Option<usize>,
     out: Option<PathBuf>,
@@ -133,6 +144,7 @@ struct Args {
 fn parse_args() -> Res<Args> {
     let mut args = Args {
         quick: false,
+        topology_only: false,
         stores: None,
         writes: None,
         out: None,
@@ -142,6 +154,7 @@ fn parse_args() -> Res<Args> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => args.quick = true,
+            "--topology-only" => args.topology_only = true,
             "--out" => args.out = Some(it.next().ok_or("--out needs a path")?.into()),
             "--stores" => {
                 let list = it.next().ok_or("--stores needs a list, e.g. 1,100,1000")?;
@@ -159,7 +172,7 @@ fn parse_args() -> Res<Args> {
             "--plots" => args.plots = Some(it.next().ok_or("--plots needs a directory")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: propagation [--quick] [--stores N,N,..] [--writes N] [--out PATH] [--plots DIR]"
+                    "usage: propagation [--quick] [--topology-only] [--stores N,N,..] [--writes N] [--out PATH] [--plots DIR]"
                 );
                 std::process::exit(0);
             }
@@ -230,6 +243,7 @@ struct Report {
     propagation: Vec<propagation::PropagationRun>,
     churn: churn::Churn,
     recovery: Vec<recovery::Scenario>,
+    topology: Vec<topology::TopologyRun>,
     targets: Vec<report::Target>,
     plots: Vec<String>,
 }
@@ -288,6 +302,45 @@ fn run() -> Res<()> {
         .thread_name("stores")
         .enable_all()
         .build()?;
+
+    let topology_settings = topology::Settings {
+        store_counts: args
+            .stores
+            .clone()
+            .unwrap_or_else(|| plan.topology_store_counts.clone()),
+        proxies: plan.topology_proxies.clone(),
+        writes: args.writes.unwrap_or(plan.topology_writes).max(1),
+        cap: Duration::from_millis(plan.cap_ms),
+    };
+    if args.topology_only {
+        let values = Values::new(plan.directives);
+        let runs = topology::run(&rt, &values, &topology_settings)?;
+        let targets = topology::targets(&runs);
+        let mut text = topology::table(&runs);
+        text.push('\n');
+        text += &report::targets_table(&targets);
+        let json = serde_json::json!({
+            "mode": plan.mode,
+            "source": source,
+            "machine": machine,
+            "settings": topology_settings,
+            "topology": runs,
+            "targets": targets,
+            "duration_s": mono().saturating_duration_since(t0).as_secs_f64(),
+        });
+        let out = out.with_file_name(format!(
+            "topology{}.json",
+            if args.quick { "-quick" } else { "" }
+        ));
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&out, serde_json::to_vec_pretty(&json)?)?;
+        std::fs::write(out.with_extension("md"), &text)?;
+        println!("{text}");
+        println!("JSON: {}", out.display());
+        return Ok(());
+    }
 
     // One single-member etcd for cost, propagation and churn.
     let cluster = EtcdCluster::single();
@@ -389,8 +442,11 @@ fn run() -> Res<()> {
         },
     )?;
 
+    let topology_runs = topology::run(&rt, &values, &topology_settings)?;
+
     let plots = plot::draw(&plots_dir, &runs)?;
-    let targets = report::targets(&runs, &cost, &churn);
+    let mut targets = report::targets(&runs, &cost, &churn);
+    targets.extend(topology::targets(&topology_runs));
     let mut text = String::new();
     text += &report::propagation_table(&runs);
     text.push('\n');
@@ -403,6 +459,8 @@ fn run() -> Res<()> {
     text += &report::cost_table(&cost);
     text.push('\n');
     text += &report::churn_table(&churn);
+    text.push('\n');
+    text += &topology::table(&topology_runs);
     text.push('\n');
     text += &report::targets_table(&targets);
 
@@ -428,6 +486,7 @@ fn run() -> Res<()> {
         propagation: runs,
         churn,
         recovery,
+        topology: topology_runs,
         targets,
         plots: plots.iter().map(|p| p.display().to_string()).collect(),
     };

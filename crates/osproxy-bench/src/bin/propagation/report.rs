@@ -68,7 +68,7 @@ pub fn table(title: &str, head: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn f3(v: Option<f64>) -> String {
+pub fn f3(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.3}"))
 }
 
@@ -417,6 +417,19 @@ fn sub(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? - b?)
 }
 
+/// `a / b`, or `None` (a verdict of "n/a") when either is missing or the
+/// baseline is not positive: a ratio over a zero or negative baseline says
+/// nothing.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    (b > 0.0).then(|| a / b)
+}
+
+/// `ratio` as text.
+pub fn ratio_text(r: Option<f64>) -> String {
+    r.map_or_else(|| "n/a".into(), |r| format!("{r:.2}×"))
+}
+
 pub fn targets(runs: &[PropagationRun], cost: &Cost, churn: &Churn) -> Vec<Target> {
     let mut out = Vec::new();
     if let Some(one) = runs.iter().find(|r| r.stores == 1) {
@@ -451,29 +464,27 @@ pub fn targets(runs: &[PropagationRun], cost: &Cost, churn: &Churn) -> Vec<Targe
             ),
             pass: d.map(|d| d <= 1.0),
         });
-        let ratio = big
-            .store_every
-            .p99_ms
-            .zip(big.baseline.p99_ms)
-            .map(|(a, b)| a / b);
+        // Measured from the put being sent: from the acknowledgement, the
+        // baseline's p99 can be zero or negative (the watch event can beat
+        // the ack), and a ratio over it means nothing.
+        let r = ratio(
+            big.from_sent.store_every.p99_ms,
+            big.from_sent.baseline.p99_ms,
+        );
         out.push(Target {
             name: format!("{n} stores: every store has it, p99 within 1.1× the baseline"),
-            target: "every-store p99 / baseline p99 ≤ 1.1".into(),
+            target: "every-store p99 / baseline p99 ≤ 1.1, both from the put being sent".into(),
             measured: format!(
                 "{} / {} = {}",
-                f3(big.store_every.p99_ms),
-                f3(big.baseline.p99_ms),
-                ratio.map_or_else(|| "–".into(), |r| format!("{r:.2}×"))
+                f3(big.from_sent.store_every.p99_ms),
+                f3(big.from_sent.baseline.p99_ms),
+                ratio_text(r)
             ),
-            pass: ratio.map(|r| r <= 1.1),
+            pass: r.map(|r| r <= 1.1),
         });
         // Context, not a target: the same against n bare watches.
         let d = sub(big.store_every.p50_ms, big.bare_fleet_every.p50_ms);
-        let ratio = big
-            .store_every
-            .p99_ms
-            .zip(big.bare_fleet_every.p99_ms)
-            .map(|(a, b)| a / b);
+        let r = ratio(big.store_every.p99_ms, big.bare_fleet_every.p99_ms);
         out.push(Target {
             name: format!("(context) {n} stores against {n} bare watches in one process"),
             target: "not a target".into(),
@@ -484,7 +495,7 @@ pub fn targets(runs: &[PropagationRun], cost: &Cost, churn: &Churn) -> Vec<Targe
                 f3(d),
                 f3(big.store_every.p99_ms),
                 f3(big.bare_fleet_every.p99_ms),
-                ratio.map_or_else(|| "–".into(), |r| format!("{r:.2}×"))
+                ratio_text(r)
             ),
             pass: None,
         });
@@ -539,7 +550,7 @@ pub fn targets_table(t: &[Target]) -> String {
                 match t.pass {
                     Some(true) => "met".into(),
                     Some(false) => "MISSED".into(),
-                    None => "–".into(),
+                    None => "n/a".into(),
                 },
             ]
         })
@@ -554,6 +565,15 @@ pub fn targets_table(t: &[Target]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ratio_over_a_non_positive_baseline_is_not_applicable() {
+        assert_eq!(ratio(Some(55.641), Some(-0.048)), None);
+        assert_eq!(ratio(Some(1.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(1.0)), None);
+        assert_eq!(ratio(Some(3.0), Some(2.0)), Some(1.5));
+        assert_eq!(ratio_text(None), "n/a");
+    }
 
     #[test]
     fn tables_are_markdown_with_padded_columns() {

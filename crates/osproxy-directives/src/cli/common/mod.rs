@@ -14,12 +14,16 @@ use osproxy_core::{Clock, SystemClock};
 use osproxy_etcd::config::{
     ConnectionConfig, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT,
 };
-use osproxy_etcd::{ConfigError, Layout, PublishError, Publisher, TlsConfig};
+use osproxy_etcd::{ConfigError, Layout, Publisher, TlsConfig};
 use osproxy_observe::decode::{MAX_BODY_BYTES, MAX_LIFETIME};
-use osproxy_observe::{DecodeError, DecodeLimits};
-use serde_json::json;
+use osproxy_observe::DecodeLimits;
 
 use crate::duration::parse_duration;
+
+mod error;
+
+use error::config_error;
+pub use error::{CliError, Failure, EXIT_CODES};
 
 /// How to reach etcd. Every flag has an environment fallback.
 #[derive(Args, Clone, Debug)]
@@ -261,149 +265,38 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     }
 }
 
-/// Which exit code a failure gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// Exit 1: the request was fine, the world was not (etcd down, conflict).
-    Runtime,
-    /// Exit 2: the command line or the input is wrong.
-    Usage,
-}
-
-/// A failed subcommand: exit code, stable slug, message and cause chain.
-#[derive(Clone, Debug)]
-pub struct CliError {
-    /// Exit code class.
-    pub failure: Failure,
-    /// Stable, value-free slug (`conflict`, `unknown_field`, …).
-    pub slug: &'static str,
-    /// One line for humans.
-    pub message: String,
-    /// The causes, outermost first.
-    pub causes: Vec<String>,
-    /// The offending directive, for decoder rejections.
-    pub directive_index: Option<usize>,
-    /// A suggestion for what to do next.
-    pub hint: Option<String>,
-}
-
-impl CliError {
-    /// A usage or validation error (exit 2).
-    pub fn usage(slug: &'static str, message: impl Into<String>) -> Self {
-        Self::new(Failure::Usage, slug, message)
-    }
-
-    /// A runtime failure (exit 1).
-    pub fn runtime(slug: &'static str, message: impl Into<String>) -> Self {
-        Self::new(Failure::Runtime, slug, message)
-    }
-
-    fn new(failure: Failure, slug: &'static str, message: impl Into<String>) -> Self {
-        CliError {
-            failure,
-            slug,
-            message: message.into(),
-            causes: Vec::new(),
-            directive_index: None,
-            hint: None,
-        }
-    }
-
-    /// Appends `error` and its source chain as causes.
-    #[must_use]
-    pub fn caused_by(mut self, error: &(dyn std::error::Error + 'static)) -> Self {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            self.causes.push(e.to_string());
-            next = e.source();
-        }
-        self
-    }
-
-    /// Adds a hint.
-    #[must_use]
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// The process exit code.
-    pub fn exit_code(&self) -> ExitCode {
-        match self.failure {
-            Failure::Runtime => ExitCode::from(1),
-            Failure::Usage => ExitCode::from(2),
-        }
-    }
-
-    /// Prints the error (JSON on stdout with `json`, text on stderr
-    /// otherwise) and returns the exit code.
-    pub fn report(&self, json: bool) -> ExitCode {
-        if json {
-            let mut body = json!({"error": self.slug, "message": self.message});
-            if let Some(i) = self.directive_index {
-                body["directive_index"] = i.into();
-            }
-            if !self.causes.is_empty() {
-                body["causes"] = self.causes.clone().into();
-            }
-            print_json(&body);
-        } else {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "error: {}", self.message);
-            for cause in &self.causes {
-                let _ = writeln!(err, "  caused by: {cause}");
-            }
-            if let Some(hint) = &self.hint {
-                let _ = writeln!(err, "  hint: {hint}");
-            }
-        }
-        self.exit_code()
-    }
-}
-
-fn config_error(e: ConfigError) -> CliError {
-    CliError::usage("invalid_config", "invalid etcd settings").caused_by(&e)
-}
-
-impl From<DecodeError> for CliError {
-    fn from(e: DecodeError) -> Self {
-        let mut err = CliError::usage(e.slug(), e.to_string());
-        err.directive_index = e.directive_index;
+/// Checks `set` in the form it is published in (canonical: every `ttl_secs`
+/// becomes a longer absolute `expires_at`) with the fleet's limits, so a set
+/// just under the size limit is refused here as the instances would refuse
+/// it once published.
+///
+/// # Errors
+/// A validation error (exit 2) with the decoder's slug.
+pub fn check_published_form(
+    set: &osproxy_observe::DirectiveSet,
+    limits: &DecodeLimits,
+) -> Result<(), CliError> {
+    let bytes = osproxy_observe::encode_directive_set(set);
+    osproxy_observe::decode_directive_set_with(&bytes, clock().as_ref(), limits).map_err(|e| {
+        let mut err = CliError::from(e);
+        err.message = format!("{} once published (canonical form)", err.message);
+        err.hint = Some(
+            "ttl_secs are published as absolute expires_at, which is longer; publish fewer directives"
+                .into(),
+        );
         err
-    }
+    })?;
+    Ok(())
 }
 
-impl From<PublishError> for CliError {
-    fn from(e: PublishError) -> Self {
-        let failure = match &e {
-            PublishError::Config(_) | PublishError::Invalid(_) => Failure::Usage,
-            _ => Failure::Runtime,
-        };
-        let mut err = CliError::new(failure, e.slug(), e.to_string());
-        // The top-level message is `e` itself; list only what is under it.
-        if let Some(source) = std::error::Error::source(&e) {
-            err = err.caused_by(source);
-        }
-        match &e {
-            PublishError::Conflict { .. } => {
-                err.hint = Some(
-                    "someone else published in between: run `get`, check, and try again".into(),
-                );
-            }
-            PublishError::Malformed { source, .. } => {
-                err.directive_index = source.directive_index;
-                err.hint = Some(
-                    "publish a whole new set to replace it (see `validate` for the reason)".into(),
-                );
-            }
-            PublishError::Connect(_) => {
-                err.hint =
-                    Some("check --endpoints (or OSPROXY_ETCD_ENDPOINTS) and that etcd runs".into());
-            }
-            _ => {}
-        }
-        err
+/// `a, b, c`, or for long lists the first few and `and N more`, so a
+/// publish of thousands of directives prints one readable line.
+pub fn summarize_ids(ids: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if ids.len() <= SHOWN + 1 {
+        return ids.join(", ");
     }
+    format!("{} and {} more", ids[..SHOWN].join(", "), ids.len() - SHOWN)
 }
 
 /// Prints one JSON value on its own line.
@@ -428,6 +321,8 @@ pub async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use osproxy_etcd::PublishError;
+    use osproxy_observe::DecodeError;
 
     #[test]
     fn decode_errors_are_usage_errors_with_slug_and_index() {
@@ -436,6 +331,27 @@ mod tests {
         assert_eq!(e.slug, "zero_ttl");
         assert_eq!(e.directive_index, Some(3));
         assert_eq!(e.message, "directive set rejected: zero_ttl (directive 3)");
+    }
+
+    #[test]
+    fn long_id_lists_are_summarized() {
+        let ids: Vec<String> = (0..9000).map(|i| format!("d{i}")).collect();
+        assert_eq!(summarize_ids(&ids), "d0, d1, d2, d3, d4 and 8995 more");
+        assert_eq!(summarize_ids(&ids[..6]), "d0, d1, d2, d3, d4, d5");
+        assert_eq!(summarize_ids(&[]), "");
+    }
+
+    #[test]
+    fn unknown_outcomes_exit_4_and_name_the_revision() {
+        let e = CliError::from(PublishError::OutcomeUnknown {
+            op: "publish",
+            before: 17,
+            source: None,
+        });
+        assert_eq!((e.code(), e.slug), (4, "outcome_unknown"));
+        assert_eq!(e.revision_before, Some(17));
+        assert!(e.message.contains("outcome unknown"), "{}", e.message);
+        assert!(e.hint.as_deref().unwrap_or("").contains("17"));
     }
 
     #[test]

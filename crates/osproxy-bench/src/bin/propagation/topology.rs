@@ -1,0 +1,335 @@
+//! Fleet topology (issue 10): the same store fleet on the etcd member
+//! directly, through one `etcd grpc-proxy`, and through two (stores split
+//! evenly), each beside a bare-watch fleet of the same size on the same
+//! endpoints. Per topology and fleet size, on a fresh single-member etcd:
+//!
+//! - etcd server resident memory before and after the stores connect (the
+//!   bare fleet starts only after that reading), per added store;
+//! - CPU per publish of the server and of the proxies;
+//! - "every store has it" and "every bare watch has it", from the put being
+//!   sent (the acknowledgement itself queues behind the fan-out);
+//! - reconnects of the stores during the run (a proxy must cause none).
+
+use std::time::Duration;
+
+use osproxy_etcd::EtcdDirectiveStore;
+use osproxy_test_support::{unique_key, EtcdCluster, EtcdProxy};
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use crate::fleet::{connect_stores, BareFleet, StoreOpts, Writer};
+use crate::stats::Summary;
+use crate::sys::{mono, pid_cpu, signed_delta, status_kib};
+use crate::workload::Values;
+use crate::Res;
+
+/// What one topology phase runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    /// Fleet sizes.
+    pub store_counts: Vec<usize>,
+    /// Proxy counts; 0 is direct.
+    pub proxies: Vec<usize>,
+    /// Measured writes per (topology, size), each to the store key and to
+    /// the bare key.
+    pub writes: usize,
+    /// Longest wait for one write to reach everyone.
+    pub cap: Duration,
+}
+
+/// One topology at one fleet size.
+#[derive(Debug, Serialize)]
+pub struct TopologyRun {
+    pub topology: String,
+    pub proxies: usize,
+    pub stores: usize,
+    pub server_rss_before_kib: u64,
+    pub server_rss_with_stores_kib: u64,
+    pub server_rss_per_store_kib: f64,
+    pub server_cpu_per_publish_ms: f64,
+    /// Sum over the proxies, after the stores connected.
+    pub proxy_rss_kib: u64,
+    pub proxy_cpu_per_publish_ms: f64,
+    /// Every store has it, from the put being sent (ms).
+    pub store_every_sent: Summary,
+    /// Every bare watch has it, from the put being sent (ms).
+    pub bare_every_sent: Summary,
+    /// Sum of the stores' reconnects over the run.
+    pub reconnects: u64,
+}
+
+/// The name of a topology with `proxies` proxies.
+pub fn name(proxies: usize) -> String {
+    match proxies {
+        0 => "direct".to_owned(),
+        1 => "1 proxy".to_owned(),
+        k => format!("{k} proxies"),
+    }
+}
+
+fn rss(pid: Option<u32>) -> u64 {
+    pid.and_then(|p| status_kib(&p.to_string(), "VmRSS"))
+        .unwrap_or(0)
+}
+
+fn cpu_of(pids: &[u32]) -> Duration {
+    pids.iter().map(|&p| pid_cpu(p)).sum()
+}
+
+/// Runs every (topology, size) of `s`.
+pub fn run(rt: &Runtime, values: &Values, s: &Settings) -> Res<Vec<TopologyRun>> {
+    let mut out = Vec::new();
+    for &k in &s.proxies {
+        for &n in &s.store_counts {
+            eprintln!("topology: {} × {n} stores", name(k));
+            out.push(one(rt, values, k, n, s)?);
+        }
+    }
+    Ok(out)
+}
+
+fn one(rt: &Runtime, values: &Values, k: usize, n: usize, s: &Settings) -> Res<TopologyRun> {
+    let cluster = EtcdCluster::single();
+    let member = cluster.member(0);
+    let server_pid = member.pid().ok_or("etcd is not running")?;
+    let proxies: Vec<EtcdProxy> = (0..k).map(|_| EtcdProxy::start(&cluster)).collect();
+    let proxy_pids: Vec<u32> = proxies.iter().filter_map(EtcdProxy::pid).collect();
+    let endpoints: Vec<String> = if k == 0 {
+        vec![member.endpoint()]
+    } else {
+        proxies.iter().map(EtcdProxy::endpoint).collect()
+    };
+    let mut writer = Writer::connect(&[member.endpoint()])?;
+    let store_key = unique_key("bench-topo-store");
+    let bare_key = unique_key("bench-topo-bare");
+    writer.put(&store_key, values.value(0))?;
+    writer.put(&bare_key, values.value(0))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let server_rss_before = rss(Some(server_pid));
+
+    // The stores, split evenly over the endpoints.
+    let mut stores: Vec<EtcdDirectiveStore> = Vec::with_capacity(n);
+    for (j, endpoint) in endpoints.iter().enumerate() {
+        let share = n / endpoints.len() + usize::from(j < n % endpoints.len());
+        if share > 0 {
+            stores.extend(connect_stores(
+                rt,
+                std::slice::from_ref(endpoint),
+                &store_key,
+                share,
+                StoreOpts::DEFAULT,
+            )?);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let server_rss_with = rss(Some(server_pid));
+    let proxy_rss: u64 = proxy_pids.iter().map(|&p| rss(Some(p))).sum();
+
+    // The bare watches of the same topology, after the memory reading.
+    let mut bare = Vec::new();
+    for (j, endpoint) in endpoints.iter().enumerate() {
+        let share = n / endpoints.len() + usize::from(j < n % endpoints.len());
+        if share > 0 {
+            bare.push(BareFleet::start(rt, endpoint, &bare_key, share)?);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    let reconnects0: u64 = stores.iter().map(|st| st.status().reconnects).sum();
+    let mut store_every = Vec::new();
+    let mut store_missed = 0;
+    let mut bare_every = Vec::new();
+    let mut bare_missed = 0;
+    let mut server_cpu = Duration::ZERO;
+    let mut proxy_cpu = Duration::ZERO;
+    for w in 0..s.writes {
+        let i = w + 1;
+        // The store key.
+        let before: Vec<u64> = stores.iter().map(EtcdDirectiveStore::swaps).collect();
+        let (sc0, pc0) = (pid_cpu(server_pid), cpu_of(&proxy_pids));
+        let ack = writer.put(&store_key, values.value(i))?;
+        let deadline = mono() + s.cap;
+        while mono() < deadline && stores.iter().zip(&before).any(|(st, &b)| st.swaps() == b) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        server_cpu += pid_cpu(server_pid).saturating_sub(sc0);
+        proxy_cpu += cpu_of(&proxy_pids).saturating_sub(pc0);
+        let stamps: Option<Vec<u64>> = stores
+            .iter()
+            .zip(&before)
+            .map(|(st, &b)| {
+                let status = st.status();
+                (st.swaps() != b && status.applied_revision >= ack.revision)
+                    .then_some(status.last_update_unix_nanos)
+                    .flatten()
+            })
+            .collect();
+        match stamps.and_then(|v| v.into_iter().max()) {
+            Some(last) => store_every.push(signed_delta(last, ack.sent)),
+            None => store_missed += 1,
+        }
+        // The bare key.
+        let ack = writer.put(&bare_key, values.value(i))?;
+        let deadline = mono() + s.cap;
+        let seen = |fleets: &[BareFleet]| -> Option<u64> {
+            let mut last = 0;
+            for f in fleets {
+                for slot in &f.slots {
+                    last = last.max(slot.seen(ack.revision)?);
+                }
+            }
+            Some(last)
+        };
+        let mut got = seen(&bare);
+        while got.is_none() && mono() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+            got = seen(&bare);
+        }
+        match got {
+            Some(last) => bare_every.push(signed_delta(last, ack.sent)),
+            None => bare_missed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let reconnects: u64 = stores.iter().map(|st| st.status().reconnects).sum();
+    drop(bare);
+    drop(stores);
+    #[allow(clippy::cast_precision_loss)]
+    let per = |d: Duration| d.as_secs_f64() * 1e3 / s.writes.max(1) as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let per_store = (server_rss_with as f64 - server_rss_before as f64) / n.max(1) as f64;
+    Ok(TopologyRun {
+        topology: name(k),
+        proxies: k,
+        stores: n,
+        server_rss_before_kib: server_rss_before,
+        server_rss_with_stores_kib: server_rss_with,
+        server_rss_per_store_kib: per_store,
+        server_cpu_per_publish_ms: per(server_cpu),
+        proxy_rss_kib: proxy_rss,
+        proxy_cpu_per_publish_ms: per(proxy_cpu),
+        store_every_sent: Summary::of(&store_every, store_missed),
+        bare_every_sent: Summary::of(&bare_every, bare_missed),
+        reconnects: reconnects.saturating_sub(reconnects0),
+    })
+}
+
+/// The topology table (Markdown).
+pub fn table(runs: &[TopologyRun]) -> String {
+    use crate::report::f3;
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.topology.clone(),
+                r.stores.to_string(),
+                format!(
+                    "{} → {} ({:.1}/store)",
+                    r.server_rss_before_kib,
+                    r.server_rss_with_stores_kib,
+                    r.server_rss_per_store_kib
+                ),
+                format!("{:.3}", r.server_cpu_per_publish_ms),
+                if r.proxies == 0 {
+                    "–".into()
+                } else {
+                    format!(
+                        "{} KiB, {:.3} ms",
+                        r.proxy_rss_kib, r.proxy_cpu_per_publish_ms
+                    )
+                },
+                format!(
+                    "{} / {}",
+                    f3(r.store_every_sent.p50_ms),
+                    f3(r.store_every_sent.p99_ms)
+                ),
+                format!(
+                    "{} / {}",
+                    f3(r.bare_every_sent.p50_ms),
+                    f3(r.bare_every_sent.p99_ms)
+                ),
+                format!(
+                    "{} + {}",
+                    r.store_every_sent.missed, r.bare_every_sent.missed
+                ),
+                r.reconnects.to_string(),
+            ]
+        })
+        .collect();
+    crate::report::table(
+        "Fleet topology: direct, through one and two grpc-proxies (each on a fresh etcd)",
+        &[
+            "topology",
+            "stores",
+            "etcd server RSS KiB",
+            "server CPU ms/publish",
+            "proxies RSS, CPU ms/publish",
+            "every store p50 / p99 ms (from sent)",
+            "bare fleet p50 / p99 ms",
+            "missed",
+            "reconnects",
+        ],
+        &rows,
+    )
+}
+
+/// The issue's targets over a topology phase, as ratios within the run.
+pub fn targets(runs: &[TopologyRun]) -> Vec<crate::report::Target> {
+    use crate::report::{f3, ratio, ratio_text, Target};
+    let mut out = Vec::new();
+    let Some(n) = runs.iter().map(|r| r.stores).max() else {
+        return out;
+    };
+    let at = |k: usize| runs.iter().find(|r| r.proxies == k && r.stores == n);
+    if let Some(p) = at(1) {
+        out.push(Target {
+            name: format!("etcd server memory per added store through one proxy, {n} stores"),
+            target: "≤ 1 KiB per store".into(),
+            measured: format!(
+                "{:.2} KiB ({} → {} KiB)",
+                p.server_rss_per_store_kib, p.server_rss_before_kib, p.server_rss_with_stores_kib
+            ),
+            pass: Some(p.server_rss_per_store_kib <= 1.0),
+        });
+    }
+    if let (Some(p), Some(d)) = (at(1), at(0)) {
+        let r = ratio(p.store_every_sent.p50_ms, d.store_every_sent.p50_ms);
+        out.push(Target {
+            name: format!("every-store p50 through one proxy vs direct, {n} stores"),
+            target: "≤ 1.5× the direct figure of the same run".into(),
+            measured: format!(
+                "{} / {} = {}",
+                f3(p.store_every_sent.p50_ms),
+                f3(d.store_every_sent.p50_ms),
+                ratio_text(r)
+            ),
+            pass: r.map(|r| r <= 1.5),
+        });
+    }
+    if let Some(d) = at(0) {
+        let r = ratio(d.store_every_sent.p50_ms, d.bare_every_sent.p50_ms);
+        out.push(Target {
+            name: format!("direct every-store p50 vs the bare-watch fleet, {n} stores"),
+            target: "≤ 1.25× the bare fleet of the same run (from sent)".into(),
+            measured: format!(
+                "{} / {} = {}",
+                f3(d.store_every_sent.p50_ms),
+                f3(d.bare_every_sent.p50_ms),
+                ratio_text(r)
+            ),
+            pass: r.map(|r| r <= 1.25),
+        });
+    }
+    let reconnects: u64 = runs
+        .iter()
+        .filter(|r| r.proxies > 0)
+        .map(|r| r.reconnects)
+        .sum();
+    out.push(Target {
+        name: "reconnects through the proxies during the topology runs".into(),
+        target: "0".into(),
+        measured: reconnects.to_string(),
+        pass: Some(reconnects == 0),
+    });
+    out
+}

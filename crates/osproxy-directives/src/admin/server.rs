@@ -1,0 +1,417 @@
+//! The admin HTTP listener: HTTP/1.1 over hyper with the limits that keep
+//! idle or slow clients from taking `/healthz` down (SPEC §6).
+//!
+//! | limit | default | what happens |
+//! |---|---|---|
+//! | header read | [`DEFAULT_HEADER_READ_TIMEOUT`] | a client that has not sent a whole request head within it (a first request, or the next one on a kept-alive connection) is disconnected |
+//! | request | [`DEFAULT_REQUEST_TIMEOUT`] | a request whose body and answer take longer is answered `408 request_timeout` |
+//! | connections | [`DEFAULT_MAX_CONNECTIONS`], and never more than the open-file limit less [`FD_RESERVE`] | at the cap, the **idlest** connection (no request in flight, longest without one) is closed to admit the new one, so a crowd of idle clients cannot lock a health check out; only when every connection has a request in flight is the new one refused. Each case is logged, at most once a second |
+//! | shutdown | [`DEFAULT_SHUTDOWN_GRACE`] | on SIGINT/SIGTERM the listener closes, requests in flight finish, idle connections close; whatever still runs after the grace period is dropped |
+//!
+//! Why not `axum::serve`: it sets no timer, so hyper's header-read timeout is
+//! silently off, and it has no connection cap. HTTP/2 is not offered: an
+//! admin endpoint gains nothing from it, and telling HTTP/2 from HTTP/1 on a
+//! connection needs bytes an idle client never sends.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, Response, StatusCode};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
+
+/// Default time a client has to send a whole request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a request (body included) has to be answered.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on open admin connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time requests in flight get to finish at shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// File descriptors kept free of admin connections for everything else the
+/// process opens (etcd connections, logs, the listener itself).
+pub const FD_RESERVE: usize = 64;
+/// The smallest cap the open-file limit may leave.
+const MIN_CONNECTIONS: usize = 8;
+
+/// The listener's limits; [`Default`] is the documented defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// See [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// See [`DEFAULT_MAX_CONNECTIONS`]; lowered to fit the open-file limit.
+    pub max_connections: usize,
+    /// See [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// The connection cap in force: `configured`, lowered so that the admin
+/// connections leave [`FD_RESERVE`] descriptors of `fd_limit` free.
+pub fn effective_cap(configured: usize, fd_limit: Option<u64>) -> usize {
+    let by_fds = fd_limit
+        .and_then(|l| usize::try_from(l).ok())
+        .map_or(usize::MAX, |l| l.saturating_sub(FD_RESERVE));
+    configured.min(by_fds).max(MIN_CONNECTIONS.min(configured))
+}
+
+/// The soft open-file limit of this process, if it can be read.
+fn open_file_limit() -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _hard)| soft)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains.
+///
+/// # Errors
+/// Never for a client's fault; an `Err` only if the listener itself fails
+/// in a way accepting again cannot fix (none is known today).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let fd_limit = open_file_limit();
+    let cap = effective_cap(limits.max_connections, fd_limit);
+    info!(
+        cap,
+        fd_limit = fd_limit.unwrap_or(0),
+        header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        request_timeout_ms = limits.request_timeout.as_millis() as u64,
+        "admin connections capped"
+    );
+    let registry = Arc::new(Registry::new(cap));
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut accept_log = RateLimit::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: the cap should keep us clear of
+                    // them; if not, pause instead of spinning.
+                    if accept_log.ready() {
+                        warn!(error = %e, "admin accept failed; pausing 50 ms");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Reap finished connection tasks so the set stays small.
+        while tasks.try_join_next().is_some() {}
+        let Some(conn) = registry.admit() else {
+            drop(stream);
+            continue;
+        };
+        let app = app.clone();
+        let stop = stop.clone();
+        let registry = Arc::clone(&registry);
+        tasks.spawn(async move {
+            serve_connection(stream, app, limits, &conn, stop).await;
+            registry.remove(conn.id);
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            left = tasks.len(),
+            "admin connections still busy after the shutdown grace period; dropping them"
+        );
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+/// One connection: HTTP/1.1 with the header timeout, each request under the
+/// request timeout and counted as in flight, until it ends, is evicted, or
+/// the server stops (then gracefully).
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    limits: ServerLimits,
+    conn: &Arc<ConnState>,
+    stop: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let state = Arc::clone(conn);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let app = app.clone();
+        let guard = InFlight::enter(&state);
+        async move {
+            let _guard = guard;
+            let answer = tokio::time::timeout(limits.request_timeout, app.oneshot(req)).await;
+            Ok::<_, std::convert::Infallible>(match answer {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => timeout_response(limits.request_timeout),
+            })
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                debug!(error = %e, "admin connection ended");
+            }
+        }
+        () = conn.evict.cancelled() => {}
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// `408 request_timeout`, JSON like every other error of the admin API.
+fn timeout_response(limit: Duration) -> Response<Body> {
+    let body = serde_json::json!({
+        "error": "request_timeout",
+        "message": format!("the request was not completed within {} s", limit.as_secs_f64()),
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// What the registry knows of one open connection.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    id: u64,
+    /// Requests in flight on it.
+    in_flight: AtomicUsize,
+    /// When it last started or finished a request (or opened), as
+    /// nanoseconds since the registry's epoch: the idleness order.
+    last_active: AtomicU64,
+    epoch: Instant,
+    /// Cancelled to close it.
+    evict: CancellationToken,
+}
+
+impl ConnState {
+    fn touch(&self) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_active.store(nanos, Ordering::Relaxed);
+    }
+}
+
+/// Marks a request in flight on a connection for as long as it lives.
+struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn enter(conn: &Arc<ConnState>) -> InFlight {
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        conn.touch();
+        InFlight(Arc::clone(conn))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The open connections, and the cap on them.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    cap: usize,
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<ConnState>>>,
+    log: Mutex<RateLimit>,
+}
+
+impl Registry {
+    pub(crate) fn new(cap: usize) -> Registry {
+        Registry {
+            cap,
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            log: Mutex::new(RateLimit::new()),
+        }
+    }
+
+    /// Registers a new connection, first closing the idlest one when the cap
+    /// is reached; `None` when every open connection has a request in flight.
+    pub(crate) fn admit(&self) -> Option<Arc<ConnState>> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() >= self.cap {
+            let idlest = open
+                .values()
+                .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
+                .min_by_key(|c| c.last_active.load(Ordering::Relaxed))
+                .map(|c| c.id);
+            let admitted = match idlest.and_then(|id| open.remove(&id)) {
+                Some(victim) => {
+                    victim.evict.cancel();
+                    true
+                }
+                None => false,
+            };
+            if self.log_ready() {
+                if admitted {
+                    warn!(
+                        cap = self.cap,
+                        "admin connection cap reached: closing the idlest connection to admit a new one"
+                    );
+                } else {
+                    warn!(
+                        cap = self.cap,
+                        "admin connection cap reached and every connection is busy: refusing a new one"
+                    );
+                }
+            }
+            if !admitted {
+                return None;
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(ConnState {
+            id,
+            in_flight: AtomicUsize::new(0),
+            last_active: AtomicU64::new(0),
+            epoch: self.epoch,
+            evict: CancellationToken::new(),
+        });
+        conn.touch();
+        open.insert(id, Arc::clone(&conn));
+        Some(conn)
+    }
+
+    /// Forgets a connection that ended (or was evicted already).
+    pub(crate) fn remove(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// Open connections.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn log_ready(&self) -> bool {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ready()
+    }
+}
+
+/// At most one log line a second.
+#[derive(Debug)]
+struct RateLimit {
+    last: Option<Instant>,
+}
+
+impl RateLimit {
+    fn new() -> RateLimit {
+        RateLimit { last: None }
+    }
+
+    fn ready(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_descriptors_free() {
+        assert_eq!(effective_cap(512, None), 512);
+        assert_eq!(effective_cap(512, Some(1024)), 512);
+        assert_eq!(effective_cap(512, Some(256)), 256 - FD_RESERVE);
+        assert_eq!(effective_cap(512, Some(10)), MIN_CONNECTIONS);
+        assert_eq!(effective_cap(2, Some(10)), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_the_idlest_connection_goes_first() {
+        let registry = Registry::new(3);
+        let a = registry.admit().unwrap();
+        tokio::time::advance(Duration::from_millis(2)).await;
+        let b = registry.admit().unwrap();
+        tokio::time::advance(Duration::from_millis(2)).await;
+        let c = registry.admit().unwrap();
+        // `a` is the oldest but busy; `b` is the idlest idle one.
+        let busy = InFlight::enter(&a);
+        let d = registry.admit().unwrap();
+        assert!(b.evict.is_cancelled());
+        assert!(!a.evict.is_cancelled() && !c.evict.is_cancelled());
+        assert_eq!(registry.len(), 3);
+        // `c` is next; then only busy ones are left and a newcomer is refused.
+        let _busy_c = InFlight::enter(&c);
+        let _busy_d = InFlight::enter(&d);
+        assert!(registry.admit().is_none());
+        drop(busy);
+        let e = registry.admit().unwrap();
+        assert!(a.evict.is_cancelled());
+        registry.remove(e.id);
+        assert_eq!(registry.len(), 2);
+    }
+}

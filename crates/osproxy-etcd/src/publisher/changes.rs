@@ -1,0 +1,282 @@
+//! [`Changes`]: every change of the live set, as an instance would serve it.
+//! Like the store's watcher, it survives the end of its watch: a stream that
+//! ends or fails is resumed from the next unseen revision (after a jittered
+//! backoff), and a resume point that was compacted away is replaced by a
+//! fresh read, whose difference is reported as one change.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, GetOptions, WatchStream};
+use osproxy_core::Clock;
+use osproxy_observe::{DirectiveSet, RejectReason};
+use tracing::warn;
+
+use super::live::read_live;
+use super::{PublishError, Publisher};
+use crate::applied::AppliedState;
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::config::Layout;
+use crate::error::client_error_kind;
+use crate::status::Rejection;
+
+/// One change seen by [`Changes`]: the set an instance would serve after it.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The etcd revision of the change.
+    pub revision: i64,
+    /// The set served after the change (a rejected value leaves the last
+    /// good one of its key serving, exactly as in the store).
+    pub set: DirectiveSet,
+    /// Values currently rejected.
+    pub rejected: Vec<Rejection>,
+}
+
+impl Publisher {
+    /// Follows the live set: returns the current state as a first [`Change`]
+    /// and a [`Changes`] stream of every later change.
+    ///
+    /// # Errors
+    /// A request error.
+    pub async fn changes(&self) -> Result<(Change, Changes), PublishError> {
+        let mut changes = Changes {
+            client: self.client.clone(),
+            layout: self.layout.clone(),
+            request_timeout: self.request_timeout,
+            stream: None,
+            applied: AppliedState::new(self.layout.is_prefix(), self.limits),
+            clock: Arc::clone(&self.clock),
+            next_revision: 0,
+            reread: true,
+            backoff: Backoff::new(BackoffPolicy::default()),
+            pending: VecDeque::new(),
+            interruptions: 0,
+        };
+        let first = changes.reread().await?;
+        changes.open_watch().await?;
+        Ok((first, changes))
+    }
+}
+
+/// Every change to the live set after [`Publisher::changes`] read it.
+///
+/// A transaction that touches several keys is one change. Events at or below
+/// an already reported revision are ignored (etcd 3.4 can repeat them).
+pub struct Changes {
+    client: Client,
+    layout: Layout,
+    request_timeout: Duration,
+    stream: Option<WatchStream>,
+    applied: AppliedState,
+    clock: Arc<dyn Clock>,
+    next_revision: i64,
+    /// The next resume must read afresh (compacted, or never read).
+    reread: bool,
+    backoff: Backoff,
+    pending: VecDeque<Change>,
+    interruptions: u64,
+}
+
+impl fmt::Debug for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Changes")
+            .field("next_revision", &self.next_revision)
+            .field("pending", &self.pending.len())
+            .field("interruptions", &self.interruptions)
+            .finish()
+    }
+}
+
+/// How a watch response ended the stream.
+enum Interrupted {
+    /// Resume from the next unseen revision.
+    Resume(&'static str),
+    /// The resume point is gone: read afresh.
+    Reread,
+}
+
+impl Changes {
+    /// Waits for the next change. Never ends on its own: a watch that ends,
+    /// fails or is compacted past is resumed (see the module docs).
+    ///
+    /// # Errors
+    /// None today; kept fallible for callers that want to stop on errors.
+    pub async fn next_change(&mut self) -> Result<Change, PublishError> {
+        loop {
+            if let Some(change) = self.pending.pop_front() {
+                return Ok(change);
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                self.resume().await;
+                continue;
+            };
+            let resp = match stream.message().await {
+                Ok(Some(resp)) => resp,
+                Ok(None) => {
+                    self.interrupted(Interrupted::Resume("closed"));
+                    continue;
+                }
+                Err(e) => {
+                    self.interrupted(Interrupted::Resume(client_error_kind(&e)));
+                    continue;
+                }
+            };
+            if resp.compact_revision() != 0 {
+                self.interrupted(Interrupted::Reread);
+                continue;
+            }
+            if resp.canceled() {
+                self.interrupted(Interrupted::Resume("cancelled"));
+                continue;
+            }
+            if resp.created() {
+                self.backoff.reset();
+            }
+            self.apply(&resp);
+        }
+    }
+
+    /// How often the watch was interrupted and resumed.
+    pub fn interruptions(&self) -> u64 {
+        self.interruptions
+    }
+
+    fn interrupted(&mut self, how: Interrupted) {
+        self.stream = None;
+        self.interruptions += 1;
+        match how {
+            Interrupted::Resume(why) => warn!(why, "watch interrupted; resuming"),
+            Interrupted::Reread => {
+                warn!("watch compacted past; reading afresh");
+                self.reread = true;
+            }
+        }
+    }
+
+    /// Re-establishes the watch, retrying with backoff until it is open.
+    async fn resume(&mut self) {
+        loop {
+            match self.try_resume().await {
+                Ok(()) => return,
+                Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    warn!(error = %e, ?delay, "cannot resume the watch yet");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn try_resume(&mut self) -> Result<(), PublishError> {
+        if !self.reread && !self.resumable().await? {
+            self.reread = true;
+        }
+        if self.reread {
+            let previous = DirectiveSet::clone(&self.applied.compose());
+            let change = self.reread().await?;
+            if change.set != previous {
+                self.pending.push_back(change);
+            }
+        }
+        self.open_watch().await
+    }
+
+    /// Whether etcd still holds the revision before the resume point.
+    async fn resumable(&self) -> Result<bool, PublishError> {
+        let opts = GetOptions::new()
+            .with_revision(self.next_revision - 1)
+            .with_count_only();
+        let mut client = self.client.clone();
+        match tokio::time::timeout(
+            self.request_timeout,
+            client.get(self.layout.key(), Some(opts)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::OutOfRange => {
+                Ok(false)
+            }
+            Ok(Err(source)) => Err(PublishError::Request {
+                op: "read",
+                kind: client_error_kind(&source),
+                source,
+            }),
+            Err(_) => Err(PublishError::Timeout {
+                op: "read",
+                after: self.request_timeout,
+            }),
+        }
+    }
+
+    /// Reads the live state afresh and returns it as a change.
+    async fn reread(&mut self) -> Result<Change, PublishError> {
+        let live = read_live(&self.client, &self.layout, self.request_timeout, false).await?;
+        let mut reasons: Vec<RejectReason> = Vec::new();
+        self.applied
+            .replace_all(&live.kvs, self.clock.as_ref(), &mut reasons);
+        self.next_revision = live.header + 1;
+        self.reread = false;
+        Ok(Change {
+            revision: live.revision,
+            set: DirectiveSet::clone(&self.applied.compose()),
+            rejected: self.applied.rejections(),
+        })
+    }
+
+    async fn open_watch(&mut self) -> Result<(), PublishError> {
+        let options = self.layout.watch_options(self.next_revision);
+        let mut client = self.client.clone();
+        let stream = super::request(
+            self.request_timeout,
+            "watch",
+            client.watch(self.layout.key().to_owned(), Some(options)),
+        )
+        .await?;
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    fn apply(&mut self, resp: &etcd_client::WatchResponse) {
+        let mut group: Option<i64> = None;
+        let mut reasons: Vec<RejectReason> = Vec::new();
+        // The events of one transaction share a revision: filter against
+        // the floor as it was before this response, not as it moves.
+        let floor = self.next_revision;
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let revision = kv.mod_revision();
+            if revision < floor {
+                continue;
+            }
+            if let Some(g) = group.filter(|g| *g != revision) {
+                self.emit(g);
+            }
+            group = Some(revision);
+            match event.event_type() {
+                EventType::Put => {
+                    self.applied.put(kv, self.clock.as_ref(), &mut reasons);
+                }
+                EventType::Delete => {
+                    self.applied.delete(kv.key(), revision);
+                }
+            }
+            self.next_revision = self.next_revision.max(revision + 1);
+        }
+        if let Some(g) = group {
+            self.emit(g);
+        }
+    }
+
+    fn emit(&mut self, revision: i64) {
+        let set = DirectiveSet::clone(&self.applied.compose());
+        let rejected = self.applied.rejections();
+        self.pending.push_back(Change {
+            revision,
+            set,
+            rejected,
+        });
+    }
+}

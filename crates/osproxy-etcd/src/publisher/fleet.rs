@@ -1,0 +1,69 @@
+//! [`FleetStatus`]: the live revision and every instance report, read in
+//! one consistent snapshot.
+
+use etcd_client::{GetOptions, Txn, TxnOp, TxnOpResponse};
+
+use super::live::{key_string, newest_revision};
+use super::{PublishError, Publisher};
+use crate::instance::InstanceStatus;
+
+/// The fleet as the per-instance status keys report it
+/// ([`crate::InstanceReport`]), read in one consistent snapshot with the
+/// directives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetStatus {
+    /// The live revision (see the module docs of [`crate::publisher`]).
+    pub latest_revision: i64,
+    /// Every readable instance report, ordered by key.
+    pub instances: Vec<InstanceStatus>,
+    /// Status keys whose value is not an instance report.
+    pub unreadable: Vec<String>,
+}
+
+impl Publisher {
+    /// Reads the live revision and every instance report under
+    /// `status_prefix` in one consistent snapshot.
+    ///
+    /// # Errors
+    /// A request error.
+    pub async fn fleet_status(&self, status_prefix: &str) -> Result<FleetStatus, PublishError> {
+        let directive_opts = self.layout.get_options().with_keys_only();
+        let txn = Txn::new().and_then([
+            TxnOp::get(self.layout.key(), Some(directive_opts)),
+            TxnOp::get(
+                self.layout.revision_key(),
+                Some(GetOptions::new().with_keys_only()),
+            ),
+            TxnOp::get(status_prefix, Some(GetOptions::new().with_prefix())),
+        ]);
+        let mut client = self.client.clone();
+        let resp = self.request("read status", client.txn(txn)).await?;
+        let gets: Vec<_> = resp
+            .op_responses()
+            .into_iter()
+            .filter_map(|r| match r {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let latest_revision = gets
+            .iter()
+            .take(2)
+            .map(|g| newest_revision(g.kvs()))
+            .max()
+            .unwrap_or(0);
+        let mut instances = Vec::new();
+        let mut unreadable = Vec::new();
+        for kv in gets.get(2).iter().flat_map(|g| g.kvs()) {
+            match serde_json::from_slice::<InstanceStatus>(kv.value()) {
+                Ok(s) => instances.push(s),
+                Err(_) => unreadable.push(key_string(kv)),
+            }
+        }
+        Ok(FleetStatus {
+            latest_revision,
+            instances,
+            unreadable,
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! [`Publisher`]: the write side of the fleet store. It reads the live
+//! directive set and replaces it with compare-and-swap, so two operators
+//! never silently overwrite each other, and it never reports success for a
+//! write the fleet would reject or that may not have happened (SPEC §6).
+//!
+//! # What is written
+//! Always the canonical encoding
+//! ([`encode_directive_set`](osproxy_observe::encode_directive_set)): every
+//! lifetime as an absolute `expires_at`, so a directive ends at the same
+//! moment on every instance (SPEC §2). Before anything is sent, the *exact
+//! bytes* about to be written are decoded with the fleet's limits
+//! ([`with_decode_limits`](Publisher::with_decode_limits)); what an instance
+//! would reject (`too_large` once `ttl_secs` became longer `expires_at`
+//! strings, a lifetime over the cap, …) is refused as
+//! [`PublishError::Invalid`] with the decoder's slug.
+//!
+//! # The live revision
+//! One definition for both layouts, used by compare-and-swap, `status`, the
+//! admin ETag and the instance reports:
+//!
+//! > **live revision** = max(mod revision of the layout's *revision marker*,
+//! > newest mod revision in the key or prefix), 0 when neither exists.
+//!
+//! The marker ([`Layout::revision_key`]) is a key next to the directives,
+//! outside the watched range, that every write of this publisher puts *in
+//! the same transaction* as its change — deletes included. So a `remove`
+//! moves the live revision although it leaves no key behind, and a put by
+//! another tool (etcdctl) still counts through the range. Not seen: a delete
+//! by another tool, and etcd deleting a key whose lease ran out (its
+//! directive had expired anyway); instances see both, which only ever makes
+//! them look *more* current.
+//!
+//! Compare-and-swap against revision `N` means "nothing changed after `N`":
+//! the transaction holds only if the marker and every key of the range are
+//! at or below `N` (and `N` is not beyond the cluster's revision). An
+//! instance is current when the revision it reports being current *as of*
+//! ([`crate::InstanceStatus::current_revision`]) is at least the live
+//! revision. A write that would change nothing in the range writes nothing
+//! (not even the marker: a marker-only change would leave watching
+//! instances behind a revision they can never see).
+//!
+//! # Layouts
+//! - **Key** ([`Layout::Key`]): the whole set in one value.
+//!   [`Publisher::add`] and [`Publisher::remove`] are read-modify-write
+//!   cycles, retried up to [`MAX_ATTEMPTS`] times when another writer got in
+//!   between. They drop expired directives, and refuse
+//!   ([`PublishError::ForeignRelativeLifetime`]) to rewrite a value holding
+//!   `ttl_secs` lifetimes written by another tool: instances anchor those
+//!   when they first see a revision, which is recorded nowhere, so any
+//!   rewrite would extend or revive them.
+//! - **Prefix** ([`Layout::Prefix`]): one directive per key `<prefix><id>`.
+//!   Every key is bound to an etcd lease of its directive's remaining
+//!   lifetime, so etcd deletes expired directives by itself (clean-up only:
+//!   instances end a directive at its `expires_at`, SPEC §7). A publish
+//!   writes only the keys whose bytes change and deletes the others, in one
+//!   transaction (etcd's `--max-txn-ops`, 128 by default, bounds it). After a
+//!   *confirmed* success, the leases of the replaced keys are revoked once no
+//!   key uses them any more; leases are never revoked after an unknown
+//!   outcome (they may hold the keys just written).
+//!
+//! # Unknown outcomes
+//! A write whose answer is lost (timeout, connection loss) is
+//! [`PublishError::OutcomeUnknown`], naming the live revision before it.
+//! Nothing is revoked or deleted after it.
+//!
+//! # Connection
+//! Like the store, the publisher talks to one endpoint: [`Publisher::connect`]
+//! tries each in turn, sharing the connect timeout, and proves the endpoint
+//! answers with a cheap read. Every later request is bounded by the request
+//! timeout. A long-lived caller that sees
+//! [`PublishError::may_need_reconnect`] errors should connect again.
+//!
+//! # Examples
+//! ```no_run
+//! # async fn f() -> Result<(), osproxy_etcd::PublishError> {
+//! use std::sync::Arc;
+//! use osproxy_core::SystemClock;
+//! use osproxy_etcd::config::ConnectionConfig;
+//! use osproxy_etcd::{Layout, Publisher};
+//! use osproxy_observe::decode_directive_set;
+//!
+//! let connection = ConnectionConfig::new(&["127.0.0.1:2379".to_owned()]);
+//! let publisher = Publisher::connect(
+//!     connection,
+//!     Layout::Key("/osproxy/directives".into()),
+//!     Arc::new(SystemClock),
+//! )
+//! .await?;
+//! let (live, revision) = publisher.current().await?;
+//! println!("{} directives at revision {revision}", live.len());
+//! let body = br#"{"directives":[{"id":"acme","level":"Shape","ttl_secs":600}]}"#;
+//! let set = decode_directive_set(body, &SystemClock).map_err(osproxy_etcd::PublishError::Invalid)?;
+//! let revision = publisher.publish(&set, Some(revision)).await?;
+//! println!("published at revision {revision}");
+//! # Ok(()) }
+//! ```
+
+mod changes;
+mod error;
+mod fleet;
+mod live;
+mod write;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions};
+use osproxy_core::Clock;
+use osproxy_observe::DecodeLimits;
+use tokio::time::timeout;
+
+use crate::config::{ConnectionConfig, Layout};
+use crate::error::{client_error_kind, ConfigError};
+
+pub use changes::{Change, Changes};
+pub use error::PublishError;
+pub use fleet::FleetStatus;
+pub use live::{KeyRejection, LiveSet};
+pub use write::{directive_key, Written};
+
+/// How many read-modify-write cycles [`Publisher::add`] and
+/// [`Publisher::remove`] try before giving up with
+/// [`PublishError::Contended`].
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Writes directive sets to etcd with compare-and-swap. See the module docs.
+pub struct Publisher {
+    client: Client,
+    layout: Layout,
+    endpoint: String,
+    request_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    limits: DecodeLimits,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("endpoint", &self.endpoint)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// Validates `connection`, connects to the first endpoint that answers a
+    /// read of the layout's key within the connect timeout (shared by every
+    /// endpoint tried) and returns a publisher for `layout`.
+    ///
+    /// Decoding uses the default [`DecodeLimits`]; see
+    /// [`with_decode_limits`](Self::with_decode_limits).
+    ///
+    /// # Errors
+    /// [`PublishError::Config`] for invalid options or an empty key;
+    /// [`PublishError::Connect`] naming the endpoints and the last cause.
+    pub async fn connect(
+        connection: ConnectionConfig,
+        layout: Layout,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, PublishError> {
+        let connection = connection.validate()?;
+        if layout.key().is_empty() {
+            return Err(ConfigError::EmptyKey.into());
+        }
+        let probe = layout.key().to_owned();
+        let (i, client) = crate::connection::first_answering(
+            &connection.endpoints,
+            connection.connect_timeout,
+            &mut (),
+            |_, i, _budget| {
+                let attempt = connect_one(
+                    connection.clone(),
+                    connection.endpoints[i].clone(),
+                    probe.clone(),
+                );
+                Box::pin(async move { attempt.await.map_err(Some) })
+            },
+        )
+        .await
+        .map_err(PublishError::Connect)?;
+        Ok(Publisher {
+            client,
+            endpoint: connection.endpoints[i].clone(),
+            request_timeout: connection.request_timeout,
+            layout,
+            clock,
+            limits: DecodeLimits::default(),
+        })
+    }
+
+    /// Uses these limits to check what is written and to decode live values.
+    /// Match the fleet's, so that what the publisher writes the instances
+    /// accept.
+    #[must_use]
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The layout this publisher writes.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The endpoint in use.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.unix_nanos()
+    }
+
+    /// Runs one request that writes nothing within the request timeout.
+    async fn request<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, PublishError> {
+        request(self.request_timeout, op, fut).await
+    }
+}
+
+/// Runs one request that writes nothing within `limit`.
+async fn request<T>(
+    limit: Duration,
+    op: &'static str,
+    fut: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, PublishError> {
+    match timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(PublishError::Request {
+            op,
+            kind: client_error_kind(&source),
+            source,
+        }),
+        Err(_) => Err(PublishError::Timeout { op, after: limit }),
+    }
+}
+
+/// Connects to one endpoint and proves with a cheap read that it answers
+/// (and that authentication works). Owns its inputs so the future is `Send`.
+async fn connect_one(
+    connection: ConnectionConfig,
+    endpoint: String,
+    probe: String,
+) -> Result<Client, etcd_client::Error> {
+    let mut client = crate::connection::open(&connection, &endpoint).await?;
+    client
+        .get(probe, Some(GetOptions::new().with_count_only()))
+        .await?;
+    Ok(client)
+}

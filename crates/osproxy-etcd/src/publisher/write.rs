@@ -1,0 +1,558 @@
+//! The writes: whole-set publishes and single-directive edits, each one
+//! transaction that also puts the revision marker, with the exact bytes
+//! checked first and leases tidied only after a confirmed success.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
+};
+use osproxy_core::Instant;
+use osproxy_observe::encode::directive_value;
+use osproxy_observe::{
+    decode_directive, decode_directive_set_with, encode_directive_set, TimedDirective,
+    DirectiveSet,
+};
+use tokio::time::timeout;
+use tracing::debug;
+
+use super::error::write_error;
+use super::live::{key_string, newest_revision, relative_lifetimes, Live};
+use super::{PublishError, Publisher, MAX_ATTEMPTS};
+use crate::config::Layout;
+
+/// The value of the revision marker: what it is, nothing else.
+const MARKER_VALUE: &[u8] = b"osproxy-directives live revision marker";
+
+/// The outcome of [`Publisher::add`] or [`Publisher::remove`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The etcd revision of the write.
+    pub revision: i64,
+    /// For `add`: a directive with this id existed and was replaced. For
+    /// `remove`: always true.
+    pub replaced: bool,
+}
+
+impl Publisher {
+    /// Replaces the live set with `set`, in canonical form, if nothing
+    /// changed after revision `expected` (`Some(0)`: nothing may be
+    /// published yet). With `None`, reads the live revision first and swaps
+    /// against that. Returns the revision of the write, or the live revision
+    /// when the write would change nothing (then nothing is written).
+    ///
+    /// In the prefix layout every directive whose bytes change is written to
+    /// `<prefix><id>` bound to a lease of its remaining lifetime and the
+    /// other keys under the prefix are deleted, all in one transaction.
+    ///
+    /// # Errors
+    /// [`PublishError::Invalid`] when the fleet would reject the bytes;
+    /// [`PublishError::Conflict`] when someone else wrote after `expected`;
+    /// [`PublishError::OutcomeUnknown`] when the answer was lost;
+    /// [`PublishError::ValueTooLarge`] / [`PublishError::TooManyOps`] when
+    /// etcd refuses it; a request error otherwise.
+    pub async fn publish(
+        &self,
+        set: &DirectiveSet,
+        expected: Option<i64>,
+    ) -> Result<i64, PublishError> {
+        match &self.layout {
+            Layout::Key(key) => {
+                let bytes = self.checked_set_bytes(set)?;
+                let live = self.read().await?;
+                let since = compare_base(expected, &live)?;
+                if live.kvs.first().is_some_and(|kv| kv.value() == bytes) {
+                    return Ok(live.revision);
+                }
+                let txn = Txn::new()
+                    .when(self.guard(since))
+                    .and_then([TxnOp::put(key.as_str(), bytes, None), self.marker_put()])
+                    .or_else(self.conflict_probe());
+                let resp = self.commit("publish", txn, live.revision).await?;
+                settle(&resp, since)
+            }
+            Layout::Prefix(prefix) => self.replace_prefix(prefix, set, expected).await,
+        }
+    }
+
+    /// Adds `directive`, replacing a directive with the same id.
+    ///
+    /// Key layout: read, drop expired directives, edit, swap; retried up to
+    /// [`MAX_ATTEMPTS`] times when another writer gets in between. Prefix
+    /// layout: writes `<prefix><id>` bound to a lease of the directive's
+    /// remaining lifetime.
+    ///
+    /// # Errors
+    /// [`PublishError::Invalid`] when the fleet would reject the bytes;
+    /// [`PublishError::ForeignRelativeLifetime`] or
+    /// [`PublishError::Malformed`] (key layout) when the live value cannot be
+    /// rewritten faithfully; [`PublishError::Contended`];
+    /// [`PublishError::OutcomeUnknown`]; a request error.
+    pub async fn add(&self, directive: TimedDirective) -> Result<Written, PublishError> {
+        match &self.layout {
+            Layout::Key(key) => {
+                self.edit_key(key, "add", |live, now| {
+                    let replaced = live.get(&directive.id).is_some();
+                    let mut list: Vec<TimedDirective> = live
+                        .directives()
+                        .iter()
+                        .filter(|d| d.is_live(now) && d.id != directive.id)
+                        .cloned()
+                        .collect();
+                    list.push(directive.clone());
+                    let next =
+                        DirectiveSet::try_from_directives(list).map_err(PublishError::Invalid)?;
+                    Ok((next, replaced))
+                })
+                .await
+            }
+            Layout::Prefix(prefix) => self.add_to_prefix(prefix, &directive).await,
+        }
+    }
+
+    /// Removes the directive with this id.
+    ///
+    /// Key layout: read, drop expired directives, edit, swap, retried like
+    /// [`add`](Self::add). Prefix layout: deletes the key holding that id
+    /// (`<prefix><id>`, or any key under the prefix whose directive has the
+    /// id) if it is unchanged since it was read.
+    ///
+    /// # Errors
+    /// [`PublishError::NotFound`]; otherwise as [`add`](Self::add).
+    pub async fn remove(&self, id: &str) -> Result<Written, PublishError> {
+        match &self.layout {
+            Layout::Key(key) => {
+                self.edit_key(key, "remove", |live, now| {
+                    if live.get(id).is_none() {
+                        return Err(PublishError::NotFound { id: id.to_owned() });
+                    }
+                    let list = live
+                        .directives()
+                        .iter()
+                        .filter(|d| d.is_live(now) && d.id != id)
+                        .cloned()
+                        .collect();
+                    let next =
+                        DirectiveSet::try_from_directives(list).map_err(PublishError::Invalid)?;
+                    Ok((next, true))
+                })
+                .await
+            }
+            Layout::Prefix(prefix) => self.remove_from_prefix(prefix, id).await,
+        }
+    }
+
+    /// The canonical bytes of `set`, if the fleet's decoder accepts them.
+    fn checked_set_bytes(&self, set: &DirectiveSet) -> Result<Vec<u8>, PublishError> {
+        let bytes = encode_directive_set(set);
+        decode_directive_set_with(&bytes, self.clock.as_ref(), &self.limits)
+            .map_err(PublishError::Invalid)?;
+        Ok(bytes)
+    }
+
+    /// The canonical bytes of one prefix-layout directive, if accepted.
+    fn checked_directive_bytes(&self, d: &TimedDirective) -> Result<Vec<u8>, PublishError> {
+        let bytes = directive_bytes(d);
+        decode_directive(&bytes, self.clock.as_ref(), &self.limits)
+            .map_err(PublishError::Invalid)?;
+        Ok(bytes)
+    }
+
+    /// "Nothing in the range nor the marker changed after `since`."
+    fn guard(&self, since: i64) -> Vec<Compare> {
+        let range = Compare::mod_revision(self.layout.key(), CompareOp::Less, since + 1);
+        let range = if self.layout.is_prefix() {
+            range.with_prefix()
+        } else {
+            range
+        };
+        vec![
+            range,
+            Compare::mod_revision(self.layout.revision_key(), CompareOp::Less, since + 1),
+        ]
+    }
+
+    fn marker_put(&self) -> TxnOp {
+        TxnOp::put(self.layout.revision_key(), MARKER_VALUE, None)
+    }
+
+    /// Reads what a failed guard needs to report the live revision.
+    fn conflict_probe(&self) -> Vec<TxnOp> {
+        vec![
+            TxnOp::get(
+                self.layout.key(),
+                Some(self.layout.get_options().with_keys_only()),
+            ),
+            TxnOp::get(
+                self.layout.revision_key(),
+                Some(GetOptions::new().with_keys_only()),
+            ),
+        ]
+    }
+
+    /// Sends a write transaction. A lost answer is an unknown outcome, never
+    /// a failure to clean up after.
+    async fn commit(
+        &self,
+        op: &'static str,
+        txn: Txn,
+        before: i64,
+    ) -> Result<TxnResponse, PublishError> {
+        let mut client = self.client.clone();
+        match timeout(self.request_timeout, client.txn(txn)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(write_error(op, before, e)),
+            Err(_) => Err(PublishError::OutcomeUnknown {
+                op,
+                before,
+                source: None,
+            }),
+        }
+    }
+
+    /// The read-modify-swap cycle of `add` and `remove` in the key layout.
+    async fn edit_key(
+        &self,
+        key: &str,
+        op: &'static str,
+        mut edit: impl FnMut(&DirectiveSet, Instant) -> Result<(DirectiveSet, bool), PublishError>,
+    ) -> Result<Written, PublishError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let live = self.read().await?;
+            if let Some(kv) = live.kvs.first() {
+                let relative = relative_lifetimes(kv.value(), false);
+                if !relative.is_empty() {
+                    return Err(PublishError::ForeignRelativeLifetime {
+                        key: key.to_owned(),
+                        count: relative.len(),
+                    });
+                }
+            }
+            let decoded = self.decode_live(&live);
+            if let Some(r) = decoded.rejected.into_iter().next() {
+                return Err(PublishError::Malformed {
+                    key: r.key,
+                    revision: live.revision,
+                    source: r.error,
+                });
+            }
+            let (next, replaced) = edit(&decoded.set, self.clock.now())?;
+            let bytes = self.checked_set_bytes(&next)?;
+            let txn = Txn::new()
+                .when(self.guard(live.revision))
+                .and_then([TxnOp::put(key, bytes, None), self.marker_put()])
+                .or_else(self.conflict_probe());
+            let resp = self.commit(op, txn, live.revision).await?;
+            match settle(&resp, live.revision) {
+                Ok(revision) => return Ok(Written { revision, replaced }),
+                Err(PublishError::Conflict { .. }) => retry_pause(attempt).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(PublishError::Contended {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Replaces everything under `prefix` with `set` in one transaction.
+    async fn replace_prefix(
+        &self,
+        prefix: &str,
+        set: &DirectiveSet,
+        expected: Option<i64>,
+    ) -> Result<i64, PublishError> {
+        let mut wanted: BTreeMap<Vec<u8>, (Vec<u8>, &TimedDirective)> = BTreeMap::new();
+        for d in set.directives() {
+            let bytes = self.checked_directive_bytes(d)?;
+            wanted.insert(directive_key(prefix, &d.id).into_bytes(), (bytes, d));
+        }
+        let live = self.read().await?;
+        let since = compare_base(expected, &live)?;
+        let by_key: HashMap<&[u8], &KeyValue> = live.kvs.iter().map(|kv| (kv.key(), kv)).collect();
+        let mut replaced: Vec<&KeyValue> = Vec::new();
+        let mut ops: Vec<TxnOp> = Vec::new();
+        for kv in &live.kvs {
+            if !wanted.contains_key(kv.key()) {
+                ops.push(TxnOp::delete(kv.key(), None));
+                replaced.push(kv);
+            }
+        }
+        let changed: Vec<(&Vec<u8>, &Vec<u8>, &TimedDirective)> = wanted
+            .iter()
+            .filter(|(key, (bytes, _))| {
+                by_key
+                    .get(key.as_slice())
+                    .is_none_or(|kv| kv.value() != bytes.as_slice())
+            })
+            .map(|(key, (bytes, d))| (key, bytes, *d))
+            .collect();
+        if ops.is_empty() && changed.is_empty() {
+            return Ok(live.revision);
+        }
+        let now = self.now();
+        let mut leases: BTreeMap<i64, i64> = BTreeMap::new();
+        for (key, bytes, d) in changed {
+            let ttl = lease_ttl_secs(d, now);
+            let lease = match leases.get(&ttl) {
+                Some(id) => *id,
+                None => match self.grant_lease(ttl).await {
+                    Ok(id) => *leases.entry(ttl).or_insert(id),
+                    Err(e) => {
+                        self.revoke_unattached(leases.values()).await;
+                        return Err(e);
+                    }
+                },
+            };
+            if let Some(kv) = by_key.get(key.as_slice()) {
+                replaced.push(kv);
+            }
+            ops.push(TxnOp::put(
+                key.clone(),
+                bytes.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ));
+        }
+        ops.push(self.marker_put());
+        let txn = Txn::new()
+            .when(self.guard(since))
+            .and_then(ops)
+            .or_else(self.conflict_probe());
+        let outcome = match self.commit("publish", txn, live.revision).await {
+            // The keys may be written and bound to these leases: keep them.
+            Err(e @ PublishError::OutcomeUnknown { .. }) => return Err(e),
+            Err(e) => Err(e),
+            Ok(resp) => settle(&resp, since),
+        };
+        match outcome {
+            Ok(revision) => {
+                let new: BTreeSet<i64> = leases.values().copied().collect();
+                let old: BTreeSet<i64> = replaced
+                    .iter()
+                    .map(|kv| kv.lease())
+                    .filter(|id| *id != 0 && !new.contains(id))
+                    .collect();
+                self.revoke_if_unused(old).await;
+                Ok(revision)
+            }
+            Err(e) => {
+                // Definitely not applied: the new leases hold no key.
+                self.revoke_unattached(leases.values()).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn add_to_prefix(
+        &self,
+        prefix: &str,
+        directive: &TimedDirective,
+    ) -> Result<Written, PublishError> {
+        let bytes = self.checked_directive_bytes(directive)?;
+        let before = self.revision().await?;
+        let lease = self
+            .grant_lease(lease_ttl_secs(directive, self.now()))
+            .await?;
+        let put = TxnOp::put(
+            directive_key(prefix, &directive.id),
+            bytes,
+            Some(PutOptions::new().with_lease(lease).with_prev_key()),
+        );
+        let txn = Txn::new().and_then([put, self.marker_put()]);
+        let resp = match self.commit("add", txn, before).await {
+            Ok(resp) => resp,
+            Err(e @ PublishError::OutcomeUnknown { .. }) => return Err(e),
+            Err(e) => {
+                self.revoke_unattached([lease].iter()).await;
+                return Err(e);
+            }
+        };
+        let previous = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Put(p) => p.prev_key().map(KeyValue::lease),
+            _ => None,
+        });
+        if let Some(old) = previous.filter(|id| *id != 0 && *id != lease) {
+            self.revoke_if_unused([old]).await;
+        }
+        Ok(Written {
+            revision: resp.header().map_or(0, |h| h.revision()),
+            replaced: previous.is_some(),
+        })
+    }
+
+    async fn remove_from_prefix(&self, prefix: &str, id: &str) -> Result<Written, PublishError> {
+        let by_name = directive_key(prefix, id).into_bytes();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let live = self.read().await?;
+            let clock = self.clock.as_ref();
+            let found = live
+                .kvs
+                .iter()
+                .find(|kv| kv.key() == by_name.as_slice())
+                .or_else(|| {
+                    live.kvs.iter().find(|kv| {
+                        decode_directive(kv.value(), clock, &self.limits).is_ok_and(|d| d.id == id)
+                    })
+                });
+            let Some(kv) = found else {
+                return Err(PublishError::NotFound { id: id.to_owned() });
+            };
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    kv.key(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::delete(kv.key(), None), self.marker_put()]);
+            let resp = self.commit("remove", txn, live.revision).await?;
+            if resp.succeeded() {
+                if kv.lease() != 0 {
+                    self.revoke_if_unused([kv.lease()]).await;
+                }
+                return Ok(Written {
+                    revision: resp.header().map_or(0, |h| h.revision()),
+                    replaced: true,
+                });
+            }
+            debug!(key = %key_string(kv), "remove lost a race; retrying");
+            retry_pause(attempt).await;
+        }
+        Err(PublishError::Contended {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    async fn grant_lease(&self, ttl_secs: i64) -> Result<i64, PublishError> {
+        let mut client = self.client.clone();
+        let resp = self
+            .request("grant lease", client.lease_grant(ttl_secs, None))
+            .await?;
+        Ok(resp.id())
+    }
+
+    /// Revokes leases granted for a write that was definitely not applied
+    /// (no key is bound to them). Best effort: they expire anyway.
+    async fn revoke_unattached(&self, leases: impl Iterator<Item = &i64>) {
+        for id in leases {
+            let mut client = self.client.clone();
+            let _ = self.request("revoke lease", client.lease_revoke(*id)).await;
+        }
+    }
+
+    /// Revokes each lease that no key uses any more (a lease another tool
+    /// shares with other keys is left alone). Best effort.
+    async fn revoke_if_unused(&self, leases: impl IntoIterator<Item = i64>) {
+        for id in leases {
+            let mut client = self.client.clone();
+            let options = LeaseTimeToLiveOptions::new().with_keys();
+            let unused = match self
+                .request("lease ttl", client.lease_time_to_live(id, Some(options)))
+                .await
+            {
+                Ok(r) => r.ttl() > 0 && r.keys().is_empty(),
+                Err(_) => false,
+            };
+            if unused {
+                let _ = self.request("revoke lease", client.lease_revoke(id)).await;
+            }
+        }
+    }
+}
+
+/// The revision a write compares against: `expected` when given (it must
+/// not be older than the live revision nor newer than the cluster), else the
+/// live revision.
+fn compare_base(expected: Option<i64>, live: &Live) -> Result<i64, PublishError> {
+    match expected {
+        None => Ok(live.revision),
+        Some(x) if x < live.revision || x > live.header => Err(PublishError::Conflict {
+            expected: x,
+            actual: live.revision,
+        }),
+        Some(x) => Ok(x),
+    }
+}
+
+/// The revision of a successful swap, or the conflict its probe read.
+fn settle(resp: &TxnResponse, expected: i64) -> Result<i64, PublishError> {
+    if resp.succeeded() {
+        return Ok(resp.header().map_or(0, |h| h.revision()));
+    }
+    let actual = resp
+        .op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(newest_revision(g.kvs())),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    Err(PublishError::Conflict { expected, actual })
+}
+
+/// The key of a directive in the prefix layout.
+pub fn directive_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}{id}")
+}
+
+/// The canonical single-directive object, as stored in the prefix layout.
+fn directive_bytes(d: &TimedDirective) -> Vec<u8> {
+    // Serialising a `Value` of strings, numbers and booleans cannot fail.
+    serde_json::to_vec(&directive_value(d)).unwrap_or_default()
+}
+
+/// The lease of a directive: its remaining lifetime, rounded up to whole
+/// seconds, at least 1 s (etcd raises short leases to its own minimum).
+fn lease_ttl_secs(d: &TimedDirective, now_unix_nanos: u64) -> i64 {
+    let remaining = d
+        .expires_at_unix_nanos
+        .unwrap_or_default()
+        .saturating_sub(now_unix_nanos);
+    let secs = remaining.div_ceil(1_000_000_000).max(1);
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// A short, jittered pause before another read-modify-swap attempt, so
+/// writers that collided do not collide again in lockstep.
+async fn retry_pause(attempt: u32) {
+    let base = 10 * u64::from(attempt);
+    let jitter = rand::random_range(0..=base);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osproxy_core::{Clock, ManualClock};
+    use osproxy_observe::DecodeLimits;
+
+    fn directive(ttl: u64, clock: &ManualClock) -> TimedDirective {
+        let body = format!(r#"{{"id":"a","level":"Shape","ttl_secs":{ttl}}}"#);
+        decode_directive(body.as_bytes(), clock, &DecodeLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn lease_covers_the_remaining_lifetime_rounded_up() {
+        let clock = ManualClock::new();
+        let d = directive(10, &clock);
+        assert_eq!(lease_ttl_secs(&d, clock.unix_nanos()), 10);
+        clock.advance(Duration::from_millis(2_500));
+        assert_eq!(lease_ttl_secs(&d, clock.unix_nanos()), 8);
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(lease_ttl_secs(&d, clock.unix_nanos()), 1, "never zero");
+    }
+
+    #[test]
+    fn prefix_values_are_canonical_single_directives() {
+        let clock = ManualClock::new();
+        let d = directive(60, &clock);
+        let bytes = directive_bytes(&d);
+        let again = decode_directive(&bytes, &clock, &DecodeLimits::default()).unwrap();
+        assert_eq!(again, d);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("expires_at"), "{text}");
+        assert!(!text.contains("ttl_secs"), "{text}");
+        assert_eq!(directive_key("/p/", "a"), "/p/a");
+    }
+}
