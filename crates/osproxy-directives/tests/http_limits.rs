@@ -3,12 +3,17 @@
 //! files, never take `/healthz` or `/readyz` down, and each is disconnected
 //! within the header-read timeout (SPEC §6).
 
+// Test helpers below: a failure to spawn, read or parse fails the test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use common::{bin, listen_url, PROMPTLY};
 

@@ -12,8 +12,7 @@ use etcd_client::{
 use osproxy_core::Instant;
 use osproxy_observe::encode::directive_value;
 use osproxy_observe::{
-    decode_directive, decode_directive_set_with, encode_directive_set, TimedDirective,
-    DirectiveSet,
+    decode_directive, decode_directive_set_with, encode_directive_set, DirectiveSet, TimedDirective,
 };
 use tokio::time::timeout;
 use tracing::debug;
