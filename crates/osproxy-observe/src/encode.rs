@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::directive::DiagnosticsDirective;
 use crate::set::DirectiveSet;
 use crate::timed::TimedDirective;
 
@@ -26,20 +27,21 @@ pub fn encode_directive_set_pretty(set: &DirectiveSet) -> Vec<u8> {
 
 /// The set as a JSON value (`{"directives":[…]}`).
 pub fn to_value(set: &DirectiveSet) -> Value {
-    let list = set.directives().iter().map(directive_value).collect();
+    set_value(set.directives().iter().map(directive_value).collect())
+}
+
+/// `{"directives":[<list>]}`: the envelope of the wire form, also used by
+/// the introspection views.
+pub(crate) fn set_value(list: Vec<Value>) -> Value {
     let mut root = Map::new();
     root.insert("directives".into(), Value::Array(list));
     Value::Object(root)
 }
 
-/// One directive in canonical form.
-///
-/// A directive without a wall-clock expiry (built by code, never decoded or
-/// anchored: see [`crate::timed`]) is written without `expires_at`, so the
-/// decoder refuses it (`missing_expiry`) instead of giving it a lifetime it
-/// never had.
-pub fn directive_value(d: &TimedDirective) -> Value {
-    let mut o = Map::new();
+/// Writes `id`, `level` and the targets `d` sets (`tenant`, `index`,
+/// `principal`, `endpoint`) into `o`, in the canonical key order; the one
+/// shape the wire form and the introspection views share.
+pub(crate) fn insert_identity(o: &mut Map<String, Value>, d: &DiagnosticsDirective) {
     o.insert("id".into(), d.id.clone().into());
     o.insert("level".into(), d.level.wire_name().into());
     let m = &d.match_;
@@ -55,6 +57,17 @@ pub fn directive_value(d: &TimedDirective) -> Value {
     if let Some(e) = m.endpoint {
         o.insert("endpoint".into(), e.wire_name().into());
     }
+}
+
+/// One directive in canonical form.
+///
+/// A directive without a wall-clock expiry (built by code, never decoded or
+/// anchored: see [`crate::timed`]) is written without `expires_at`, so the
+/// decoder refuses it (`missing_expiry`) instead of giving it a lifetime it
+/// never had.
+pub fn directive_value(d: &TimedDirective) -> Value {
+    let mut o = Map::new();
+    insert_identity(&mut o, d);
     if d.sample_per_mille != 1000 {
         o.insert("sample_per_mille".into(), d.sample_per_mille.into());
     }

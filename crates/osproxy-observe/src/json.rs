@@ -25,7 +25,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::decode::RejectReason;
+use crate::rules::RejectReason;
 
 /// Deepest nesting accepted. A valid directive set nests three levels
 /// (object → array → object); anything far deeper is hostile or broken.

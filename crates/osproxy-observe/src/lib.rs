@@ -10,6 +10,26 @@
 //! snapshots with one atomic swap so readers never block and never write
 //! shared memory. [`verifier`] is the single-request channel's seam.
 //!
+//! # Modules
+//!
+//! Each module uses only those listed after its arrow; the graph has no
+//! circle.
+//!
+//! * Shared leaf and model:
+//!   - `rules` → nothing: [`RejectReason`], [`DecodeError`], [`DecodeLimits`]
+//!     and their constants, the validity rules for ids and targets (public
+//!     through [`decode`]);
+//!   - [`sample`] → nothing; [`directive`] → `sample`; [`timed`] →
+//!     `directive`.
+//! * Write side (bytes in, bytes out):
+//!   - `json` → `rules` (the strict reader, private);
+//!   - [`decode`] → `json`, `rules`, `set`, `directive`, `timed`;
+//!   - [`encode`] → `set`, `directive`, `timed`.
+//! * Read side (what a request path touches):
+//!   - [`set`] → `rules`, `directive`, `sample`, `timed`;
+//!   - [`store`] → `set`; [`verifier`] → `directive`;
+//!   - [`view`] → `encode`, `set`, `timed`.
+//!
 //! Seed compatibility: every public item of the seed's `osproxy-observe`
 //! 1.0.2 directive subsystem is here with its seed signature (SPEC §4);
 //! richer API sits beside it.
@@ -40,6 +60,7 @@ pub mod decode;
 pub mod directive;
 pub mod encode;
 mod json;
+mod rules;
 pub mod sample;
 pub mod set;
 pub mod store;

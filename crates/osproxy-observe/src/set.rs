@@ -15,8 +15,8 @@ use std::sync::Arc;
 use osproxy_core::{Clock, EndpointKind, Instant, RequestId};
 use rustc_hash::FxHashMap;
 
-use crate::decode::{is_valid_id, is_valid_target, DecodeError, RejectReason};
 use crate::directive::{DiagLevel, DiagnosticsDirective, RequestAttrs};
+use crate::rules::{is_valid_id, is_valid_target, DecodeError, RejectReason};
 use crate::sample;
 use crate::timed::TimedDirective;
 

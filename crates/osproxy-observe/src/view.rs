@@ -9,7 +9,7 @@ use osproxy_core::{Clock, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::encode::format_rfc3339;
+use crate::encode::{format_rfc3339, insert_identity, set_value};
 use crate::set::DirectiveSet;
 use crate::timed::TimedDirective;
 
@@ -94,21 +94,7 @@ impl DirectiveSet {
             .iter()
             .map(|d| {
                 let mut o = Map::new();
-                o.insert("id".into(), d.id.clone().into());
-                o.insert("level".into(), d.level.as_str().into());
-                let m = &d.match_;
-                if let Some(t) = &m.tenant {
-                    o.insert("tenant".into(), t.as_str().into());
-                }
-                if let Some(i) = &m.index {
-                    o.insert("index".into(), i.as_str().into());
-                }
-                if let Some(p) = &m.principal {
-                    o.insert("principal".into(), p.as_str().into());
-                }
-                if let Some(e) = m.endpoint {
-                    o.insert("endpoint".into(), e.as_str().into());
-                }
+                insert_identity(&mut o, d);
                 o.insert("sample_per_mille".into(), d.sample_per_mille.into());
                 o.insert("ring_buffer".into(), d.ring_buffer.into());
                 o.insert("capture".into(), d.capture.into());
@@ -116,8 +102,6 @@ impl DirectiveSet {
                 Value::Object(o)
             })
             .collect();
-        let mut root = Map::new();
-        root.insert("directives".into(), Value::Array(list));
-        Value::Object(root)
+        set_value(list)
     }
 }
