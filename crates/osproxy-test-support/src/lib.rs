@@ -27,8 +27,13 @@
 //! * [`TcpForwarder`]: a loopback TCP proxy that can freeze (silent half-open
 //!   connections), thaw, cut (abrupt close) and be re-targeted; it runs on its
 //!   own thread and runtime, so it works from sync code and any test runtime.
-//! * [`unique_key`], [`wait_until`], [`eventually`]: per-test key names and
-//!   bounded polling instead of sleeps.
+//! * [`unique_key`], [`wait_until`], [`eventually`], [`poll_within`]: per-test
+//!   key names and bounded polling instead of sleeps.
+//! * [`fixtures`]: what the test crates share beyond that — directive bodies
+//!   ([`fixtures::set_body`], [`fixtures::directive_body`]), etcd read-backs
+//!   ([`fixtures::mod_revision`], [`fixtures::lease_count`]), one cluster per
+//!   test binary ([`fixtures::shared_cluster`]), an endpoint nobody listens
+//!   on, and the [`fixtures::PROMPTLY`] bound.
 //!
 //! # Blocking
 //!
@@ -73,6 +78,7 @@
 
 mod binaries;
 mod cluster;
+pub mod fixtures;
 mod forwarder;
 mod pki;
 mod ports;
@@ -86,7 +92,7 @@ pub use cluster::{EtcdCluster, EtcdClusterBuilder, EtcdMember, MemberStatus};
 pub use forwarder::TcpForwarder;
 pub use pki::{ClientCert, TestPki};
 pub use proxy::EtcdProxy;
-pub use wait::{eventually, wait_until};
+pub use wait::{eventually, poll_within, wait_until};
 
 /// Environment variable that, when set to `1`, keeps the etcd data
 /// directories (and logs) after the cluster is dropped and prints where they

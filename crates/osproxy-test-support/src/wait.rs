@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use osproxy_core::{Clock, Instant, SystemClock};
 
-/// How long [`wait_until`] and [`eventually`] pause between two checks.
+/// How long [`wait_until`], [`eventually`] and [`poll_within`] pause between
+/// two checks.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A point in monotonic time after which a bounded wait gives up.
@@ -56,7 +57,30 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 /// Async twin of [`wait_until`]: awaits `check()` every 10 ms until it yields
 /// `true`; panics with `what` after `timeout`. Needs a tokio runtime with time
 /// enabled (`#[tokio::test]` has it).
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    if !poll_within(timeout, check).await {
+        panic!("timed out after {timeout:?} waiting until {what}");
+    }
+}
+
+/// The poll behind [`eventually`], without its panic: awaits `check()` every
+/// 10 ms and returns `true` as soon as it yields `true`, `false` once
+/// `timeout` has passed. For waits whose failure message must say more than
+/// `what` (the state of the thing waited on, say).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// let ok = osproxy_test_support::poll_within(Duration::from_millis(50), || async { false }).await;
+/// assert!(!ok);
+/// # }
+/// ```
+pub async fn poll_within<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -69,7 +93,5 @@ where
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     };
-    if tokio::time::timeout(timeout, polled).await.is_err() {
-        panic!("timed out after {timeout:?} waiting until {what}");
-    }
+    tokio::time::timeout(timeout, polled).await.is_ok()
 }

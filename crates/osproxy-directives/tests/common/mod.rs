@@ -11,11 +11,10 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use osproxy_test_support::fixtures::{
+    lease_count, mod_revision, set_body, shared_cluster, unused_endpoint, PROMPTLY,
+};
 pub use osproxy_test_support::{eventually, unique_key, wait_until, EtcdCluster};
-
-/// Generous bound for anything that should happen promptly on a loaded
-/// 2-core machine.
-pub const PROMPTLY: Duration = Duration::from_secs(20);
 
 /// The binary under test.
 pub fn bin() -> &'static str {
@@ -116,9 +115,15 @@ impl Proc {
 
     /// Spawns the binary with `args` and extra environment variables.
     pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut child = command()
-            .args(args)
-            .envs(env.iter().copied())
+        let mut cmd = command();
+        cmd.args(args).envs(env.iter().copied());
+        Self::from_command(cmd)
+    }
+
+    /// Spawns `cmd` as it is (e.g. the binary under a wrapper shell), with
+    /// stdin closed and stdout and stderr collected as for [`Proc::spawn`].
+    pub fn from_command(mut cmd: Command) -> Proc {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -253,17 +258,6 @@ pub fn listen_url(line: &str) -> Option<String> {
     url.starts_with("http://").then(|| url.to_owned())
 }
 
-/// A directive set body with one directive per id, each living `ttl` seconds.
-pub fn set_body(ids: &[&str], ttl: u64) -> String {
-    let list: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            format!(r#"{{"id":"{id}","level":"ShapeTiming","tenant":"t-{id}","ttl_secs":{ttl}}}"#)
-        })
-        .collect();
-    format!(r#"{{"directives":[{}]}}"#, list.join(","))
-}
-
 /// Writes `body` to a fresh temporary file and returns it.
 pub fn temp_file(body: &[u8]) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
@@ -283,41 +277,16 @@ pub fn ids_of(set: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// One etcd shared by every test of this test binary (each test uses its own
-/// keys). The test-support watchdog stops it when the process exits.
-pub fn shared_cluster() -> &'static EtcdCluster {
-    static CLUSTER: std::sync::OnceLock<EtcdCluster> = std::sync::OnceLock::new();
-    CLUSTER.get_or_init(EtcdCluster::single)
-}
-
-/// The current `mod_revision` of `key` (0 when absent), read with etcdctl.
-pub fn mod_revision(cluster: &EtcdCluster, key: &str) -> i64 {
-    let out = cluster.etcdctl(&["get", key, "-w", "json"]);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
-    v["kvs"][0]["mod_revision"].as_i64().unwrap_or(0)
-}
-
 /// A blocking GET for sync tests: status code and body.
 pub fn http_get(url: &str) -> (u16, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let resp = reqwest::get(url).await.expect("GET");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.expect("body"))
-    })
+    let (status, _, body) = http_get_etag(url);
+    (status, body)
 }
 
 /// A blocking POST for sync tests, with an optional `If-Match`: status code
 /// and body.
 pub fn http_post(url: &str, body: Vec<u8>, if_match: Option<&str>) -> (u16, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    block_on(async {
         let mut req = reqwest::Client::new().post(url).body(body);
         if let Some(tag) = if_match {
             req = req.header("If-Match", tag);
@@ -330,11 +299,7 @@ pub fn http_post(url: &str, body: Vec<u8>, if_match: Option<&str>) -> (u16, Stri
 
 /// A blocking GET returning the status, the `ETag` header and the body.
 pub fn http_get_etag(url: &str) -> (u16, Option<String>, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    block_on(async {
         let resp = reqwest::get(url).await.expect("GET");
         let status = resp.status().as_u16();
         let etag = resp
@@ -344,6 +309,16 @@ pub fn http_get_etag(url: &str) -> (u16, Option<String>, String) {
             .map(str::to_owned);
         (status, etag, resp.text().await.expect("body"))
     })
+}
+
+/// Runs `request` to completion on a fresh current-thread runtime, for the
+/// blocking HTTP helpers of sync tests.
+fn block_on<T>(request: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(request)
 }
 
 /// `--endpoints E --prefix P` followed by `args`, run to completion.
@@ -362,69 +337,23 @@ pub fn revision_from_get(r: &Run) -> i64 {
         .unwrap_or_else(|| panic!("no revision line: {r:?}"))
 }
 
-/// How many leases etcd holds (`etcdctl lease list`).
-pub fn lease_count(cluster: &EtcdCluster) -> usize {
-    let out = cluster.etcdctl(&["lease", "list"]);
-    out.lines()
-        .next()
-        .and_then(|l| l.strip_prefix("found "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected lease list output: {out}"))
-}
-
-/// An etcd with a small `--max-request-bytes`, killed (by its own handle)
-/// and its data removed on drop.
+/// An etcd with a small `--max-request-bytes` (a one-member
+/// [`EtcdCluster`], so launched, watched and torn down like every other).
 pub struct SmallEtcd {
-    child: std::process::Child,
+    _cluster: EtcdCluster,
     pub endpoint: String,
-    _dir: tempfile::TempDir,
 }
 
 impl SmallEtcd {
-    /// Starts it on free loopback ports and waits until it answers.
+    /// Starts it on free loopback ports and waits until it is healthy.
     pub fn start(max_request_bytes: usize) -> SmallEtcd {
-        let port = |_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("a free port")
-        };
-        let (client, peer) = (port(0), port(1));
-        let dir = tempfile::tempdir().expect("data dir");
-        let bin = std::env::var_os("OSPROXY_ETCD_BIN_DIR")
-            .map_or_else(|| "/usr/bin".into(), std::path::PathBuf::from)
-            .join("etcd");
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = std::process::Command::new(bin)
-            .args(["--data-dir", dir.path().to_str().expect("utf-8 path")])
-            .args(["--name", "small"])
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("small={peer_url}")])
-            .args(["--max-request-bytes", &max_request_bytes.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start etcd");
-        let endpoint = format!("127.0.0.1:{client}");
-        wait_until(PROMPTLY, "the small etcd answers", || {
-            run(&["get", "--endpoints", &endpoint, "--key", "/probe"]).code == 0
-        });
+        let cluster = EtcdCluster::builder()
+            .max_request_bytes(max_request_bytes)
+            .launch();
+        let endpoint = cluster.endpoints().remove(0);
         SmallEtcd {
-            child,
+            _cluster: cluster,
             endpoint,
-            _dir: dir,
         }
-    }
-}
-
-impl Drop for SmallEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use osproxy_core::{Clock, SystemClock};
 use osproxy_etcd::{EtcdDirectiveStore, EtcdStoreBuilder, Layout, StoreStatus};
-use osproxy_observe::DirectiveStore;
+use osproxy_observe::{decode_directive_set, DirectiveSet, DirectiveStore};
+#[allow(unused_imports)]
+pub use osproxy_test_support::fixtures::{
+    directive_body, lease_count, mod_revision, set_body, shared_cluster, unused_endpoint, PROMPTLY,
+};
+use osproxy_test_support::poll_within;
 #[allow(unused_imports)]
 pub use osproxy_test_support::{eventually, unique_key, EtcdCluster, EtcdMember, TcpForwarder};
-
-/// Generous bound for anything that should happen "promptly" on a loaded
-/// 2-core machine.
-pub const PROMPTLY: Duration = Duration::from_secs(20);
 
 /// The staleness bound the fault tests configure (the default is 15 s).
 pub const QUICK_STALE_AFTER: Duration = Duration::from_secs(3);
@@ -26,20 +27,13 @@ pub fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-/// A set body with one directive per id, each living `ttl` seconds.
-pub fn set_body(ids: &[&str], ttl: u64) -> String {
-    let list: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            format!(r#"{{"id":"{id}","level":"ShapeTiming","tenant":"t-{id}","ttl_secs":{ttl}}}"#)
-        })
-        .collect();
-    format!(r#"{{"directives":[{}]}}"#, list.join(","))
-}
-
-/// One directive object (prefix layout value).
-pub fn directive_body(id: &str, ttl: u64) -> String {
-    format!(r#"{{"id":"{id}","level":"Shape","tenant":"t-{id}","ttl_secs":{ttl}}}"#)
+/// [`set_body`]`(ids, ttl)` decoded on the system clock; panics with the
+/// slug if it is rejected.
+pub fn decoded_set(ids: &[&str], ttl: u64) -> DirectiveSet {
+    match decode_directive_set(set_body(ids, ttl).as_bytes(), &SystemClock) {
+        Ok(s) => s,
+        Err(e) => panic!("test set rejected: {e}"),
+    }
 }
 
 /// The ids a store currently serves, in order.
@@ -62,11 +56,7 @@ pub async fn wait_ids(store: &impl DirectiveStore, want: &[&str]) {
 /// store's status.
 pub async fn wait_ids_within(store: &EtcdDirectiveStore, want: &[&str], bound: Duration) {
     let what = format!("store serves {want:?}");
-    let check = || async { ids(store) == want };
-    if tokio::time::timeout(bound, poll_until(check))
-        .await
-        .is_err()
-    {
+    if !poll_within(bound, || async { ids(store) == want }).await {
         panic!(
             "timed out after {bound:?} waiting until {what}; it serves {:?}; status {:#?}",
             ids(store),
@@ -83,25 +73,11 @@ pub async fn wait_status(
     bound: Duration,
     pred: impl Fn(&StoreStatus) -> bool,
 ) {
-    let check = || async { pred(&store.status()) };
-    if tokio::time::timeout(bound, poll_until(check))
-        .await
-        .is_err()
-    {
+    if !poll_within(bound, || async { pred(&store.status()) }).await {
         panic!(
             "timed out after {bound:?} waiting until {what}; status {:#?}",
             store.status()
         );
-    }
-}
-
-async fn poll_until<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    while !check().await {
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -154,13 +130,6 @@ pub fn lease_grant(cluster: &EtcdCluster, ttl_secs: u64) -> String {
         .nth(1)
         .unwrap_or_else(|| panic!("unexpected `lease grant` output: {out}"))
         .to_owned()
-}
-
-/// The modification revision of `key` (0 when absent).
-pub fn mod_revision(cluster: &EtcdCluster, key: &str) -> i64 {
-    let out = cluster.etcdctl(&["get", key, "--write-out=json"]);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("etcdctl json");
-    v["kvs"][0]["mod_revision"].as_i64().unwrap_or(0)
 }
 
 /// The value of the Prometheus sample `name` (no labels) on `member`'s

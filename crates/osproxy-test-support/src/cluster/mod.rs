@@ -54,6 +54,7 @@ pub struct EtcdClusterBuilder {
     tls: Option<TestPki>,
     root_password: Option<String>,
     startup_timeout: Duration,
+    max_request_bytes: Option<usize>,
 }
 
 impl Default for EtcdClusterBuilder {
@@ -63,6 +64,7 @@ impl Default for EtcdClusterBuilder {
             tls: None,
             root_password: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            max_request_bytes: None,
         }
     }
 }
@@ -98,6 +100,14 @@ impl EtcdClusterBuilder {
         self
     }
 
+    /// The largest request each member accepts (`--max-request-bytes`;
+    /// etcd's default is 1.5 MiB), for tests of what a client does when etcd
+    /// refuses a value as too large.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = Some(bytes);
+        self
+    }
+
     /// Starts the members and blocks until every one reports healthy, then
     /// sets up auth if requested.
     ///
@@ -119,6 +129,7 @@ impl EtcdClusterBuilder {
             root_password: self.root_password,
             auth_enabled: AtomicBool::new(false),
             startup_timeout: self.startup_timeout,
+            max_request_bytes: self.max_request_bytes,
             token: Mutex::new(String::new()),
         });
         // Built before anything is spawned so that a panic below still tears
@@ -174,6 +185,8 @@ struct Config {
     /// Set once `auth enable` went through; etcdctl then sends `--user`.
     auth_enabled: AtomicBool,
     startup_timeout: Duration,
+    /// `--max-request-bytes`, when set.
+    max_request_bytes: Option<usize>,
     /// `--initial-cluster-token` of the current incarnation.
     token: Mutex<String>,
 }

@@ -70,6 +70,9 @@ impl EtcdMember {
                 .arg(pki.ca_path())
                 .arg("--client-cert-auth");
         }
+        if let Some(bytes) = config.max_request_bytes {
+            cmd.arg("--max-request-bytes").arg(bytes.to_string());
+        }
         cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         cmd.spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", config.etcd_bin.display()))
