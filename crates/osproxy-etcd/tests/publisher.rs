@@ -11,25 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use osproxy_core::{Clock, SystemClock};
+use osproxy_core::SystemClock;
 use osproxy_etcd::config::ConnectionConfig;
 use osproxy_etcd::{ConfigError, Layout, PublishError, Publisher};
-use osproxy_observe::{
-    decode_directive, decode_directive_set, DecodeLimits, DirectiveSet, TimedDirective,
-};
-
-fn clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
-}
+use osproxy_observe::{decode_directive, DecodeLimits, DirectiveSet, TimedDirective};
 
 async fn publisher(cluster: &EtcdCluster, layout: Layout) -> Publisher {
     Publisher::connect(ConnectionConfig::new(&cluster.endpoints()), layout, clock())
         .await
         .expect("connect")
-}
-
-fn set(ids: &[&str]) -> DirectiveSet {
-    decode_directive_set(set_body(ids, 600).as_bytes(), &SystemClock).unwrap()
 }
 
 fn directive(id: &str) -> TimedDirective {
@@ -44,7 +34,8 @@ async fn next(changes: &mut osproxy_etcd::Changes) -> osproxy_etcd::Change {
         .expect("the watch stays open")
 }
 
-fn ids(set: &DirectiveSet) -> Vec<String> {
+/// The ids of `set`, sorted.
+fn sorted_ids(set: &DirectiveSet) -> Vec<String> {
     let mut ids: Vec<String> = set.directives().iter().map(|d| d.id.clone()).collect();
     ids.sort();
     ids
@@ -57,19 +48,19 @@ async fn key_layout_compare_and_swap() {
     let p = publisher(cluster, Layout::Key(key.clone())).await;
     assert_eq!(p.current().await.unwrap().1, 0);
 
-    let r1 = p.publish(&set(&["a"]), Some(0)).await.unwrap();
+    let r1 = p.publish(&decoded_set(&["a"], 600), Some(0)).await.unwrap();
     assert_eq!(mod_revision(cluster, &key), r1);
-    match p.publish(&set(&["b"]), Some(0)).await {
+    match p.publish(&decoded_set(&["b"], 600), Some(0)).await {
         Err(PublishError::Conflict {
             expected: 0,
             actual,
         }) => assert_eq!(actual, r1),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    let r2 = p.publish(&set(&["b"]), None).await.unwrap();
+    let r2 = p.publish(&decoded_set(&["b"], 600), None).await.unwrap();
     assert!(r2 > r1);
     let (live, revision) = p.current().await.unwrap();
-    assert_eq!((ids(&live), revision), (vec!["b".to_owned()], r2));
+    assert_eq!((sorted_ids(&live), revision), (vec!["b".to_owned()], r2));
     assert_eq!(p.revision().await.unwrap(), r2);
 }
 
@@ -124,10 +115,13 @@ async fn prefix_layout_swaps_the_whole_prefix_and_feeds_changes() {
     let (first, mut changes) = p.changes().await.unwrap();
     assert_eq!((first.revision, first.set.len()), (0, 0));
 
-    let r1 = p.publish(&set(&["a", "b", "c"]), Some(0)).await.unwrap();
+    let r1 = p
+        .publish(&decoded_set(&["a", "b", "c"], 600), Some(0))
+        .await
+        .unwrap();
     let change = next(&mut changes).await;
     assert_eq!(change.revision, r1, "one transaction, one change");
-    assert_eq!(ids(&change.set), ["a", "b", "c"]);
+    assert_eq!(sorted_ids(&change.set), ["a", "b", "c"]);
 
     // Another writer touches one key: a swap against the old revision fails.
     cluster.put(
@@ -135,7 +129,7 @@ async fn prefix_layout_swaps_the_whole_prefix_and_feeds_changes() {
         r#"{"id":"b","level":"Off","ttl_secs":60}"#,
     );
     let actual = mod_revision(cluster, &format!("{prefix}b"));
-    match p.publish(&set(&["x"]), Some(r1)).await {
+    match p.publish(&decoded_set(&["x"], 600), Some(r1)).await {
         Err(PublishError::Conflict {
             expected,
             actual: a,
@@ -150,7 +144,7 @@ async fn prefix_layout_swaps_the_whole_prefix_and_feeds_changes() {
     assert!(p.add(directive("d")).await.unwrap().replaced);
     let removed = p.remove("a").await.unwrap();
     let (live, revision) = p.current().await.unwrap();
-    assert_eq!(ids(&live), ["b", "c", "d"]);
+    assert_eq!(sorted_ids(&live), ["b", "c", "d"]);
     // The live revision is the remove's, although no key carries it.
     assert_eq!(revision, removed.revision);
     assert!(mod_revision(cluster, &format!("{prefix}d")) < revision);
@@ -204,12 +198,8 @@ async fn fleet_status_lists_reports_and_unreadable_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_errors_are_typed() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut c = ConnectionConfig::new(&[format!("127.0.0.1:{port}")]);
+    let endpoint = unused_endpoint();
+    let mut c = ConnectionConfig::new(std::slice::from_ref(&endpoint));
     c.connect_timeout = Duration::from_secs(1);
     let err = Publisher::connect(c, Layout::Key("/k".into()), clock())
         .await
@@ -219,10 +209,7 @@ async fn connect_errors_are_typed() {
     let source = std::error::Error::source(&err)
         .map(ToString::to_string)
         .unwrap_or_default();
-    assert!(
-        source.contains(&format!("127.0.0.1:{port}")),
-        "names the endpoint: {source}"
-    );
+    assert!(source.contains(&endpoint), "names the endpoint: {source}");
 
     let c = ConnectionConfig::new(&["127.0.0.1:2379".to_owned()]);
     let err = Publisher::connect(c, Layout::Key(String::new()), clock())
