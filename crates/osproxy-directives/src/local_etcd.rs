@@ -1,9 +1,12 @@
 //! [`LocalEtcd`]: a throwaway single-member etcd for `demo` — free loopback
 //! ports, a temporary data directory, killed and removed on drop.
 //!
-//! Deliberately small and separate from the test-support crate: the binary
-//! must not depend on test code, and the demo needs none of its fault
-//! injection.
+//! Deliberately a launcher of its own, not test-support's `EtcdCluster`: a
+//! shipped binary must not depend on a test crate (one that panics instead of
+//! returning errors, pulls in TLS generation and signals, and picks etcd from
+//! `OSPROXY_ETCD_BIN_DIR`), and the demo needs none of its fault injection.
+//! What the two share is only etcd's own single-member flag list, too little
+//! logic to warrant a crate both could use.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
