@@ -66,6 +66,35 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     Ok(total)
 }
 
+/// The text of a default duration, for `--help` and clap's `default_value`:
+/// [`format_duration`] of `d`, which must read back as `d` exactly.
+///
+/// # Panics
+/// When it does not (a default with more than two units, or sub-millisecond
+/// parts): defaults are constants, and the CLI default tests build every one.
+pub fn default_text(d: Duration) -> String {
+    let text = format_duration(d);
+    assert!(
+        parse_duration(&text) == Ok(d),
+        "the default {d:?} has no exact text ({text})"
+    );
+    text
+}
+
+/// The `default_value` of a duration flag, derived from its [`Duration`]
+/// constant so that each default is written once, where its behaviour lives:
+/// `default_value = duration_default!(DEFAULT_STALE_AFTER)`. The text
+/// ([`default_text`]) is built once per flag. (clap's `default_value_t` needs
+/// the field type to be `Display`, which `Duration` is not.)
+macro_rules! duration_default {
+    ($value:expr) => {{
+        static TEXT: ::std::sync::OnceLock<String> = ::std::sync::OnceLock::new();
+        TEXT.get_or_init(|| $crate::duration::default_text($value))
+            .as_str()
+    }};
+}
+pub(crate) use duration_default;
+
 /// A compact rendering: `1d2h`, `9m58s`, `3s`, `250ms`, `0s`. Whole seconds
 /// are shown without milliseconds; the two largest units are kept.
 pub fn format_duration(d: Duration) -> String {

@@ -11,20 +11,25 @@ use rand::Rng;
 
 use crate::error::ConfigError;
 
+/// Default first reconnect delay.
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// Default largest reconnect delay.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 /// Bounds of the reconnect delay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackoffPolicy {
-    /// First delay. Default 100 ms.
+    /// First delay. Default [`DEFAULT_BACKOFF_INITIAL`] (100 ms).
     pub initial: Duration,
-    /// Largest delay. Default 10 s.
+    /// Largest delay. Default [`DEFAULT_BACKOFF_MAX`] (10 s).
     pub max: Duration,
 }
 
 impl Default for BackoffPolicy {
     fn default() -> Self {
         BackoffPolicy {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
+            initial: DEFAULT_BACKOFF_INITIAL,
+            max: DEFAULT_BACKOFF_MAX,
         }
     }
 }

@@ -23,12 +23,15 @@ pub struct InstanceReport {
     pub instance_id: String,
     /// The prefix status keys live under. Default `/osproxy/status/`.
     pub status_prefix: String,
-    /// Lease time-to-live: how long a dead instance's key lingers. Default 10 s.
+    /// Lease time-to-live: how long a dead instance's key lingers. Default
+    /// [`DEFAULT_STATUS_LEASE_TTL`] (10 s).
     pub lease_ttl: Duration,
 }
 
 /// Default prefix for instance status keys.
 pub const DEFAULT_STATUS_PREFIX: &str = "/osproxy/status/";
+/// Default lease time-to-live of an instance status key.
+pub const DEFAULT_STATUS_LEASE_TTL: Duration = Duration::from_secs(10);
 
 impl InstanceReport {
     /// Reports as `instance_id` under the default prefix and lease.
@@ -36,7 +39,7 @@ impl InstanceReport {
         InstanceReport {
             instance_id: instance_id.into(),
             status_prefix: DEFAULT_STATUS_PREFIX.to_owned(),
-            lease_ttl: Duration::from_secs(10),
+            lease_ttl: DEFAULT_STATUS_LEASE_TTL,
         }
     }
 

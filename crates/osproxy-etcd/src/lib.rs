@@ -80,7 +80,9 @@ mod watcher;
 
 pub use config::{Credentials, Layout, TlsConfig};
 pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError};
-pub use instance::{InstanceReport, InstanceStatus, DEFAULT_STATUS_PREFIX};
+pub use instance::{
+    InstanceReport, InstanceStatus, DEFAULT_STATUS_LEASE_TTL, DEFAULT_STATUS_PREFIX,
+};
 pub use publisher::{
     Change, Changes, FleetStatus, KeyRejection, LiveSet, PublishError, Publisher, Written,
 };

@@ -13,7 +13,7 @@ use osproxy_etcd::{EtcdDirectiveStore, InstanceReport, Layout, DEFAULT_STATUS_PR
 use osproxy_observe::{decode_directive_set_detailed, DiagLevel, DirectiveStore, RequestAttrs};
 
 use super::common::{clock, CliError, EtcdArgs};
-use crate::duration::{format_duration, parse_duration};
+use crate::duration::{duration_default, format_duration, parse_duration};
 use crate::local_etcd::{find_etcd, LaunchError, LocalEtcd, INSTALL_HINT};
 
 /// Examples shown in `--help`.
@@ -31,6 +31,9 @@ const DIRECTIVE_ID: &str = "demo-flip";
 /// The key the demo publishes to.
 const KEY: &str = "/osproxy/demo/directives";
 
+/// Default lifetime of the demo directive.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+
 /// Options of `demo`.
 #[derive(Args, Debug)]
 pub struct DemoOpts {
@@ -38,7 +41,7 @@ pub struct DemoOpts {
     #[arg(long, env = "OSPROXY_ETCD_BIN", value_name = "PATH")]
     pub etcd_bin: Option<PathBuf>,
     /// Lifetime of the demo directive.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = duration_default!(DEFAULT_TTL), value_parser = parse_duration, value_name = "DURATION")]
     pub ttl: Duration,
     /// How many instances to start (1–16).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]

@@ -134,6 +134,33 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Subcommands parsed with no flag (and no environment fallback) have
+    /// their module's default constants.
+    #[test]
+    fn wait_and_demo_defaults_are_their_constants() {
+        use clap::FromArgMatches;
+        let parse = |args: &[&str]| {
+            let matches = Cli::command()
+                .mut_subcommands(|s| s.mut_args(|a| a.env(None::<&str>)))
+                .try_get_matches_from(args)
+                .unwrap();
+            Cli::from_arg_matches(&matches).unwrap().command
+        };
+        let Command::Status(o) = parse(&["x", "status"]) else {
+            panic!("not status");
+        };
+        assert_eq!(o.timeout, status::DEFAULT_WAIT_TIMEOUT);
+        let Command::Publish(o) = parse(&["x", "publish", "f.json"]) else {
+            panic!("not publish");
+        };
+        assert_eq!(o.timeout, status::DEFAULT_WAIT_TIMEOUT);
+        assert_eq!(o.status_prefix, osproxy_etcd::DEFAULT_STATUS_PREFIX);
+        let Command::Demo(o) = parse(&["x", "demo"]) else {
+            panic!("not demo");
+        };
+        assert_eq!(o.ttl, demo::DEFAULT_TTL);
+    }
+
     #[test]
     fn every_subcommand_has_examples_in_its_help() {
         let mut cli = Cli::command();

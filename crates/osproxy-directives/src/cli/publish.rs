@@ -16,9 +16,9 @@ use serde_json::json;
 use super::common::{
     check_published_form, clock, finish, print_json, read_input, summarize_ids, CliError, FleetArgs,
 };
-use super::status::{print_view, wait_for_fleet, InstanceState};
+use super::status::{print_view, wait_for_fleet, InstanceState, DEFAULT_WAIT_TIMEOUT};
 use crate::diff::SetDiff;
-use crate::duration::parse_duration;
+use crate::duration::{duration_default, parse_duration};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
@@ -56,7 +56,7 @@ pub struct PublishOpts {
     #[arg(long, conflicts_with = "dry_run")]
     pub wait: bool,
     /// How long --wait waits.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION", requires = "wait")]
+    #[arg(long, default_value = duration_default!(DEFAULT_WAIT_TIMEOUT), value_parser = parse_duration, value_name = "DURATION", requires = "wait")]
     pub timeout: Duration,
     /// The prefix the instances report under (for --wait).
     #[arg(long, env = "OSPROXY_STATUS_PREFIX", default_value = DEFAULT_STATUS_PREFIX, value_name = "PREFIX")]

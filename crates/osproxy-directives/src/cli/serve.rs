@@ -13,14 +13,24 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use osproxy_etcd::{EtcdDirectiveStore, EtcdError, InstanceReport, DEFAULT_STATUS_PREFIX};
+use osproxy_etcd::backoff::{DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
+use osproxy_etcd::config::{
+    DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
+    DEFAULT_STALE_AFTER,
+};
+use osproxy_etcd::{
+    EtcdDirectiveStore, EtcdError, InstanceReport, DEFAULT_STATUS_LEASE_TTL, DEFAULT_STATUS_PREFIX,
+};
 use osproxy_observe::InMemoryDirectiveStore;
 use tracing::info;
 
 use super::common::{clock, CliError, EtcdArgs, LayoutArgs, LimitArgs};
-use crate::admin::server::{self, ServerLimits, DEFAULT_MAX_CONNECTIONS};
+use crate::admin::server::{
+    self, ServerLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+};
 use crate::admin::{router, AdminOptions, AdminState, Backend, EtcdBackend};
-use crate::duration::parse_duration;
+use crate::duration::{duration_default, parse_duration};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
@@ -41,7 +51,7 @@ pub struct ServeOpts {
     #[arg(
         long,
         env = "OSPROXY_ADMIN_LISTEN",
-        default_value = "127.0.0.1:9464",
+        default_value_t = DEFAULT_LISTEN,
         value_name = "ADDR"
     )]
     pub listen: SocketAddr,
@@ -71,40 +81,40 @@ pub struct ServeOpts {
     #[arg(long, default_value = DEFAULT_STATUS_PREFIX, value_name = "PREFIX", help_heading = "etcd store")]
     pub status_prefix: String,
     /// Lease of the status key: how long a dead instance stays listed.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    #[arg(long, default_value = duration_default!(DEFAULT_STATUS_LEASE_TTL), value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub status_lease_ttl: Duration,
     /// Staleness bound: a watch silent this long is replaced, and /readyz
     /// answers 503 while the last confirmation is older.
-    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    #[arg(long, default_value = duration_default!(DEFAULT_STALE_AFTER), value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub stale_after: Duration,
     /// Silence after which etcd is asked to confirm the watch (below --stale-after).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    #[arg(long, default_value = duration_default!(DEFAULT_PROGRESS_INTERVAL), value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub progress_interval: Duration,
     /// HTTP/2 keepalive ping interval (at least 5s: etcd closes connections that ping more often).
-    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    #[arg(long, default_value = duration_default!(DEFAULT_KEEPALIVE_INTERVAL), value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub keepalive_interval: Duration,
     /// How long a keepalive ping may go unanswered.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    #[arg(long, default_value = duration_default!(DEFAULT_KEEPALIVE_TIMEOUT), value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub keepalive_timeout: Duration,
     /// First reconnect delay (doubles, jittered, up to --backoff-max).
-    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    #[arg(long, default_value = duration_default!(DEFAULT_BACKOFF_INITIAL), value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub backoff_initial: Duration,
     /// Largest reconnect delay.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
+    #[arg(long, default_value = duration_default!(DEFAULT_BACKOFF_MAX), value_parser = parse_duration, value_name = "DURATION", help_heading = "etcd store")]
     pub backoff_max: Duration,
     /// Time a client has to send a whole request head (first or next on a
     /// kept-alive connection) before it is disconnected.
-    #[arg(long, env = "OSPROXY_ADMIN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
+    #[arg(long, env = "OSPROXY_ADMIN_HEADER_READ_TIMEOUT", default_value = duration_default!(DEFAULT_HEADER_READ_TIMEOUT), value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
     pub header_read_timeout: Duration,
     /// Time an admin request (body included) has to be answered; later: 408.
-    #[arg(long, env = "OSPROXY_ADMIN_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
+    #[arg(long, env = "OSPROXY_ADMIN_REQUEST_TIMEOUT", default_value = duration_default!(DEFAULT_REQUEST_TIMEOUT), value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
     pub http_request_timeout: Duration,
     /// Most open admin connections (also kept 64 below the open-file limit);
     /// at the cap the idlest connection is closed to admit a new one.
     #[arg(long, env = "OSPROXY_ADMIN_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N", help_heading = "admin HTTP")]
     pub max_connections: usize,
     /// Time requests in flight get to finish after SIGINT/SIGTERM.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
+    #[arg(long, default_value = duration_default!(DEFAULT_SHUTDOWN_GRACE), value_parser = parse_duration, value_name = "DURATION", help_heading = "admin HTTP")]
     pub shutdown_grace: Duration,
     /// Where the directives live.
     #[command(flatten)]
@@ -280,6 +290,60 @@ mod tests {
             shutdown_grace: cli.serve.shutdown_grace,
         };
         assert_eq!(got, ServerLimits::default());
+    }
+
+    /// `serve` with no flag (and no environment fallback) has every default
+    /// of the library that owns the behaviour: the store's, the connection's,
+    /// the backoff's, the status reporter's, the decoder's and the listener's.
+    #[test]
+    fn every_default_is_the_owners_constant() {
+        use clap::{CommandFactory, FromArgMatches, Parser};
+        use osproxy_etcd::backoff::BackoffPolicy;
+        use osproxy_etcd::config::ConnectionConfig;
+        use osproxy_observe::DecodeLimits;
+
+        use crate::cli::common::{DEFAULT_ENDPOINT, DEFAULT_KEY};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeOpts,
+        }
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None::<&str>))
+            .try_get_matches_from(["x"])
+            .unwrap();
+        let o = Cli::from_arg_matches(&matches).unwrap().serve;
+        let connection = ConnectionConfig::new(&[]);
+        let report = InstanceReport::new("x");
+        assert_eq!(o.listen, DEFAULT_LISTEN);
+        assert_eq!(o.status_prefix, report.status_prefix);
+        assert_eq!(o.status_lease_ttl, report.lease_ttl);
+        assert_eq!(o.stale_after, DEFAULT_STALE_AFTER);
+        assert_eq!(o.progress_interval, DEFAULT_PROGRESS_INTERVAL);
+        assert_eq!(o.keepalive_interval, connection.keepalive_interval);
+        assert_eq!(o.keepalive_timeout, connection.keepalive_timeout);
+        assert_eq!(
+            BackoffPolicy {
+                initial: o.backoff_initial,
+                max: o.backoff_max
+            },
+            BackoffPolicy::default()
+        );
+        let limits = ServerLimits {
+            header_read_timeout: o.header_read_timeout,
+            request_timeout: o.http_request_timeout,
+            max_connections: o.max_connections,
+            shutdown_grace: o.shutdown_grace,
+        };
+        assert_eq!(limits, ServerLimits::default());
+        assert_eq!(o.etcd_args.endpoints, [DEFAULT_ENDPOINT]);
+        assert_eq!(o.etcd_args.connect_timeout, connection.connect_timeout);
+        assert_eq!(o.etcd_args.request_timeout, connection.request_timeout);
+        assert_eq!(
+            (o.layout.key.as_str(), o.layout.prefix),
+            (DEFAULT_KEY, None)
+        );
+        assert_eq!(o.limits.limits(), DecodeLimits::default());
     }
 
     #[test]

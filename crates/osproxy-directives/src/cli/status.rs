@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::common::{clock, finish, print_json, summarize_ids, CliError, Failure, FleetArgs};
-use crate::duration::{format_duration, parse_duration};
+use crate::duration::{duration_default, format_duration, parse_duration};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
@@ -35,6 +35,9 @@ after the instance stops. LAST REPORT is when it last wrote a change.";
 /// How often `--wait` reads the fleet's reports.
 const POLL_EVERY: Duration = Duration::from_millis(200);
 
+/// How long `status --wait` and `publish --wait` wait by default.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Options of `status`.
 #[derive(Args, Debug)]
 pub struct StatusOpts {
@@ -46,7 +49,7 @@ pub struct StatusOpts {
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION", requires = "wait")]
+    #[arg(long, default_value = duration_default!(DEFAULT_WAIT_TIMEOUT), value_parser = parse_duration, value_name = "DURATION", requires = "wait")]
     pub timeout: Duration,
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]

@@ -12,18 +12,24 @@ use std::time::Duration;
 use clap::Args;
 use osproxy_core::{Clock, SystemClock};
 use osproxy_etcd::config::{
-    ConnectionConfig, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT,
+    ConnectionConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
 use osproxy_etcd::{ConfigError, Layout, Publisher, TlsConfig};
 use osproxy_observe::decode::{MAX_BODY_BYTES, MAX_LIFETIME};
 use osproxy_observe::DecodeLimits;
 
-use crate::duration::parse_duration;
+use crate::duration::{duration_default, parse_duration};
 
 mod error;
 
 use error::config_error;
 pub use error::{CliError, Failure, EXIT_CODES};
+
+/// The endpoint the subcommands use when none is given: a local etcd.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:2379";
+/// The key the directives live at when neither `--key` nor `--prefix` is given.
+pub const DEFAULT_KEY: &str = "/osproxy/directives";
 
 /// How to reach etcd. Every flag has an environment fallback.
 #[derive(Args, Clone, Debug)]
@@ -34,7 +40,7 @@ pub struct EtcdArgs {
         long = "endpoints",
         env = "OSPROXY_ETCD_ENDPOINTS",
         value_delimiter = ',',
-        default_value = "127.0.0.1:2379",
+        default_value = DEFAULT_ENDPOINT,
         value_name = "LIST"
     )]
     pub endpoints: Vec<String>,
@@ -82,10 +88,10 @@ pub struct EtcdArgs {
     )]
     pub password: Option<String>,
     /// Bound on connecting (and authenticating) to etcd.
-    #[arg(long, env = "OSPROXY_ETCD_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "OSPROXY_ETCD_CONNECT_TIMEOUT", default_value = duration_default!(DEFAULT_CONNECT_TIMEOUT), value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
     /// Bound on each etcd request.
-    #[arg(long, env = "OSPROXY_ETCD_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "OSPROXY_ETCD_REQUEST_TIMEOUT", default_value = duration_default!(DEFAULT_REQUEST_TIMEOUT), value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
 }
 
@@ -169,7 +175,7 @@ pub struct LayoutArgs {
     #[arg(
         long,
         env = "OSPROXY_DIRECTIVES_KEY",
-        default_value = "/osproxy/directives",
+        default_value = DEFAULT_KEY,
         value_name = "KEY"
     )]
     pub key: String,
@@ -206,7 +212,7 @@ impl LayoutArgs {
 #[command(next_help_heading = "Validation")]
 pub struct LimitArgs {
     /// Longest lifetime a directive may have (the fleet rejects longer ones).
-    #[arg(long, env = "OSPROXY_MAX_LIFETIME", default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "OSPROXY_MAX_LIFETIME", default_value = duration_default!(MAX_LIFETIME), value_parser = parse_duration, value_name = "DURATION")]
     pub max_lifetime: Duration,
 }
 
