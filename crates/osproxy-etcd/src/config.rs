@@ -1,6 +1,12 @@
 //! Every option of the etcd store, with its default, validated once when the
 //! store is built so that a bad option fails at start, not in the background.
 //!
+//! The connection settings ([`ConnectionConfig`], plain data) become a
+//! [`Connection`] only through its validating constructor
+//! ([`Connection::try_from`], or [`ConnectionConfig::validate`]): the store,
+//! the publisher and the CLI take a `Connection` (or settings they turn into
+//! one), so no caller checks the settings itself.
+//!
 //! | option | default | meaning |
 //! |---|---|---|
 //! | endpoints | (required) | `host:port` or `http(s)://host:port`; one is used at a time |
@@ -173,8 +179,9 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Everything that says how to reach etcd: shared by the store, the publisher
-/// and the instance status reporter.
+/// Everything that says how to reach etcd, as given (not yet checked): turn it
+/// into a [`Connection`] to use it. Shared by the store, the publisher and
+/// the instance status reporter.
 #[derive(Clone, Debug)]
 pub struct ConnectionConfig {
     /// Normalised endpoints (`http(s)://host:port`).
@@ -222,30 +229,98 @@ impl ConnectionConfig {
         }
     }
 
-    /// Checks every option and normalises the endpoints to `http(s)://host:port`.
+    /// Checks every option and normalises the endpoints to
+    /// `http(s)://host:port`: the same as [`Connection::try_from`].
     ///
     /// # Errors
     /// The first [`ConfigError`] found.
-    pub fn validate(mut self) -> Result<Self, ConfigError> {
-        if self.endpoints.is_empty() {
+    pub fn validate(self) -> Result<Connection, ConfigError> {
+        Connection::try_from(self)
+    }
+}
+
+/// Connection settings that passed every check, with the endpoints
+/// normalised to `http(s)://host:port`. Its only constructor is
+/// [`Connection::try_from`] a [`ConnectionConfig`] (which
+/// [`ConnectionConfig::validate`] calls), so holding one proves the settings
+/// are valid; read them through the accessors or [`Connection::settings`].
+///
+/// # Examples
+/// ```
+/// use osproxy_etcd::config::{Connection, ConnectionConfig};
+///
+/// let c = Connection::try_from(ConnectionConfig::new(&["127.0.0.1:2379".to_owned()]))?;
+/// assert_eq!(c.endpoints(), ["http://127.0.0.1:2379"]);
+/// assert!(Connection::try_from(ConnectionConfig::new(&[])).is_err());
+/// # Ok::<(), osproxy_etcd::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Connection {
+    settings: ConnectionConfig,
+}
+
+impl Connection {
+    /// The normalised endpoints (`http(s)://host:port`), never empty.
+    pub fn endpoints(&self) -> &[String] {
+        &self.settings.endpoints
+    }
+
+    /// Bound on connecting (and authenticating) to one endpoint; above zero.
+    pub fn connect_timeout(&self) -> Duration {
+        self.settings.connect_timeout
+    }
+
+    /// Bound on each unary request; above zero.
+    pub fn request_timeout(&self) -> Duration {
+        self.settings.request_timeout
+    }
+
+    /// TLS, when the endpoints are `https://` (with a CA bundle).
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.settings.tls.as_ref()
+    }
+
+    /// Every setting, as validated.
+    pub fn settings(&self) -> &ConnectionConfig {
+        &self.settings
+    }
+}
+
+impl From<Connection> for ConnectionConfig {
+    /// The validated settings, back as plain data (e.g. to change one and
+    /// validate again).
+    fn from(c: Connection) -> Self {
+        c.settings
+    }
+}
+
+impl TryFrom<ConnectionConfig> for Connection {
+    type Error = ConfigError;
+
+    /// Checks every option and normalises the endpoints.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    fn try_from(mut c: ConnectionConfig) -> Result<Self, ConfigError> {
+        if c.endpoints.is_empty() {
             return Err(ConfigError::NoEndpoints);
         }
-        let tls = self.tls.is_some();
-        self.endpoints = self
+        let tls = c.tls.is_some();
+        c.endpoints = c
             .endpoints
             .iter()
             .map(|e| normalize_endpoint(e, tls))
             .collect::<Result<_, _>>()?;
-        nonzero("connect timeout", self.connect_timeout)?;
-        nonzero("request timeout", self.request_timeout)?;
-        nonzero("keepalive timeout", self.keepalive_timeout)?;
-        if self.keepalive_interval < MIN_KEEPALIVE_INTERVAL {
+        nonzero("connect timeout", c.connect_timeout)?;
+        nonzero("request timeout", c.request_timeout)?;
+        nonzero("keepalive timeout", c.keepalive_timeout)?;
+        if c.keepalive_interval < MIN_KEEPALIVE_INTERVAL {
             return Err(ConfigError::Range {
                 option: "keepalive interval",
                 why: "must be at least 5 s, or etcd closes the connection (too_many_pings)",
             });
         }
-        if let Some(t) = &self.tls {
+        if let Some(t) = &c.tls {
             if t.client_cert_pem.is_some() != t.client_key_pem.is_some() {
                 return Err(ConfigError::IncompleteIdentity);
             }
@@ -253,7 +328,7 @@ impl ConnectionConfig {
                 return Err(ConfigError::MissingCa);
             }
         }
-        Ok(self)
+        Ok(Connection { settings: c })
     }
 }
 
@@ -320,7 +395,8 @@ impl StoreConfig {
     /// # Errors
     /// The first [`ConfigError`] found.
     pub fn validate(mut self) -> Result<Self, ConfigError> {
-        self.connection = self.connection.validate()?;
+        // The watcher reads the settings as validated (endpoints normalised).
+        self.connection = Connection::try_from(self.connection)?.into();
         if self.layout.key().is_empty() {
             return Err(ConfigError::EmptyKey);
         }

@@ -1,5 +1,6 @@
-//! Opening one etcd connection: the single place that turns a
-//! [`ConnectionConfig`] and an endpoint into a connected client.
+//! Opening one etcd connection: the single place that turns validated
+//! settings (a [`Connection`](crate::config::Connection)'s, or a validated
+//! store configuration's) and an endpoint into a connected client.
 //!
 //! Why not `etcd_client::Client::connect`: it always builds a load-balanced
 //! channel that connects lazily in the background, so an unreachable endpoint
@@ -18,8 +19,9 @@ use tonic::transport::Endpoint;
 use crate::config::{ConnectionConfig, TlsConfig};
 use crate::error::{ConnectCause, ConnectError};
 
-/// Connects to `endpoint` (already normalised to `http(s)://host:port`) and
-/// authenticates when credentials are configured.
+/// Connects to `endpoint` (already normalised to `http(s)://host:port`) with
+/// `conn`'s validated settings and authenticates when credentials are
+/// configured.
 ///
 /// Not bounded by itself beyond the TCP connect timeout: callers wrap it in
 /// their own deadline.

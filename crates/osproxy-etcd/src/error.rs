@@ -146,3 +146,11 @@ pub enum ConfigError {
     #[error("a client certificate needs its key and a key its certificate")]
     IncompleteIdentity,
 }
+
+impl From<std::convert::Infallible> for ConfigError {
+    /// Lets an already validated [`crate::config::Connection`] go where
+    /// settings still to validate do (`TryInto<Connection>`).
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}

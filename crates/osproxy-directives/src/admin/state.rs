@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use osproxy_core::Clock;
-use osproxy_etcd::config::ConnectionConfig;
+use osproxy_etcd::config::Connection;
 use osproxy_etcd::{EtcdDirectiveStore, Layout, PublishError, Publisher};
 use osproxy_observe::{DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore};
 
@@ -30,7 +30,7 @@ pub enum Backend {
 pub struct EtcdBackend {
     store: EtcdDirectiveStore,
     stale_after: Duration,
-    connection: ConnectionConfig,
+    connection: Connection,
     layout: Layout,
     publisher: tokio::sync::Mutex<Option<Arc<Publisher>>>,
 }
@@ -50,7 +50,7 @@ impl EtcdBackend {
     pub fn new(
         store: EtcdDirectiveStore,
         stale_after: Duration,
-        connection: ConnectionConfig,
+        connection: Connection,
         layout: Layout,
     ) -> Self {
         EtcdBackend {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use osproxy_etcd::backoff::{DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
 use osproxy_etcd::config::{
-    DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
+    Connection, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_STALE_AFTER,
 };
 use osproxy_etcd::{
@@ -24,7 +24,7 @@ use osproxy_etcd::{
 use osproxy_observe::InMemoryDirectiveStore;
 use tracing::info;
 
-use super::common::{clock, CliError, EtcdArgs, LayoutArgs, LimitArgs};
+use super::common::{clock, config_error, CliError, EtcdArgs, LayoutArgs, LimitArgs};
 use crate::admin::server::{
     self, ServerLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
@@ -166,15 +166,13 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
     };
     let (backend, store_line) = if opts.etcd {
         let layout = opts.layout.layout()?;
-        let mut connection = opts.etcd_args.connection()?;
-        connection.keepalive_interval = opts.keepalive_interval;
-        connection.keepalive_timeout = opts.keepalive_timeout;
-        let connection = connection.validate().map_err(|e| {
-            CliError::usage("invalid_config", "invalid etcd settings").caused_by(&e)
-        })?;
+        let mut settings = opts.etcd_args.settings()?;
+        settings.keepalive_interval = opts.keepalive_interval;
+        settings.keepalive_timeout = opts.keepalive_timeout;
+        let connection = Connection::try_from(settings).map_err(config_error)?;
         let mut builder =
-            EtcdDirectiveStore::builder(&connection.endpoints, layout.clone(), clock())
-                .connection(connection.clone())
+            EtcdDirectiveStore::builder(connection.endpoints(), layout.clone(), clock())
+                .connection(connection.clone().into())
                 .stale_after(opts.stale_after)
                 .progress_interval(opts.progress_interval)
                 .backoff(opts.backoff_initial, opts.backoff_max)

@@ -75,11 +75,11 @@
 //! # async fn f() -> Result<(), osproxy_etcd::PublishError> {
 //! use std::sync::Arc;
 //! use osproxy_core::SystemClock;
-//! use osproxy_etcd::config::ConnectionConfig;
+//! use osproxy_etcd::config::{Connection, ConnectionConfig};
 //! use osproxy_etcd::{Layout, Publisher};
-//! use osproxy_observe::decode_directive_set;
+//! use osproxy_observe::{decode_directive_set_with, DecodeLimits};
 //!
-//! let connection = ConnectionConfig::new(&["127.0.0.1:2379".to_owned()]);
+//! let connection = Connection::try_from(ConnectionConfig::new(&["127.0.0.1:2379".to_owned()]))?;
 //! let publisher = Publisher::connect(
 //!     connection,
 //!     Layout::Key("/osproxy/directives".into()),
@@ -89,7 +89,8 @@
 //! let (live, revision) = publisher.current().await?;
 //! println!("{} directives at revision {revision}", live.len());
 //! let body = br#"{"directives":[{"id":"acme","level":"Shape","ttl_secs":600}]}"#;
-//! let set = decode_directive_set(body, &SystemClock).map_err(osproxy_etcd::PublishError::Invalid)?;
+//! let set = decode_directive_set_with(body, &SystemClock, &DecodeLimits::default())
+//!     .map_err(osproxy_etcd::PublishError::Invalid)?;
 //! let revision = publisher.publish(&set, Some(revision)).await?;
 //! println!("published at revision {revision}");
 //! # Ok(()) }
@@ -111,7 +112,7 @@ use osproxy_core::Clock;
 use osproxy_observe::DecodeLimits;
 use tokio::time::timeout;
 
-use crate::config::{ConnectionConfig, Layout};
+use crate::config::{Connection, Layout};
 use crate::error::{client_error_kind, ConfigError};
 
 pub use changes::{Change, Changes};
@@ -145,9 +146,11 @@ impl fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Validates `connection`, connects to the first endpoint that answers a
-    /// read of the layout's key within the connect timeout (shared by every
-    /// endpoint tried) and returns a publisher for `layout`.
+    /// Connects to the first endpoint of `connection` that answers a read of
+    /// the layout's key within the connect timeout (shared by every endpoint
+    /// tried) and returns a publisher for `layout`. `connection` is a
+    /// [`Connection`], or [`ConnectionConfig`](crate::config::ConnectionConfig)
+    /// settings, validated here by the same constructor.
     ///
     /// Decoding uses the default [`DecodeLimits`]; see
     /// [`with_decode_limits`](Self::with_decode_limits).
@@ -155,24 +158,28 @@ impl Publisher {
     /// # Errors
     /// [`PublishError::Config`] for invalid options or an empty key;
     /// [`PublishError::Connect`] naming the endpoints and the last cause.
-    pub async fn connect(
-        connection: ConnectionConfig,
+    pub async fn connect<C>(
+        connection: C,
         layout: Layout,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, PublishError> {
-        let connection = connection.validate()?;
+    ) -> Result<Self, PublishError>
+    where
+        C: TryInto<Connection>,
+        ConfigError: From<C::Error>,
+    {
+        let connection: Connection = connection.try_into().map_err(ConfigError::from)?;
         if layout.key().is_empty() {
             return Err(ConfigError::EmptyKey.into());
         }
         let probe = layout.key().to_owned();
         let (i, client) = crate::connection::first_answering(
-            &connection.endpoints,
-            connection.connect_timeout,
+            connection.endpoints(),
+            connection.connect_timeout(),
             &mut (),
             |_, i, _budget| {
                 let attempt = connect_one(
                     connection.clone(),
-                    connection.endpoints[i].clone(),
+                    connection.endpoints()[i].clone(),
                     probe.clone(),
                 );
                 Box::pin(async move { attempt.await.map_err(Some) })
@@ -182,8 +189,8 @@ impl Publisher {
         .map_err(PublishError::Connect)?;
         Ok(Publisher {
             client,
-            endpoint: connection.endpoints[i].clone(),
-            request_timeout: connection.request_timeout,
+            endpoint: connection.endpoints()[i].clone(),
+            request_timeout: connection.request_timeout(),
             layout,
             clock,
             limits: DecodeLimits::default(),
@@ -243,11 +250,11 @@ async fn request<T>(
 /// Connects to one endpoint and proves with a cheap read that it answers
 /// (and that authentication works). Owns its inputs so the future is `Send`.
 async fn connect_one(
-    connection: ConnectionConfig,
+    connection: Connection,
     endpoint: String,
     probe: String,
 ) -> Result<Client, etcd_client::Error> {
-    let mut client = crate::connection::open(&connection, &endpoint).await?;
+    let mut client = crate::connection::open(connection.settings(), &endpoint).await?;
     client
         .get(probe, Some(GetOptions::new().with_count_only()))
         .await?;

@@ -12,8 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use osproxy_core::{Clock, SystemClock};
 use osproxy_etcd::config::{
-    ConnectionConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
-    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+    Connection, ConnectionConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
 use osproxy_etcd::{ConfigError, Layout, Publisher, TlsConfig};
 use osproxy_observe::decode::{MAX_BODY_BYTES, MAX_LIFETIME};
@@ -23,7 +22,7 @@ use crate::duration::{duration_default, parse_duration};
 
 mod error;
 
-use error::config_error;
+pub(crate) use error::config_error;
 pub use error::{CliError, Failure, EXIT_CODES};
 
 /// The endpoint the subcommands use when none is given: a local etcd.
@@ -96,17 +95,25 @@ pub struct EtcdArgs {
 }
 
 impl EtcdArgs {
-    /// The validated connection settings. TLS is on when a CA, a client
-    /// certificate or an `https://` endpoint is given.
+    /// The validated connection. TLS is on when a CA, a client certificate
+    /// or an `https://` endpoint is given.
     ///
     /// # Errors
     /// A usage error for unreadable TLS files or invalid settings.
-    pub fn connection(&self) -> Result<ConnectionConfig, CliError> {
+    pub fn connection(&self) -> Result<Connection, CliError> {
+        Connection::try_from(self.settings()?).map_err(config_error)
+    }
+
+    /// The settings these flags give, not yet validated (for a subcommand
+    /// with flags of its own, e.g. `serve`'s keepalive, to complete before
+    /// making the [`Connection`]); keepalive at the library's defaults.
+    ///
+    /// # Errors
+    /// A usage error for unreadable TLS files.
+    pub fn settings(&self) -> Result<ConnectionConfig, CliError> {
         let mut c = ConnectionConfig::new(&self.endpoints);
         c.connect_timeout = self.connect_timeout;
         c.request_timeout = self.request_timeout;
-        c.keepalive_interval = DEFAULT_KEEPALIVE_INTERVAL;
-        c.keepalive_timeout = DEFAULT_KEEPALIVE_TIMEOUT;
         let wants_tls = self.ca.is_some()
             || self.cert.is_some()
             || self.server_name.is_some()
@@ -130,7 +137,7 @@ impl EtcdArgs {
                 password: password.clone(),
             });
         }
-        c.validate().map_err(config_error)
+        Ok(c)
     }
 
     /// Connects a publisher for `layout`.
@@ -395,8 +402,8 @@ mod tests {
         std::fs::write(&ca, b"-----BEGIN CERTIFICATE-----\n").unwrap();
         args.ca = Some(ca);
         let c = args.connection().unwrap();
-        assert!(c.tls.is_some());
-        assert!(c.endpoints[0].starts_with("https://"));
+        assert!(c.tls().is_some());
+        assert!(c.endpoints()[0].starts_with("https://"));
         args.ca = None;
         args.endpoints = vec!["not an endpoint".into()];
         let e = args.connection().unwrap_err();
