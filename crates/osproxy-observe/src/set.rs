@@ -73,23 +73,11 @@ impl Index {
             let pos = u32::try_from(pos).unwrap_or(u32::MAX);
             let m = &d.match_;
             if let Some(t) = &m.tenant {
-                index
-                    .by_tenant
-                    .entry(t.as_str().into())
-                    .or_default()
-                    .push(pos);
+                file_under(&mut index.by_tenant, t.as_str(), pos);
             } else if let Some(i) = &m.index {
-                index
-                    .by_index
-                    .entry(i.as_str().into())
-                    .or_default()
-                    .push(pos);
+                file_under(&mut index.by_index, i.as_str(), pos);
             } else if let Some(p) = &m.principal {
-                index
-                    .by_principal
-                    .entry(p.as_str().into())
-                    .or_default()
-                    .push(pos);
+                file_under(&mut index.by_principal, p.as_str(), pos);
             } else if let Some(e) = m.endpoint {
                 index.by_endpoint[endpoint_slot(e)].push(pos);
             } else {
@@ -99,6 +87,11 @@ impl Index {
         }
         index
     }
+}
+
+/// Files position `pos` under `key` in one of the target maps.
+fn file_under(map: &mut FxHashMap<Box<str>, Vec<u32>>, key: &str, pos: u32) {
+    map.entry(key.into()).or_default().push(pos);
 }
 
 fn endpoint_slot(e: EndpointKind) -> usize {

@@ -9,35 +9,28 @@
 //! are tested directly). It is killed on drop; a watchdog kills it if the
 //! test process dies without unwinding.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{kill as send_signal, Signal};
-use nix::unistd::Pid;
-use tempfile::TempDir;
-
-use crate::binaries;
-use crate::cluster::{process_state, spawn_watchdog, EtcdCluster};
+use crate::cluster::{etcd_command, log_files, EtcdCluster, Supervised, Workspace};
 use crate::ports::free_ports;
-use crate::wait::wait_until;
 
 /// How long a started proxy gets to answer a read.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running `etcd grpc-proxy`, killed on drop.
 pub struct EtcdProxy {
-    etcd_bin: PathBuf,
-    etcdctl_bin: PathBuf,
+    /// The executables, the working directory and its watchdog.
+    ws: Workspace,
     upstream: Vec<String>,
     port: u16,
     metrics_port: u16,
-    dir: TempDir,
-    child: Mutex<Option<Child>>,
-    watchdog: Option<Child>,
+    /// The process, its pid file `<dir>/proxy/etcd.pid` and its fault
+    /// controls.
+    process: Supervised,
 }
 
 impl std::fmt::Debug for EtcdProxy {
@@ -59,24 +52,15 @@ impl EtcdProxy {
 
     /// Starts a proxy in front of exactly `upstream` (`host:port` each).
     pub fn start_for(upstream: Vec<String>) -> EtcdProxy {
-        let etcd_bin = binaries::require("etcd");
-        binaries::announce(&etcd_bin);
-        let etcdctl_bin = binaries::require("etcdctl");
-        let dir = tempfile::Builder::new()
-            .prefix("osproxy-etcd-proxy-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("grpc-proxy: cannot create a temporary directory: {e}"));
-        let watchdog = spawn_watchdog(dir.path(), "proxy");
+        let ws = Workspace::prepare("grpc-proxy", "osproxy-etcd-proxy-", "proxy");
         let ports = free_ports(2);
+        let pid_path = ws.dir.path().join("proxy").join("etcd.pid");
         let proxy = EtcdProxy {
-            etcd_bin,
-            etcdctl_bin,
+            ws,
             upstream,
             port: ports[0],
             metrics_port: ports[1],
-            dir,
-            child: Mutex::new(None),
-            watchdog,
+            process: Supervised::new("grpc-proxy", pid_path),
         };
         proxy.launch();
         proxy
@@ -104,35 +88,23 @@ impl EtcdProxy {
 
     /// The process id while it runs (or is stopped).
     pub fn pid(&self) -> Option<u32> {
-        self.child().as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Kills the process with `SIGKILL` and reaps it. No-op when not running.
     pub fn kill(&self) {
-        let mut child = self.child();
-        if let Some(mut process) = child.take() {
-            // The pid file goes first so the watchdog never kills a reused pid.
-            let _ = fs::remove_file(self.pid_path());
-            let _ = process.kill();
-            let _ = process.wait();
-        }
+        self.process.kill();
     }
 
     /// Freezes it with `SIGSTOP` (clients see silence on open connections)
     /// and returns once the kernel reports it stopped.
     pub fn stop(&self) {
-        let pid = self.signal(Signal::SIGSTOP);
-        wait_until(Duration::from_secs(5), "grpc-proxy is stopped", || {
-            process_state(pid) == Some('T')
-        });
+        self.process.stop();
     }
 
     /// Resumes a [`stop`](Self::stop)ped proxy.
     pub fn cont(&self) {
-        let pid = self.signal(Signal::SIGCONT);
-        wait_until(Duration::from_secs(5), "grpc-proxy is resumed", || {
-            process_state(pid) != Some('T')
-        });
+        self.process.cont();
     }
 
     /// Kills it if running and starts it again on the same port, waiting
@@ -152,12 +124,7 @@ impl EtcdProxy {
 
     /// An `etcdctl` command aimed at the proxy.
     pub fn etcdctl_command(&self) -> Command {
-        let mut cmd = Command::new(&self.etcdctl_bin);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ETCD") {
-                cmd.env_remove(&name);
-            }
-        }
+        let mut cmd = etcd_command(&self.ws.etcdctl_bin);
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint()));
         cmd
@@ -171,45 +138,28 @@ impl EtcdProxy {
     }
 
     fn launch(&self) {
-        let mut child = self.child();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_path().display()));
-        let log2 = log
-            .try_clone()
-            .unwrap_or_else(|e| panic!("cannot clone a file handle: {e}"));
-        let mut cmd = Command::new(&self.etcd_bin);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ETCD") {
-                cmd.env_remove(&name);
-            }
-        }
-        let process = cmd
-            .arg("grpc-proxy")
-            .arg("start")
-            .arg(format!("--endpoints={}", self.upstream.join(",")))
-            .arg(format!("--listen-addr={}", self.endpoint()))
-            .arg(format!("--advertise-client-url={}", self.endpoint()))
-            .arg(format!(
-                "--metrics-addr=http://127.0.0.1:{}",
-                self.metrics_port
-            ))
-            .arg(format!(
-                "--data-dir={}",
-                self.dir.path().join("data").display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start grpc-proxy: {e}"));
-        fs::create_dir_all(self.dir.path().join("proxy"))
-            .unwrap_or_else(|e| panic!("cannot create the pid dir: {e}"));
-        let _ = fs::write(self.pid_path(), process.id().to_string());
-        *child = Some(process);
-        drop(child);
+        self.process.start(|| {
+            let (log, log2) = log_files(&self.log_path());
+            etcd_command(&self.ws.etcd_bin)
+                .arg("grpc-proxy")
+                .arg("start")
+                .arg(format!("--endpoints={}", self.upstream.join(",")))
+                .arg(format!("--listen-addr={}", self.endpoint()))
+                .arg(format!("--advertise-client-url={}", self.endpoint()))
+                .arg(format!(
+                    "--metrics-addr=http://127.0.0.1:{}",
+                    self.metrics_port
+                ))
+                .arg(format!(
+                    "--data-dir={}",
+                    self.ws.dir.path().join("data").display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start grpc-proxy: {e}"))
+        });
         let ready = crate::wait::Deadline::after(READY_TIMEOUT);
         while !self.answers() {
             if ready.expired() {
@@ -223,38 +173,20 @@ impl EtcdProxy {
         }
     }
 
-    fn child(&self) -> MutexGuard<'_, Option<Child>> {
-        self.child.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn pid_path(&self) -> PathBuf {
-        self.dir.path().join("proxy").join("etcd.pid")
-    }
-
     fn log_path(&self) -> PathBuf {
-        self.dir.path().join("proxy.log")
-    }
-
-    fn signal(&self, signal: Signal) -> u32 {
-        let pid = self
-            .pid()
-            .unwrap_or_else(|| panic!("grpc-proxy: cannot send {signal}: not running"));
-        let raw = i32::try_from(pid).unwrap_or_else(|_| panic!("pid {pid} out of range"));
-        send_signal(Pid::from_raw(raw), signal)
-            .unwrap_or_else(|e| panic!("grpc-proxy: cannot send {signal} to {pid}: {e}"));
-        pid
+        self.ws.dir.path().join("proxy.log")
     }
 
     /// Its working directory.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.ws.dir.path()
     }
 }
 
 impl Drop for EtcdProxy {
     fn drop(&mut self) {
         self.kill();
-        if let Some(mut watchdog) = self.watchdog.take() {
+        if let Some(mut watchdog) = self.ws.watchdog.take() {
             let _ = watchdog.kill();
             let _ = watchdog.wait();
         }

@@ -200,10 +200,12 @@ pub fn compact_now(cluster: &EtcdCluster) {
 
 /// A [`quick`] store on `cluster`, returned once its watch is established.
 pub async fn connected_quick_store(cluster: &EtcdCluster, layout: Layout) -> EtcdDirectiveStore {
-    let store = quick(&cluster.endpoints(), layout)
-        .connect()
-        .await
-        .expect("connect");
+    connect_watching(quick(&cluster.endpoints(), layout)).await
+}
+
+/// Connects `builder`'s store and returns it once its watch is established.
+pub async fn connect_watching(builder: EtcdStoreBuilder) -> EtcdDirectiveStore {
+    let store = builder.connect().await.expect("connect");
     eventually(PROMPTLY, "the watch is established", || async {
         store.status().connected
     })

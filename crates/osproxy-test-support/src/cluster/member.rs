@@ -6,17 +6,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-
-use nix::sys::signal::{kill as send_signal, Signal};
-use nix::unistd::Pid;
+use std::process::{Command, Output};
+use std::sync::Arc;
 
 use super::etcdctl::{expect_success, parse_status, run};
-use super::process::{health, process_state, wait_healthy};
+use super::process::{health, wait_healthy, Supervised};
 use super::{Config, LOG_TAIL_LINES};
-use crate::wait::wait_until;
 
 /// One member of an [`EtcdCluster`](super::EtcdCluster).
 ///
@@ -31,7 +26,8 @@ pub struct EtcdMember {
     pub(super) dir: PathBuf,
     pub(super) initial_cluster: String,
     pub(super) config: Arc<Config>,
-    pub(super) child: Mutex<Option<Child>>,
+    /// The process, its pid file `<dir>/etcd.pid` and its fault controls.
+    pub(super) process: Supervised,
 }
 
 impl std::fmt::Debug for EtcdMember {
@@ -129,89 +125,37 @@ impl EtcdMember {
         self.dir.join("etcd.stderr")
     }
 
-    pub(super) fn pid_path(&self) -> PathBuf {
-        self.dir.join("etcd.pid")
-    }
-
-    pub(super) fn child(&self) -> MutexGuard<'_, Option<Child>> {
-        self.child.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The process id while a process is running (or stopped).
     pub fn pid(&self) -> Option<u32> {
-        self.child().as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Whether a process exists for this member (running or `SIGSTOP`ped).
     pub fn is_running(&self) -> bool {
-        let mut child = self.child();
-        match child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                // Exited on its own: reap it.
-                *child = None;
-                let _ = fs::remove_file(self.pid_path());
-                false
-            }
-            None => false,
-        }
+        self.process.is_running()
     }
 
     /// Kills the process with `SIGKILL` and reaps it. No-op when not running.
     pub fn kill(&self) {
-        let mut child = self.child();
-        if let Some(mut process) = child.take() {
-            // Remove the pid file first so the watchdog never kills a reused pid.
-            let _ = fs::remove_file(self.pid_path());
-            let _ = process.kill();
-            let _ = process.wait();
-        }
+        self.process.kill();
     }
 
     /// Freezes the process with `SIGSTOP` (it keeps its sockets: clients see
     /// silence) and returns once the kernel reports it stopped.
     pub fn stop(&self) {
-        let pid = self.signal(Signal::SIGSTOP);
-        wait_until(
-            Duration::from_secs(5),
-            &format!("{} is stopped", self.name),
-            || process_state(pid) == Some('T'),
-        );
+        self.process.stop();
     }
 
     /// Resumes a [`stop`](Self::stop)ped process with `SIGCONT`.
     pub fn cont(&self) {
-        let pid = self.signal(Signal::SIGCONT);
-        wait_until(
-            Duration::from_secs(5),
-            &format!("{} is resumed", self.name),
-            || process_state(pid) != Some('T'),
-        );
-    }
-
-    fn signal(&self, signal: Signal) -> u32 {
-        let pid = self
-            .pid()
-            .unwrap_or_else(|| panic!("{}: cannot send {signal}: not running", self.name));
-        let raw = i32::try_from(pid).unwrap_or_else(|_| panic!("pid {pid} out of range"));
-        send_signal(Pid::from_raw(raw), signal)
-            .unwrap_or_else(|e| panic!("{}: cannot send {signal} to {pid}: {e}", self.name));
-        pid
+        self.process.cont();
     }
 
     /// Starts the process on the existing data dir and ports, without
     /// waiting for health (use when quorum is lost and health cannot come
     /// until more members start). Panics when already running.
     pub fn start(&self) {
-        let mut child = self.child();
-        if let Some(process) = child.as_mut() {
-            if matches!(process.try_wait(), Ok(None)) {
-                panic!("{}: already running (pid {})", self.name, process.id());
-            }
-        }
-        let process = self.spawn();
-        let _ = fs::write(self.pid_path(), process.id().to_string());
-        *child = Some(process);
+        self.process.start(|| self.spawn());
     }
 
     /// Kills the process if running, starts it again on the same data dir

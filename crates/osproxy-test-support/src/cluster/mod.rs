@@ -6,8 +6,10 @@
 //!
 //! * `member`: [`EtcdMember`] and [`MemberStatus`], one process's addresses,
 //!   paths and fault controls (`kill`, `stop`/`cont`, `start`, `restart`).
-//! * `process`: the OS side: spawning etcd, `/health` probes and waiting for
-//!   health, `/proc` process state, the watchdog shell.
+//! * `process`: the OS side, shared with [`EtcdProxy`](crate::EtcdProxy):
+//!   what a launch needs (binaries, directory, watchdog), spawning etcd, a
+//!   supervised process's pid file and signals, `/health` probes and waiting
+//!   for health, `/proc` process state, the watchdog shell.
 //! * `etcdctl`: building and running `etcdctl` with a bound and parsing its
 //!   output.
 
@@ -21,7 +23,6 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::binaries;
 use crate::pki::TestPki;
 use crate::ports::free_ports;
 use crate::wait::wait_until;
@@ -33,7 +34,7 @@ mod process;
 
 use etcdctl::{expect_success, flag, header_revision, parse_value, run};
 pub use member::{EtcdMember, MemberStatus};
-pub(crate) use process::{process_state, spawn_watchdog};
+pub(crate) use process::{etcd_command, log_files, Supervised, Workspace};
 use process::{wait_healthy, StartError};
 
 /// Default bound on "etcd is up and healthy".
@@ -114,14 +115,12 @@ impl EtcdClusterBuilder {
     /// Panics when etcd is not installed (see [`crate::ETCD_NOT_FOUND`]) or
     /// does not come up in time; the message carries the tail of the logs.
     pub fn launch(self) -> EtcdCluster {
-        let etcd_bin = binaries::require("etcd");
-        binaries::announce(&etcd_bin);
-        let etcdctl_bin = binaries::require("etcdctl");
-        let dir = tempfile::Builder::new()
-            .prefix("osproxy-etcd-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("etcd cluster: cannot create a temporary directory: {e}"));
-        let watchdog = spawn_watchdog(dir.path(), "member-*");
+        let Workspace {
+            etcd_bin,
+            etcdctl_bin,
+            dir,
+            watchdog,
+        } = Workspace::prepare("etcd cluster", "osproxy-etcd-", "member-*");
         let config = Arc::new(Config {
             etcd_bin,
             etcdctl_bin,
@@ -267,16 +266,20 @@ impl EtcdCluster {
             .collect::<Vec<_>>()
             .join(",");
         (0..n)
-            .map(|i| EtcdMember {
-                index: i,
-                name: format!("m{i}"),
-                client_port: ports[3 * i],
-                peer_port: ports[3 * i + 1],
-                metrics_port: ports[3 * i + 2],
-                dir: dir.join(format!("member-{i}")),
-                initial_cluster: initial_cluster.clone(),
-                config: Arc::clone(&self.config),
-                child: Mutex::new(None),
+            .map(|i| {
+                let name = format!("m{i}");
+                let member_dir = dir.join(format!("member-{i}"));
+                EtcdMember {
+                    index: i,
+                    client_port: ports[3 * i],
+                    peer_port: ports[3 * i + 1],
+                    metrics_port: ports[3 * i + 2],
+                    process: Supervised::new(name.clone(), member_dir.join("etcd.pid")),
+                    name,
+                    dir: member_dir,
+                    initial_cluster: initial_cluster.clone(),
+                    config: Arc::clone(&self.config),
+                }
             })
             .collect()
     }

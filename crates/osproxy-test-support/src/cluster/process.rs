@@ -1,36 +1,209 @@
-//! The OS side of a member: spawning the etcd process, probing `/health`
+//! The OS side of the etcd processes under test control, members and
+//! grpc-proxies alike: what launching them needs ([`Workspace`]), spawning
+//! etcd with a clean environment and its output in a file, a spawned process
+//! with its pid file and fault controls ([`Supervised`]), probing `/health`
 //! and waiting until members are healthy, reading a process's state from
 //! `/proc`, and the watchdog shell that cleans up after a hard-killed test.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
 use super::{keep_requested, EtcdMember};
-use crate::wait::Deadline;
+use crate::binaries;
+use crate::wait::{wait_until, Deadline};
+
+/// What launching etcd processes needs: both executables (the version in use
+/// announced once per test process), a fresh working directory, and the
+/// watchdog that cleans it up if the test process dies without unwinding.
+pub(crate) struct Workspace {
+    pub(crate) etcd_bin: PathBuf,
+    pub(crate) etcdctl_bin: PathBuf,
+    pub(crate) dir: TempDir,
+    pub(crate) watchdog: Option<Child>,
+}
+
+impl Workspace {
+    /// Finds the executables (panicking with [`crate::ETCD_NOT_FOUND`] when
+    /// missing), creates a temporary directory named `<prefix>…` and starts
+    /// the watchdog over the pid files in `<dir>/<pid_glob>/etcd.pid`.
+    /// `what` names the caller in panic messages.
+    pub(crate) fn prepare(what: &str, prefix: &str, pid_glob: &str) -> Workspace {
+        let etcd_bin = binaries::require("etcd");
+        binaries::announce(&etcd_bin);
+        let etcdctl_bin = binaries::require("etcdctl");
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .unwrap_or_else(|e| panic!("{what}: cannot create a temporary directory: {e}"));
+        let watchdog = spawn_watchdog(dir.path(), pid_glob);
+        Workspace {
+            etcd_bin,
+            etcdctl_bin,
+            dir,
+            watchdog,
+        }
+    }
+}
+
+/// A command for `bin` (etcd or etcdctl) without any inherited `ETCD*`
+/// variable: those configure etcd too, and the flags given here must win.
+pub(crate) fn etcd_command(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCD") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+/// `path` opened for appending (created if missing), twice: for a child's
+/// stdout and its stderr.
+pub(crate) fn log_files(path: &Path) -> (File, File) {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let copy = log
+        .try_clone()
+        .unwrap_or_else(|e| panic!("cannot clone a file handle: {e}"));
+    (log, copy)
+}
+
+/// One spawned etcd process (a member or a grpc-proxy) under test control:
+/// the child, the pid file the watchdog reads, and the fault controls both
+/// offer. `name` names it in panic messages.
+pub(crate) struct Supervised {
+    name: String,
+    pid_path: PathBuf,
+    child: Mutex<Option<Child>>,
+}
+
+impl Supervised {
+    /// Nothing running yet; the pid file will be `pid_path`.
+    pub(crate) fn new(name: impl Into<String>, pid_path: PathBuf) -> Self {
+        Supervised {
+            name: name.into(),
+            pid_path,
+            child: Mutex::new(None),
+        }
+    }
+
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The process id while a process is running (or stopped).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child().as_ref().map(Child::id)
+    }
+
+    /// Spawns the process with `spawn` and records it (pid file included);
+    /// panics when one is still running.
+    pub(crate) fn start(&self, spawn: impl FnOnce() -> Child) {
+        let mut child = self.child();
+        if let Some(process) = child.as_mut() {
+            if matches!(process.try_wait(), Ok(None)) {
+                panic!("{}: already running (pid {})", self.name, process.id());
+            }
+        }
+        let process = spawn();
+        if let Some(parent) = self.pid_path.parent() {
+            fs::create_dir_all(parent).unwrap_or_else(|e| panic!("cannot create the pid dir: {e}"));
+        }
+        let _ = fs::write(&self.pid_path, process.id().to_string());
+        *child = Some(process);
+    }
+
+    /// Whether a process exists (running or `SIGSTOP`ped); one that exited on
+    /// its own is reaped.
+    pub(crate) fn is_running(&self) -> bool {
+        let mut child = self.child();
+        match child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                *child = None;
+                let _ = fs::remove_file(&self.pid_path);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The exit status of a process that exited on its own (now reaped);
+    /// `None` while it runs or when none was started.
+    pub(crate) fn reap_exited(&self) -> Option<ExitStatus> {
+        let mut child = self.child();
+        match child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => {
+                *child = None;
+                let _ = fs::remove_file(&self.pid_path);
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Kills the process with `SIGKILL` and reaps it. No-op when not running.
+    pub(crate) fn kill(&self) {
+        let mut child = self.child();
+        if let Some(mut process) = child.take() {
+            // The pid file goes first so the watchdog never kills a reused pid.
+            let _ = fs::remove_file(&self.pid_path);
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Freezes the process with `SIGSTOP` (it keeps its sockets: clients see
+    /// silence) and returns once the kernel reports it stopped.
+    pub(crate) fn stop(&self) {
+        let pid = self.signal(Signal::SIGSTOP);
+        wait_until(
+            Duration::from_secs(5),
+            &format!("{} is stopped", self.name),
+            || process_state(pid) == Some('T'),
+        );
+    }
+
+    /// Resumes a [`stop`](Self::stop)ped process with `SIGCONT`.
+    pub(crate) fn cont(&self) {
+        let pid = self.signal(Signal::SIGCONT);
+        wait_until(
+            Duration::from_secs(5),
+            &format!("{} is resumed", self.name),
+            || process_state(pid) != Some('T'),
+        );
+    }
+
+    fn signal(&self, signal: Signal) -> u32 {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("{}: cannot send {signal}: not running", self.name));
+        let raw = i32::try_from(pid).unwrap_or_else(|_| panic!("pid {pid} out of range"));
+        send_signal(Pid::from_raw(raw), signal)
+            .unwrap_or_else(|e| panic!("{}: cannot send {signal} to {pid}: {e}", self.name));
+        pid
+    }
+}
 
 impl EtcdMember {
     pub(super) fn spawn(&self) -> Child {
         let config = &self.config;
         let client_url = self.client_url();
         let peer_url = self.peer_url();
-        let stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.stderr_path())
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.stderr_path().display()));
-        let stdout = stderr
-            .try_clone()
-            .unwrap_or_else(|e| panic!("cannot clone a file handle: {e}"));
-        let mut cmd = Command::new(&config.etcd_bin);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ETCD") {
-                cmd.env_remove(&name);
-            }
-        }
+        let (stderr, stdout) = log_files(&self.stderr_path());
+        let mut cmd = etcd_command(&config.etcd_bin);
         cmd.arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
@@ -103,22 +276,12 @@ pub(super) fn wait_healthy(members: &[EtcdMember], timeout: Duration) -> Result<
             if healthy[i] {
                 continue;
             }
-            {
-                let mut child = member.child();
-                match child.as_mut().map(Child::try_wait) {
-                    Some(Ok(Some(status))) => {
-                        *child = None;
-                        let _ = fs::remove_file(member.pid_path());
-                        return Err(StartError::Exited {
-                            member: member.index,
-                            status,
-                        });
-                    }
-                    Some(Ok(None)) => {}
-                    Some(Err(_)) | None => {
-                        // Not started (or unknowable): cannot get healthy.
-                    }
-                }
+            // Not started (or unknowable): it cannot get healthy below.
+            if let Some(status) = member.process.reap_exited() {
+                return Err(StartError::Exited {
+                    member: member.index,
+                    status,
+                });
             }
             healthy[i] = member.is_healthy();
         }
