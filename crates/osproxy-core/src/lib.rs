@@ -1,5 +1,5 @@
-//! Foundations every osproxy crate stands on: the [`Clock`] seam and the id
-//! newtypes.
+//! Foundations every osproxy crate stands on: the [`Clock`] seam, the id
+//! newtypes and the stores' [`Revision`].
 //!
 //! Time is injected, never read ad hoc: [`SystemClock`] is the only code allowed
 //! to read the OS clock (clippy's `disallowed-methods` enforces it), and
@@ -12,8 +12,10 @@
 
 pub mod endpoint;
 pub mod ids;
+pub mod revision;
 pub mod time;
 
 pub use endpoint::{EndpointKind, UnknownEndpointKind};
 pub use ids::{ClusterId, Epoch, FieldName, IndexName, PartitionId, PrincipalId, RequestId};
+pub use revision::Revision;
 pub use time::{Clock, Instant, ManualClock, SystemClock};

@@ -8,6 +8,7 @@ use axum::http::header::{HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use osproxy_core::Revision;
 use osproxy_etcd::offload::decode_work;
 use osproxy_observe::decode_directive_set_with;
 use osproxy_observe::encode::to_value;
@@ -24,7 +25,7 @@ pub(crate) async fn get_directives(State(state): State<AdminState>) -> Response 
     let (set, revision) = state.applied();
     let mut canonical = to_value(&set);
     let body = json!({
-        "revision": revision,
+        "revision": revision.get(),
         "store": state.store_name(),
         "directives": canonical["directives"].take(),
         "view": set.view(state.clock()),
@@ -73,14 +74,17 @@ pub(crate) async fn post_directives(
     })?;
     let directives = set.len();
     let revision = state.publish(set, expected).await?;
-    info!(revision, directives, "admin publish accepted");
+    info!(
+        revision = revision.get(),
+        directives, "admin publish accepted"
+    );
     Ok(Json(
-        json!({"revision": revision, "directives": directives}),
+        json!({"revision": revision.get(), "directives": directives}),
     ))
 }
 
 /// The revision in `If-Match`: a number, optionally quoted as an entity tag.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+fn if_match(headers: &HeaderMap) -> Result<Option<Revision>, ApiError> {
     let Some(value) = headers.get(IF_MATCH) else {
         return Ok(None);
     };
@@ -97,7 +101,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text);
-    text.parse::<u64>().map(Some).map_err(|_| invalid())
+    text.parse::<u64>()
+        .map(|n| Some(Revision::new(n)))
+        .map_err(|_| invalid())
 }
 
 /// `GET /healthz`.
@@ -164,7 +170,7 @@ mod tests {
         assert_eq!(if_match(&h), Ok(None));
         for (value, want) in [("7", 7), ("\"7\"", 7), ("W/\"0\"", 0), (" 12 ", 12)] {
             h.insert(IF_MATCH, HeaderValue::from_static(value));
-            assert_eq!(if_match(&h), Ok(Some(want)), "{value}");
+            assert_eq!(if_match(&h), Ok(Some(Revision::new(want))), "{value}");
         }
         for bad in ["*", "-1", "x", "\"\"", "1.5"] {
             h.insert(IF_MATCH, HeaderValue::from_static(bad));

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use osproxy_core::Clock;
+use osproxy_core::{Clock, Revision};
 use osproxy_etcd::config::Connection;
 use osproxy_etcd::{EtcdDirectiveStore, Layout, PublishError, Publisher};
 use osproxy_observe::{DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore};
@@ -190,17 +190,17 @@ impl AdminState {
     /// the set is current *as of* (the store's confirmed revision: every
     /// change at or below it, deletes included, is applied), which is what
     /// `If-Match` compares with the live revision.
-    pub fn applied(&self) -> (Arc<DirectiveSet>, i64) {
+    pub fn applied(&self) -> (Arc<DirectiveSet>, Revision) {
         match &self.inner.backend {
             Backend::InMemory(store) => {
                 let (set, revision) = store.load_with_revision();
-                (set, i64::try_from(revision).unwrap_or(i64::MAX))
+                (set, Revision::from(revision))
             }
             Backend::Etcd(b) => {
                 let status = b.store.status();
                 (
                     b.store.load(),
-                    status.confirmed_revision.max(status.applied_revision),
+                    Revision::from_etcd(status.confirmed_revision.max(status.applied_revision)),
                 )
             }
         }
@@ -219,38 +219,48 @@ impl AdminState {
     pub(crate) async fn publish(
         &self,
         set: DirectiveSet,
-        expected: Option<u64>,
-    ) -> Result<i64, ApiError> {
+        expected: Option<Revision>,
+    ) -> Result<Revision, ApiError> {
         let revision = match &self.inner.backend {
-            Backend::InMemory(store) => match expected {
+            Backend::InMemory(store) => Revision::from(match expected {
                 None => store.publish(set),
-                Some(e) => store.publish_if(e, set).map_err(|c| {
+                Some(e) => store.publish_if(e.get(), set).map_err(|c| {
                     self.count_rejected("conflict");
                     ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", c.to_string())
                 })?,
-            },
-            Backend::Etcd(b) => {
-                let revision = self.publish_to_etcd(b, &set, expected).await?;
-                u64::try_from(revision).unwrap_or(0)
-            }
+            }),
+            Backend::Etcd(b) => self.publish_to_etcd(b, &set, expected).await?,
         };
         self.inner.publishes.fetch_add(1, Ordering::Relaxed);
-        Ok(i64::try_from(revision).unwrap_or(i64::MAX))
+        Ok(revision)
     }
 
     async fn publish_to_etcd(
         &self,
         b: &EtcdBackend,
         set: &DirectiveSet,
-        expected: Option<u64>,
-    ) -> Result<i64, ApiError> {
+        expected: Option<Revision>,
+    ) -> Result<Revision, ApiError> {
         let publisher = b
             .publisher(&self.inner.options.clock, *self.limits())
             .await
             .map_err(|e| unavailable(&e))?;
-        let expected = expected.map(|e| i64::try_from(e).unwrap_or(i64::MAX));
+        let expected = match expected.map(|e| e.to_etcd().ok_or(e)) {
+            None => None,
+            Some(Ok(e)) => Some(e),
+            // Nothing can have stayed unchanged since a revision etcd
+            // cannot reach: the same conflict as any revision ahead of it.
+            Some(Err(beyond)) => {
+                self.count_rejected("conflict");
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "conflict",
+                    format!("revision conflict: expected {beyond}, beyond any etcd revision"),
+                ));
+            }
+        };
         match publisher.publish(set, expected).await {
-            Ok(revision) => Ok(revision),
+            Ok(revision) => Ok(Revision::from_etcd(revision)),
             Err(e @ PublishError::Conflict { .. }) => {
                 self.count_rejected("conflict");
                 let status = if expected.is_some() {

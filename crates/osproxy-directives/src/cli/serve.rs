@@ -220,7 +220,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         let _ = out.flush();
     }
     let (set, revision) = state.applied();
-    info!(%addr, store = state.store_name(), revision, directives = set.len(), "admin endpoint up");
+    info!(%addr, store = state.store_name(), revision = revision.get(), directives = set.len(), "admin endpoint up");
     let app = router(state.clone());
     let limits = ServerLimits {
         header_read_timeout: opts.header_read_timeout,
