@@ -66,17 +66,18 @@
 //!   `etcd_client::Error` would be another type anyway.)
 #![deny(missing_docs)]
 
-mod applied;
 pub mod backoff;
 pub mod config;
 mod connection;
 mod error;
+mod follow;
 mod instance;
 pub mod offload;
 pub mod publisher;
 pub mod status;
 mod store;
 mod watcher;
+mod wire;
 
 pub use config::{Credentials, Layout, TlsConfig};
 pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError};

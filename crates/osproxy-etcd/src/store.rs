@@ -18,7 +18,6 @@ use tokio::runtime::Handle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use crate::applied::AppliedState;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::config::{
     ConnectionConfig, Credentials, Layout, StoreConfig, TlsConfig, DEFAULT_PROGRESS_INTERVAL,
@@ -26,6 +25,7 @@ use crate::config::{
 };
 use crate::connection;
 use crate::error::EtcdError;
+use crate::follow::Follower;
 use crate::instance::{InstanceReport, InstanceReporter};
 use crate::status::{StatusCell, StoreStatus};
 use crate::watcher::{Established, Watcher};
@@ -257,13 +257,11 @@ impl EtcdStoreBuilder {
             .clone()
             .map(|r| InstanceReporter::new(r, config.connection.request_timeout));
         let mut watcher = Watcher {
-            applied: AppliedState::new(config.layout.is_prefix(), config.decode_limits),
+            follower: Follower::new(config.layout.is_prefix(), config.decode_limits),
             backoff: Backoff::new(config.backoff),
             shared: shared.clone(),
             status: Arc::clone(&status),
             endpoint_ix: 0,
-            header_revision: 0,
-            cluster_id: None,
             instance,
             config,
         };

@@ -1,5 +1,8 @@
-//! The background task that keeps a store's snapshot fresh: an explicit state
-//! machine over one etcd connection at a time.
+//! The background task that keeps a store's snapshot fresh: the I/O shell
+//! around the watch core ([`crate::follow`]), an explicit state machine over
+//! one etcd connection at a time. It connects, reads, watches, sleeps until
+//! the core's next timer, converts what etcd says ([`crate::wire`]), and
+//! carries out the core's answers; what an answer *means* is decided there.
 //!
 //! ```text
 //!            ┌───────────── stale / stream error / cancel ─────────────┐
@@ -10,7 +13,8 @@
 //!                                                         └─► Read ─────┘
 //! ```
 //!
-//! Each transition is a named recovery (SPEC §5, §7):
+//! Each transition is a named recovery (SPEC §5, §7; the rules themselves
+//! are `follow::follower`'s and `follow::liveness`'s):
 //! - a fresh read is taken at a revision and the watch starts at the next one,
 //!   so no write between the read and the watch is missed;
 //! - after a reconnect the watch resumes from the last applied revision + 1;
@@ -31,23 +35,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Client, EventType, GetOptions, KvClient, WatchOptions, WatchResponse, WatchStream,
-};
-use osproxy_core::Clock;
+use etcd_client::{Client, GetOptions, KvClient, WatchOptions, WatchStream};
 use osproxy_observe::{RejectReason, SharedDirectiveSet};
 use tokio::time::{sleep_until, timeout, Instant as TokioInstant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::applied::{AppliedState, Outcome};
 use crate::backoff::Backoff;
 use crate::config::StoreConfig;
 use crate::connection;
 use crate::error::client_error_kind;
+use crate::follow::{Action, End, Follower, Liveness, Outcome, WatchMsg};
 use crate::instance::InstanceReporter;
 use crate::offload::decode_work;
 use crate::status::{StatusCell, WatchPhase};
+use crate::wire;
 
 /// Where the watcher is; each variant holds only what is valid in it.
 ///
@@ -74,72 +76,9 @@ enum State {
     },
 }
 
-/// Longest wait for a progress reply before the liveness read takes over.
-pub(crate) const PROGRESS_GRACE: Duration = Duration::from_secs(1);
-
-/// The wait for a progress reply: [`PROGRESS_GRACE`], or a third of the gap
-/// between the progress interval and the staleness bound when that is
-/// shorter, so the read still has time to answer before `stale_after`.
-fn progress_grace(progress_every: Duration, stale_after: Duration) -> Duration {
-    PROGRESS_GRACE.min(stale_after.saturating_sub(progress_every) / 3)
-}
-
-/// Where the liveness probe of a watch is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Probe {
-    /// Nothing asked since the last message.
-    Idle,
-    /// A progress request is out, sent at `since`.
-    AwaitingProgress { since: TokioInstant },
-}
-
-/// What a liveness read answered.
-#[derive(Clone, Copy, Debug)]
-struct LivenessRead {
-    header_revision: i64,
-    cluster_id: u64,
-    /// Keys modified after the applied revision (the read asks for at most 1).
-    newer_keys: usize,
-    /// Keys in the range, whatever the filter.
-    count: usize,
-}
-
-/// What the watcher knows when it probes.
-#[derive(Clone, Copy, Debug)]
-struct Known {
-    header_revision: i64,
-    cluster_id: Option<u64>,
-    keys: usize,
-}
-
-impl LivenessRead {
-    /// Whether the read proves that nothing in the range changed after what
-    /// was applied: no newer key (a put), the same number of keys (a delete
-    /// of a key applied earlier lowers it; a put raises it or shows as
-    /// newer), the same cluster and a header revision not gone backwards
-    /// (a rebuilt cluster).
-    fn shows_current(&self, known: &Known) -> bool {
-        let same_cluster = known
-            .cluster_id
-            .is_none_or(|id| id == self.cluster_id || self.cluster_id == 0);
-        same_cluster
-            && self.header_revision >= known.header_revision
-            && self.newer_keys == 0
-            && self.count == known.keys
-    }
-}
-
 /// An established watch: the stream, its connection's KV service, and the
 /// revision it delivers next.
 pub(crate) type Established = (WatchStream, KvClient, i64);
-
-/// Why a watch ended.
-enum WatchEnd {
-    /// Compacted, rebuilt or gone backwards: take a fresh read.
-    Reread,
-    /// The connection is unusable (error, end, stale): reconnect and resume.
-    Reconnect { kind: &'static str },
-}
 
 /// A connection attempt that failed, with the error kind for status and,
 /// for the first connect, the error itself.
@@ -166,12 +105,10 @@ pub(crate) struct Watcher {
     pub(crate) config: StoreConfig,
     pub(crate) shared: SharedDirectiveSet,
     pub(crate) status: Arc<StatusCell>,
-    pub(crate) applied: AppliedState,
+    /// The watch core: what was applied, from which history.
+    pub(crate) follower: Follower,
     pub(crate) backoff: Backoff,
     pub(crate) endpoint_ix: usize,
-    /// Highest header revision seen from the current cluster.
-    pub(crate) header_revision: i64,
-    pub(crate) cluster_id: Option<u64>,
     pub(crate) instance: Option<InstanceReporter>,
 }
 
@@ -345,39 +282,29 @@ impl Watcher {
             Ok(Err(e)) => return Err(Failed::client(e)),
             Err(_) => return Err(Failed::timeout("read timeout")),
         };
-        let (revision, cluster_id) = resp
-            .header()
-            .map_or((0, 0), |h| (h.revision(), h.cluster_id()));
-        let rebuilt =
-            self.cluster_id.is_some_and(|id| id != cluster_id) || revision < self.header_revision;
-        if rebuilt {
-            // A rebuilt cluster: its revisions start afresh.
-            self.applied.forget_revision();
-        }
-        self.header_revision = revision;
-        self.cluster_id = Some(cluster_id);
-        let mut rejected = Vec::new();
-        let bytes = resp.kvs().iter().map(|kv| kv.value().len()).sum();
-        let clock = self.config.clock.as_ref();
-        let outcome = decode_work(bytes, || {
-            self.applied.replace_all(resp.kvs(), clock, &mut rejected)
+        let snapshot = wire::snapshot(&resp);
+        drop(resp);
+        let clock = Arc::clone(&self.config.clock);
+        let follower = &mut self.follower;
+        let applied = decode_work(snapshot.value_bytes(), || {
+            follower.on_read(&snapshot, clock.as_ref())
         });
-        self.publish(outcome, &rejected);
-        if rebuilt {
+        self.publish(applied.outcome, &applied.rejected);
+        if applied.rebuilt {
             // The old cluster's revisions mean nothing here: status must not
             // keep showing them (`confirmed` only ever raises its revision,
             // and an unchanged read publishes nothing).
-            let applied = self.applied.revision();
+            let revision = self.follower.revision();
             self.status.update(|s| {
-                s.applied_revision = applied;
+                s.applied_revision = revision;
                 s.confirmed_revision = 0;
             });
             if let Some(reporter) = &mut self.instance {
                 reporter.mark_dirty();
             }
         }
-        self.status.confirmed(self.config.clock.as_ref(), revision);
-        Ok(revision)
+        self.status.confirmed(clock.as_ref(), applied.confirmed);
+        Ok(applied.confirmed)
     }
 
     /// Swaps the snapshot if anything changed and records rejections.
@@ -385,7 +312,7 @@ impl Watcher {
         if outcome == Outcome::Unchanged {
             return;
         }
-        let set = self.applied.compose();
+        let set = self.follower.compose();
         let len = set.len();
         let current = self.shared.load_full();
         // Single key: an unchanged last good set is the very same `Arc`.
@@ -399,13 +326,13 @@ impl Watcher {
             self.shared.store(set);
             info!(
                 directives = len,
-                revision = self.applied.revision(),
+                revision = self.follower.revision(),
                 "directive set applied"
             );
         }
         let now_wall = self.config.clock.unix_nanos();
-        let revision = self.applied.revision();
-        let rejections = self.applied.rejections();
+        let revision = self.follower.revision();
+        let rejections = self.follower.rejections();
         self.status.update(|s| {
             s.applied_revision = revision;
             s.directives = len;
@@ -428,15 +355,9 @@ impl Watcher {
         }
     }
 
-    /// Follows the watch until it must end. Liveness (SPEC §5.5, §5.12): after
-    /// `progress_interval` of silence the watch is asked for progress; an
-    /// endpoint that does not answer within [`PROGRESS_GRACE`] (etcd's
-    /// grpc-proxy never does, etcd-io/etcd#19710) is probed with a liveness
-    /// read on the same connection instead, then and at every later silence
-    /// on this connection. A probe that shows nothing newer than what was
-    /// applied confirms freshness like a progress reply; one that shows a
-    /// change the watch did not deliver re-reads; a probe that fails or
-    /// gets no answer by `stale_after` drops the connection.
+    /// Follows the watch until it must end; the timers are
+    /// [`Liveness`]'s (see `follow::liveness`), the meaning of each message
+    /// the [`Follower`]'s.
     async fn watch(
         &mut self,
         mut stream: WatchStream,
@@ -444,59 +365,49 @@ impl Watcher {
         mut next_revision: i64,
     ) -> State {
         self.set_phase(WatchPhase::Watching, true);
-        let progress_every = self.config.progress_interval;
-        let stale_after = self.config.stale_after;
-        let grace = progress_grace(progress_every, stale_after);
-        let mut last_message = TokioInstant::now();
-        let mut probe = Probe::Idle;
-        // Whether this connection answers progress requests: unknown until
-        // the first one, and never asked again once it did not.
-        let mut answers_progress = true;
+        let mut liveness = Liveness::new(
+            TokioInstant::now(),
+            self.config.progress_interval,
+            self.config.stale_after,
+        );
         let end = loop {
-            let progress_at = last_message + progress_every;
-            let stale_at = last_message + stale_after;
-            let read_at = match probe {
-                Probe::Idle if !answers_progress => Some(progress_at),
-                Probe::AwaitingProgress { since } => Some(since + grace),
-                Probe::Idle => None,
-            };
+            let (due_at, _) = liveness.next();
             let report_due = self.instance.as_ref().and_then(InstanceReporter::next_due);
             tokio::select! {
                 msg = stream.message() => {
                     let resp = match msg {
                         Ok(Some(resp)) => resp,
-                        Ok(None) => break WatchEnd::Reconnect { kind: "watch stream ended" },
-                        Err(e) => break WatchEnd::Reconnect { kind: client_error_kind(&e) },
+                        Ok(None) => break End::Reconnect("watch stream ended"),
+                        Err(e) => break End::Reconnect(client_error_kind(&e)),
                     };
-                    last_message = TokioInstant::now();
-                    probe = Probe::Idle;
-                    if let Err(end) = self.on_response(&resp, &mut next_revision) {
+                    liveness.on_message(TokioInstant::now());
+                    let msg = wire::watch_msg(&resp);
+                    drop(resp);
+                    if let Err(end) = self.on_watch_msg(&msg, &mut next_revision) {
                         break end;
                     }
                 }
-                () = sleep_until(progress_at), if probe == Probe::Idle && answers_progress => {
-                    probe = Probe::AwaitingProgress { since: TokioInstant::now() };
-                    if stream.request_progress().await.is_err() {
-                        break WatchEnd::Reconnect { kind: "watch stream closed" };
-                    }
-                }
-                () = sleep_until(read_at.unwrap_or(stale_at)), if read_at.is_some() => {
-                    if matches!(probe, Probe::AwaitingProgress { .. }) && answers_progress {
-                        answers_progress = false;
-                        info!("etcd endpoint does not answer watch progress requests; confirming freshness with reads");
-                    }
-                    match self.liveness_read(&mut kv, stale_at).await {
-                        Ok(()) => {
-                            last_message = TokioInstant::now();
-                            probe = Probe::Idle;
+                () = sleep_until(due_at) => {
+                    let answered_progress = liveness.answers_progress();
+                    match liveness.fire(TokioInstant::now()) {
+                        None => {}
+                        Some(Action::Stale) => break End::Reconnect("stale connection"),
+                        Some(Action::RequestProgress) if stream.request_progress().await.is_err() => {
+                            break End::Reconnect("watch stream closed");
                         }
-                        Err(end) => break end,
+                        Some(Action::RequestProgress) => {}
+                        Some(Action::Read) => {
+                            if answered_progress && !liveness.answers_progress() {
+                                info!("etcd endpoint does not answer watch progress requests; confirming freshness with reads");
+                            }
+                            match self.liveness_read(&mut kv, liveness.stale_at()).await {
+                                Ok(()) => liveness.on_read_confirmed(TokioInstant::now()),
+                                Err(end) => break end,
+                            }
+                        }
                     }
                 }
-                () = sleep_until(stale_at) => {
-                    break WatchEnd::Reconnect { kind: "stale connection" };
-                }
-                () = sleep_until(report_due.unwrap_or(stale_at)), if report_due.is_some() => {
+                () = sleep_until(report_due.unwrap_or(due_at)), if report_due.is_some() => {
                     if let Some(reporter) = &mut self.instance {
                         Box::pin(reporter.report(&self.status, self.config.clock.as_ref())).await;
                     }
@@ -507,231 +418,54 @@ impl Watcher {
         drop(stream);
         drop(kv);
         match end {
-            WatchEnd::Reread => State::Connect { resume: None },
-            WatchEnd::Reconnect { kind } => self.fail(kind, Some(next_revision)),
+            End::Reread => {
+                info!("re-reading the key or prefix (compacted, rebuilt, or a change the watch missed)");
+                State::Connect { resume: None }
+            }
+            End::Reconnect(kind) => self.fail(kind, Some(next_revision)),
         }
     }
 
-    /// One liveness read, answered by `deadline` or the connection is stale:
-    /// a linearizable keys-only range over the layout with
-    /// `min_mod_revision` just above what was applied. Its `count` is the
-    /// number of keys in the range whatever the filter, so "nothing newer
-    /// than applied" is exactly: no key returned, the same number of keys as
-    /// applied, the same cluster, a header revision not behind. Then the
-    /// store is confirmed fresh as of the header revision; otherwise the
-    /// watch missed something (or the cluster was rebuilt) and a fresh read
-    /// follows.
+    /// One liveness read, answered by `deadline` or the connection is stale
+    /// (see [`Follower::on_liveness_read`] for what it proves).
     async fn liveness_read(
         &mut self,
         kv: &mut KvClient,
         deadline: TokioInstant,
-    ) -> Result<(), WatchEnd> {
-        let applied = self.applied.revision();
+    ) -> Result<(), End> {
         let opts = self
             .config
             .layout
             .get_options()
             .with_keys_only()
-            .with_min_mod_revision(applied + 1)
+            .with_min_mod_revision(self.follower.liveness_floor())
             .with_limit(1);
         let key = self.config.layout.key().to_owned();
         let resp = match tokio::time::timeout_at(deadline, kv.get(key, Some(opts))).await {
             Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => {
-                return Err(WatchEnd::Reconnect {
-                    kind: client_error_kind(&e),
-                })
-            }
-            Err(_) => {
-                return Err(WatchEnd::Reconnect {
-                    kind: "stale connection",
-                })
-            }
+            Ok(Err(e)) => return Err(End::Reconnect(client_error_kind(&e))),
+            Err(_) => return Err(End::Reconnect("stale connection")),
         };
-        let (header_revision, cluster_id) = resp
-            .header()
-            .map_or((0, 0), |h| (h.revision(), h.cluster_id()));
-        let seen = LivenessRead {
-            header_revision,
-            cluster_id,
-            newer_keys: resp.kvs().len(),
-            count: usize::try_from(resp.count()).unwrap_or(usize::MAX),
-        };
-        let known = Known {
-            header_revision: self.header_revision,
-            cluster_id: self.cluster_id,
-            keys: self.applied.key_count(),
-        };
-        if !seen.shows_current(&known) {
-            info!(
-                header_revision,
-                applied, "liveness read shows changes the watch did not deliver; re-reading"
-            );
-            return Err(WatchEnd::Reread);
-        }
-        self.header_revision = header_revision;
-        self.status
-            .confirmed(self.config.clock.as_ref(), header_revision);
+        let confirmed = self
+            .follower
+            .on_liveness_read(&wire::liveness_read(&resp))?;
+        self.status.confirmed(self.config.clock.as_ref(), confirmed);
         Ok(())
     }
 
-    /// Handles one watch response; `Err` names why the watch must end.
-    fn on_response(
-        &mut self,
-        resp: &etcd_client::WatchResponse,
-        next_revision: &mut i64,
-    ) -> Result<(), WatchEnd> {
-        let (header_revision, cluster_id) = resp
-            .header()
-            .map_or((0, 0), |h| (h.revision(), h.cluster_id()));
-        if self
-            .cluster_id
-            .is_some_and(|id| id != cluster_id && cluster_id != 0)
-        {
-            // `read` records the new id (and sees that it changed).
-            info!("etcd cluster id changed; re-reading");
-            return Err(WatchEnd::Reread);
-        }
-        if resp.compact_revision() != 0 {
-            info!(
-                compact_revision = resp.compact_revision(),
-                "watch revision compacted; re-reading"
-            );
-            return Err(WatchEnd::Reread);
-        }
-        if resp.canceled() {
-            return Err(WatchEnd::Reconnect {
-                kind: "watch canceled",
-            });
-        }
-        if resp.created() {
-            // A new watch whose cluster is behind where we resume from was
-            // rebuilt (revision went backwards): events we expect may never come.
-            if header_revision < *next_revision - 1 {
-                info!(
-                    header_revision,
-                    next_revision = *next_revision,
-                    "etcd revision went backwards; re-reading"
-                );
-                return Err(WatchEnd::Reread);
-            }
+    /// Hands one watch message to the core and carries out its answer.
+    fn on_watch_msg(&mut self, msg: &WatchMsg, next_revision: &mut i64) -> Result<(), End> {
+        let clock = Arc::clone(&self.config.clock);
+        let follower = &mut self.follower;
+        let applied = decode_work(msg.value_bytes(), || {
+            follower.on_watch(msg, next_revision, clock.as_ref())
+        })?;
+        if applied.created {
             self.backoff.reset();
             self.status.update(|s| s.last_error = None);
         }
-        if resp.events().is_empty() {
-            // Progress reply or creation: liveness only; the resume point stays.
-            self.status.confirmed(
-                self.config.clock.as_ref(),
-                header_revision.min(*next_revision - 1),
-            );
-            return Ok(());
-        }
-        if header_revision < self.header_revision {
-            info!("etcd header revision went backwards; re-reading");
-            return Err(WatchEnd::Reread);
-        }
-        self.header_revision = header_revision;
-        let clock = Arc::clone(&self.config.clock);
-        let mut outcome = Outcome::Unchanged;
-        let mut rejected = Vec::new();
-        // Several events of one response may share a revision (a transaction):
-        // filter against the resume point as it was before this response.
-        let floor = *next_revision;
-        let bytes = resp
-            .events()
-            .iter()
-            .filter_map(|e| e.kv().map(|kv| kv.value().len()))
-            .sum();
-        decode_work(bytes, || {
-            self.apply_events(
-                resp,
-                clock.as_ref(),
-                floor,
-                next_revision,
-                &mut outcome,
-                &mut rejected,
-            )
-        });
-        self.publish(outcome, &rejected);
-        self.status.confirmed(clock.as_ref(), *next_revision - 1);
+        self.publish(applied.outcome, &applied.rejected);
+        self.status.confirmed(clock.as_ref(), applied.confirmed);
         Ok(())
-    }
-
-    /// Applies the events of one response at or above `floor`, moving
-    /// `next_revision` past each.
-    fn apply_events(
-        &mut self,
-        resp: &WatchResponse,
-        clock: &dyn Clock,
-        floor: i64,
-        next_revision: &mut i64,
-        outcome: &mut Outcome,
-        rejected: &mut Vec<RejectReason>,
-    ) {
-        for event in resp.events() {
-            let Some(kv) = event.kv() else { continue };
-            let revision = kv.mod_revision();
-            if revision < floor {
-                continue; // a duplicate or a watch travelling back in time
-            }
-            let o = match event.event_type() {
-                EventType::Put => self.applied.put(kv, clock, rejected),
-                EventType::Delete => self.applied.delete(kv.key(), revision),
-            };
-            if o == Outcome::Changed {
-                *outcome = Outcome::Changed;
-            }
-            *next_revision = (*next_revision).max(revision + 1);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KNOWN: Known = Known {
-        header_revision: 40,
-        cluster_id: Some(7),
-        keys: 3,
-    };
-
-    fn read(
-        header_revision: i64,
-        cluster_id: u64,
-        newer_keys: usize,
-        count: usize,
-    ) -> LivenessRead {
-        LivenessRead {
-            header_revision,
-            cluster_id,
-            newer_keys,
-            count,
-        }
-    }
-
-    #[test]
-    fn a_read_confirms_only_an_unchanged_range() {
-        // Writes elsewhere moved the header on: still current.
-        assert!(read(40, 7, 0, 3).shows_current(&KNOWN));
-        assert!(read(90, 7, 0, 3).shows_current(&KNOWN));
-        // A put the watch did not deliver.
-        assert!(!read(41, 7, 1, 3).shows_current(&KNOWN));
-        assert!(!read(41, 7, 1, 4).shows_current(&KNOWN));
-        // A delete the watch did not deliver: one key fewer, nothing newer.
-        assert!(!read(41, 7, 0, 2).shows_current(&KNOWN));
-        // A rebuilt cluster: another id, or revisions gone backwards.
-        assert!(!read(40, 8, 0, 3).shows_current(&KNOWN));
-        assert!(!read(39, 7, 0, 3).shows_current(&KNOWN));
-        // A proxy or member that does not report a cluster id.
-        assert!(read(40, 0, 0, 3).shows_current(&KNOWN));
-    }
-
-    #[test]
-    fn the_progress_grace_leaves_the_read_time_before_the_bound() {
-        let s = Duration::from_secs;
-        assert_eq!(progress_grace(s(10), s(15)), PROGRESS_GRACE);
-        assert_eq!(progress_grace(s(1), s(3)), s(2) / 3);
-        assert_eq!(progress_grace(s(3), s(3)), Duration::ZERO);
     }
 }

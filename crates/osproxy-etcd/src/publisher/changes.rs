@@ -1,26 +1,29 @@
 //! [`Changes`]: every change of the live set, as an instance would serve it.
-//! Like the store's watcher, it survives the end of its watch: a stream that
-//! ends or fails is resumed from the next unseen revision (after a jittered
-//! backoff), and a resume point that was compacted away is replaced by a
-//! fresh read, whose difference is reported as one change.
+//! An I/O shell around the same watch core as the store's watcher
+//! ([`crate::follow::Follower`]), so it means the same by every message: a
+//! stream that ends or fails is resumed from the next unseen revision (after
+//! a jittered backoff); a resume point that was compacted away, a changed
+//! cluster id or revisions gone backwards lead to a fresh read, whose
+//! difference is reported as one change.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, WatchStream};
+use etcd_client::{Client, GetOptions, WatchStream};
 use osproxy_core::Clock;
-use osproxy_observe::{DirectiveSet, RejectReason};
+use osproxy_observe::DirectiveSet;
 use tracing::warn;
 
 use super::live::read_live;
 use super::{PublishError, Publisher};
-use crate::applied::AppliedState;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::config::Layout;
 use crate::error::client_error_kind;
+use crate::follow::{End, Follower, Header, Snapshot, WatchMsg};
 use crate::status::Rejection;
+use crate::wire;
 
 /// One change seen by [`Changes`]: the set an instance would serve after it.
 #[derive(Clone, Debug)]
@@ -46,7 +49,7 @@ impl Publisher {
             layout: self.layout.clone(),
             request_timeout: self.request_timeout,
             stream: None,
-            applied: AppliedState::new(self.layout.is_prefix(), self.limits),
+            follower: Follower::new(self.layout.is_prefix(), self.limits),
             clock: Arc::clone(&self.clock),
             next_revision: 0,
             reread: true,
@@ -69,7 +72,7 @@ pub struct Changes {
     layout: Layout,
     request_timeout: Duration,
     stream: Option<WatchStream>,
-    applied: AppliedState,
+    follower: Follower,
     clock: Arc<dyn Clock>,
     next_revision: i64,
     /// The next resume must read afresh (compacted, or never read).
@@ -123,18 +126,13 @@ impl Changes {
                     continue;
                 }
             };
-            if resp.compact_revision() != 0 {
-                self.interrupted(Interrupted::Reread);
-                continue;
+            let msg = wire::watch_msg(&resp);
+            drop(resp);
+            match self.apply(&msg) {
+                Ok(()) => {}
+                Err(End::Reread) => self.interrupted(Interrupted::Reread),
+                Err(End::Reconnect(why)) => self.interrupted(Interrupted::Resume(why)),
             }
-            if resp.canceled() {
-                self.interrupted(Interrupted::Resume("cancelled"));
-                continue;
-            }
-            if resp.created() {
-                self.backoff.reset();
-            }
-            self.apply(&resp);
         }
     }
 
@@ -174,7 +172,7 @@ impl Changes {
             self.reread = true;
         }
         if self.reread {
-            let previous = DirectiveSet::clone(&self.applied.compose());
+            let previous = DirectiveSet::clone(&self.follower.compose());
             let change = self.reread().await?;
             if change.set != previous {
                 self.pending.push_back(change);
@@ -214,15 +212,20 @@ impl Changes {
     /// Reads the live state afresh and returns it as a change.
     async fn reread(&mut self) -> Result<Change, PublishError> {
         let live = read_live(&self.client, &self.layout, self.request_timeout, false).await?;
-        let mut reasons: Vec<RejectReason> = Vec::new();
-        self.applied
-            .replace_all(&live.kvs, self.clock.as_ref(), &mut reasons);
-        self.next_revision = live.header + 1;
+        let snapshot = Snapshot {
+            header: Header {
+                revision: live.header,
+                cluster_id: live.cluster_id,
+            },
+            kvs: live.kvs.iter().map(wire::kv).collect(),
+        };
+        let applied = self.follower.on_read(&snapshot, self.clock.as_ref());
+        self.next_revision = applied.confirmed + 1;
         self.reread = false;
         Ok(Change {
             revision: live.revision,
-            set: DirectiveSet::clone(&self.applied.compose()),
-            rejected: self.applied.rejections(),
+            set: DirectiveSet::clone(&self.follower.compose()),
+            rejected: self.follower.rejections(),
         })
     }
 
@@ -239,40 +242,53 @@ impl Changes {
         Ok(())
     }
 
-    fn apply(&mut self, resp: &etcd_client::WatchResponse) {
-        let mut group: Option<i64> = None;
-        let mut reasons: Vec<RejectReason> = Vec::new();
-        // The events of one transaction share a revision: filter against
-        // the floor as it was before this response, not as it moves.
-        let floor = self.next_revision;
-        for event in resp.events() {
-            let Some(kv) = event.kv() else { continue };
-            let revision = kv.mod_revision();
-            if revision < floor {
-                continue;
+    /// Hands a watch message to the core, one revision (one transaction) at
+    /// a time, and queues a change for each revision it applied.
+    fn apply(&mut self, msg: &WatchMsg) -> Result<(), End> {
+        if msg.events.is_empty() {
+            let applied =
+                self.follower
+                    .on_watch(msg, &mut self.next_revision, self.clock.as_ref())?;
+            if applied.created {
+                self.backoff.reset();
             }
-            if let Some(g) = group.filter(|g| *g != revision) {
-                self.emit(g);
-            }
-            group = Some(revision);
-            match event.event_type() {
-                EventType::Put => {
-                    self.applied.put(kv, self.clock.as_ref(), &mut reasons);
-                }
-                EventType::Delete => {
-                    self.applied.delete(kv.key(), revision);
-                }
-            }
-            self.next_revision = self.next_revision.max(revision + 1);
+            return Ok(());
         }
-        if let Some(g) = group {
-            self.emit(g);
+        let mut rest = msg.events.as_slice();
+        let mut first = true;
+        while let Some(head) = rest.first() {
+            let revision = head.kv().mod_revision;
+            let len = rest
+                .iter()
+                .take_while(|e| e.kv().mod_revision == revision)
+                .count();
+            let (group, tail) = rest.split_at(len);
+            rest = tail;
+            let one = WatchMsg {
+                header: msg.header,
+                compact_revision: msg.compact_revision,
+                canceled: msg.canceled,
+                created: msg.created && first,
+                events: group.to_vec(),
+            };
+            first = false;
+            let before = self.next_revision;
+            let applied =
+                self.follower
+                    .on_watch(&one, &mut self.next_revision, self.clock.as_ref())?;
+            if applied.created {
+                self.backoff.reset();
+            }
+            if self.next_revision != before {
+                self.emit(revision);
+            }
         }
+        Ok(())
     }
 
     fn emit(&mut self, revision: i64) {
-        let set = DirectiveSet::clone(&self.applied.compose());
-        let rejected = self.applied.rejections();
+        let set = DirectiveSet::clone(&self.follower.compose());
+        let rejected = self.follower.rejections();
         self.pending.push_back(Change {
             revision,
             set,

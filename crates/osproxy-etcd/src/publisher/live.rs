@@ -21,6 +21,8 @@ pub(crate) struct Live {
     pub(crate) revision: i64,
     /// The header revision of the read.
     pub(crate) header: i64,
+    /// The cluster that answered.
+    pub(crate) cluster_id: u64,
 }
 
 /// The live set as instances would serve it, with what they would reject.
@@ -73,6 +75,7 @@ pub(crate) async fn read_live(
     let mut client = client.clone();
     let resp = request(limit, "read", client.txn(txn)).await?;
     let header = resp.header().map_or(0, |h| h.revision());
+    let cluster_id = resp.header().map_or(0, |h| h.cluster_id());
     let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
         TxnOpResponse::Get(g) => Some(g),
         _ => None,
@@ -83,6 +86,7 @@ pub(crate) async fn read_live(
         revision: newest_revision(&kvs).max(marker),
         kvs,
         header,
+        cluster_id,
     })
 }
 

@@ -17,6 +17,7 @@ use osproxy_observe::{
     RejectReason,
 };
 
+use super::types::Kv;
 use crate::status::Rejection;
 
 /// One key as last seen.
@@ -87,14 +88,14 @@ impl AppliedState {
     /// did not change keep their decoded directives (and their anchors).
     pub(crate) fn replace_all(
         &mut self,
-        kvs: &[etcd_client::KeyValue],
+        kvs: &[Kv],
         clock: &dyn Clock,
         rejected: &mut Vec<RejectReason>,
     ) -> Outcome {
         let mut changed = Outcome::Unchanged;
         let mut keep = std::collections::BTreeSet::new();
         for kv in kvs {
-            keep.insert(kv.key().to_vec());
+            keep.insert(kv.key.clone());
             if self.put(kv, clock, rejected) == Outcome::Changed {
                 changed = Outcome::Changed;
             }
@@ -111,42 +112,42 @@ impl AppliedState {
     /// Applies a put of `kv`.
     pub(crate) fn put(
         &mut self,
-        kv: &etcd_client::KeyValue,
+        kv: &Kv,
         clock: &dyn Clock,
         rejected: &mut Vec<RejectReason>,
     ) -> Outcome {
-        self.revision = self.revision.max(kv.mod_revision());
-        let previous = self.entries.get(kv.key());
+        self.revision = self.revision.max(kv.mod_revision);
+        let previous = self.entries.get(&kv.key);
         if let Some(p) = previous {
-            if p.mod_revision == kv.mod_revision()
-                && p.create_revision == kv.create_revision()
-                && p.value == kv.value()
+            if p.mod_revision == kv.mod_revision
+                && p.create_revision == kv.create_revision
+                && p.value == kv.value
             {
                 return Outcome::Unchanged;
             }
         }
-        let decoded = self.decode(kv.value(), clock);
+        let decoded = self.decode(&kv.value, clock);
         let previous_good = previous.and_then(|p| p.good.clone());
         let entry = match decoded {
             Ok(directives) => Entry {
-                mod_revision: kv.mod_revision(),
-                create_revision: kv.create_revision(),
-                value: kv.value().to_vec(),
+                mod_revision: kv.mod_revision,
+                create_revision: kv.create_revision,
+                value: kv.value.clone(),
                 good: Some(directives),
                 rejected: None,
             },
             Err(e) => {
                 rejected.push(e.reason);
                 Entry {
-                    mod_revision: kv.mod_revision(),
-                    create_revision: kv.create_revision(),
-                    value: kv.value().to_vec(),
+                    mod_revision: kv.mod_revision,
+                    create_revision: kv.create_revision,
+                    value: kv.value.clone(),
                     good: previous_good,
                     rejected: Some(e),
                 }
             }
         };
-        self.entries.insert(kv.key().to_vec(), entry);
+        self.entries.insert(kv.key.clone(), entry);
         Outcome::Changed
     }
 
