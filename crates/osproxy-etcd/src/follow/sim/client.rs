@@ -1,148 +1,18 @@
-//! Deterministic simulation of the watch core against a simulated etcd
-//! (issue 11): seeded, replayable, a hundred thousand random steps per run.
-//!
-//! The simulated etcd keeps an MVCC history over both layouts: puts (valid
-//! and malformed values), deletes and multi-key transactions at one
-//! revision, compaction, restarts, and rebuilds from empty (a new cluster
-//! id, revisions going backwards). A simulated client does what the store's
-//! shell does — connect (resume if the revision before the resume point is
-//! still held, else read), watch, answer the core's timers — while the
-//! network around it drops streams, freezes connections, batches and
-//! duplicates events, answers or ignores progress requests (a grpc-proxy
-//! never answers them) and moves virtual time. After every step it checks:
-//!
-//! 1. per cluster, the applied revision never decreases;
-//! 2. after quiescence the served set equals the model's;
-//! 3. a directive (ids are unique per write) is anchored once: its expiry is
-//!    the same every time it is served, whatever re-reads or reconnects
-//!    happened in between;
-//! 4. a read that changes nothing never swaps the served set;
-//! 5. a frozen connection is given up exactly `stale_after` after its last
-//!    confirmation, and a healthy one never is.
-//!
-//! `OSPROXY_SIM_SEED=<n>` replays one seed; a failure names its seed and step.
+//! The simulated client: what the store's shell does around the core
+//! (connect, resume or read, watch, answer the timers), over a simulated
+//! network, checking the invariants after every step.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use osproxy_core::{Clock, ManualClock};
+use osproxy_core::ManualClock;
 use osproxy_observe::{DecodeLimits, DirectiveSet};
 use tokio::time::Instant;
 
-use super::{Action, End, Event, Follower, Header, Kv, Liveness, LivenessRead, Snapshot, WatchMsg};
-
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-const STALE_AFTER: Duration = Duration::from_secs(15);
-/// Steps per (seed, layout) run; CI runs enough runs for 100,000 steps.
-const STEPS: usize = 25_000;
-
-/// A small deterministic generator (xorshift64*), so a seed replays exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
-
-/// The simulated etcd: one cluster's MVCC state and history.
-struct Etcd {
-    cluster_id: u64,
-    revision: i64,
-    compacted: i64,
-    /// key → (value, create revision, mod revision)
-    kvs: BTreeMap<Vec<u8>, (Vec<u8>, i64, i64)>,
-    /// Events by revision (one transaction each).
-    history: BTreeMap<i64, Vec<Event>>,
-}
-
-impl Etcd {
-    fn new(cluster_id: u64, revision: i64) -> Etcd {
-        Etcd {
-            cluster_id,
-            revision,
-            compacted: 0,
-            kvs: BTreeMap::new(),
-            history: BTreeMap::new(),
-        }
-    }
-
-    fn header(&self) -> Header {
-        Header {
-            revision: self.revision,
-            cluster_id: self.cluster_id,
-        }
-    }
-
-    /// Applies one transaction of puts (`Some(value)`) and deletes.
-    fn txn(&mut self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
-        let rev = self.revision + 1;
-        let mut events = Vec::new();
-        for (key, op) in ops {
-            match op {
-                Some(value) => {
-                    let create = self.kvs.get(&key).map_or(rev, |e| e.1);
-                    self.kvs.insert(key.clone(), (value.clone(), create, rev));
-                    events.push(Event::Put(Kv {
-                        key,
-                        value,
-                        mod_revision: rev,
-                        create_revision: create,
-                    }));
-                }
-                None => {
-                    if self.kvs.remove(&key).is_some() {
-                        events.push(Event::Delete(Kv {
-                            key,
-                            value: Vec::new(),
-                            mod_revision: rev,
-                            create_revision: 0,
-                        }));
-                    }
-                }
-            }
-        }
-        if !events.is_empty() {
-            self.revision = rev;
-            self.history.insert(rev, events);
-        }
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            header: self.header(),
-            kvs: self
-                .kvs
-                .iter()
-                .map(|(k, (v, c, m))| Kv {
-                    key: k.clone(),
-                    value: v.clone(),
-                    mod_revision: *m,
-                    create_revision: *c,
-                })
-                .collect(),
-        }
-    }
-
-    fn liveness_read(&self, min_mod_revision: i64) -> LivenessRead {
-        LivenessRead {
-            header: self.header(),
-            newer_keys: usize::from(self.kvs.values().any(|e| e.2 >= min_mod_revision)),
-            count: self.kvs.len(),
-        }
-    }
-}
+use super::etcd::{Etcd, Rng};
+use super::{Coverage, PROGRESS_EVERY, STALE_AFTER};
+use crate::follow::{Action, End, Follower, Header, Liveness, Outcome, WatchMsg};
 
 /// One watch stream of the client.
 struct Stream {
@@ -158,22 +28,8 @@ struct Stream {
     liveness: Liveness,
 }
 
-/// What a run exercised, so a run that tested nothing fails.
-#[derive(Debug, Default)]
-struct Coverage {
-    reads: usize,
-    resumes: usize,
-    compacted_watches: usize,
-    stale: usize,
-    liveness_reads: usize,
-    progress_replies: usize,
-    rebuilds: usize,
-    exact_checks: usize,
-    duplicates: usize,
-}
-
-struct Sim {
-    cov: Coverage,
+pub(super) struct Sim {
+    pub(super) cov: Coverage,
     rng: Rng,
     seed: u64,
     step: usize,
@@ -198,7 +54,7 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64, prefix: bool) -> Sim {
+    pub(super) fn new(seed: u64, prefix: bool) -> Sim {
         let clock = ManualClock::new();
         let mut follower = Follower::new(prefix, DecodeLimits::default());
         let served = follower.compose();
@@ -328,7 +184,7 @@ impl Sim {
 
     /// The shell's connect: resume when etcd still holds the revision
     /// before the resume point, else read; then open the watch.
-    fn connect(&mut self, resume: bool) {
+    pub(super) fn connect(&mut self, resume: bool) {
         let next = self.next_revision;
         let resumable =
             resume && next > 0 && next > self.etcd.compacted && next - 1 <= self.etcd.revision;
@@ -346,7 +202,7 @@ impl Sim {
                 self.floor = 0;
                 self.anchors.clear();
             }
-            if applied.outcome == super::Outcome::Unchanged {
+            if applied.outcome == Outcome::Unchanged {
                 // Nothing to swap: the composed set is the served one.
                 let set = self.follower.compose();
                 let same = if self.prefix {
@@ -391,8 +247,8 @@ impl Sim {
     }
 
     /// What the shell's `publish` does: swap when the composed set differs.
-    fn publish(&mut self, outcome: super::Outcome) {
-        if outcome == super::Outcome::Unchanged {
+    fn publish(&mut self, outcome: Outcome) {
+        if outcome == Outcome::Unchanged {
             return;
         }
         let set = self.follower.compose();
@@ -575,7 +431,7 @@ impl Sim {
 
     /// Delivers everything, unfreezes, and checks the served set against
     /// the model (invariant 2).
-    fn quiesce(&mut self) {
+    pub(super) fn quiesce(&mut self) {
         let mut pending_read = false;
         if let Some(s) = &mut self.stream {
             s.frozen = false;
@@ -633,7 +489,7 @@ impl Sim {
         }
     }
 
-    fn step(&mut self) {
+    pub(super) fn step(&mut self) {
         self.step += 1;
         match self.rng.below(100) {
             0..=39 => self.write(),
@@ -700,59 +556,4 @@ fn value_has(value: &[u8], ids: &[String]) -> bool {
         && ids
             .iter()
             .all(|id| text.contains(&format!("\"id\":\"{id}\"")))
-}
-
-fn run(seed: u64, prefix: bool) -> Coverage {
-    let mut sim = Sim::new(seed, prefix);
-    sim.connect(false);
-    for _ in 0..STEPS {
-        sim.step();
-    }
-    sim.quiesce();
-    sim.cov
-}
-
-/// The seeds of this run: `OSPROXY_SIM_SEED` alone, or two fresh ones.
-fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("OSPROXY_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return vec![seed];
-    }
-    let t = osproxy_core::SystemClock.unix_nanos();
-    vec![t, t.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15]
-}
-
-#[test]
-fn the_core_keeps_its_invariants_over_random_histories() {
-    let seeds = seeds();
-    let mut steps = 0;
-    for &seed in &seeds {
-        // Printed past the test harness's capture, so CI logs show it.
-        let _ = writeln!(
-            std::io::stderr(),
-            "follow::sim seed {seed} (replay with OSPROXY_SIM_SEED={seed})"
-        );
-        for prefix in [false, true] {
-            let c = run(seed, prefix);
-            steps += STEPS;
-            // Every kind of history happened, many times over.
-            let kinds = [
-                ("fresh reads", c.reads),
-                ("resumes", c.resumes),
-                ("compacted watches", c.compacted_watches),
-                ("stale connections", c.stale),
-                ("liveness reads", c.liveness_reads),
-                ("progress replies", c.progress_replies),
-                ("rebuilds", c.rebuilds),
-                ("exact quiescence checks", c.exact_checks),
-                ("duplicate events", c.duplicates),
-            ];
-            for (what, n) in kinds {
-                assert!(n >= 20, "seed {seed}: only {n} {what}: {c:?}");
-            }
-        }
-    }
-    assert!(steps >= 50_000 * seeds.len());
 }
