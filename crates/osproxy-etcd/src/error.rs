@@ -1,7 +1,10 @@
-//! Errors of the etcd store. Causes are kept as `#[source]`, never flattened
-//! into the message, so callers can walk the chain and logs stay value-free.
+//! Errors of the etcd store, and the ones it shares with the publisher
+//! ([`ConnectError`], [`ConfigError`] and the transport failure of a request,
+//! [`TransportError`]). Causes are kept as `#[source]`, never flattened into
+//! the message, so callers can walk the chain and logs stay value-free.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 /// What went wrong talking to etcd.
@@ -15,16 +18,35 @@ pub enum EtcdError {
     /// The store's configuration is invalid. Not retryable: fix the options.
     #[error("invalid etcd store configuration: {0}")]
     Config(#[from] ConfigError),
-    /// An operation on a connected client failed. Retryable.
-    #[error("etcd request failed: {op}")]
+    /// A request on a connected client failed or did not finish in time:
+    /// the same [`TransportError`] the publisher reports
+    /// ([`PublishError::Transport`](crate::PublishError::Transport)).
+    /// Retryable. `connect` reports a failed first read as
+    /// [`EtcdError::Connect`]; once connected the store fails safe and shows
+    /// request failures in its status instead.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// A request to a connected etcd that failed, or did not finish in time,
+/// without writing anything: the one transport error of the store and the
+/// publisher. Retryable after reconnecting. (A *write* whose answer is lost
+/// is not this: see [`PublishError::OutcomeUnknown`](crate::PublishError::OutcomeUnknown).)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The request failed (unavailable, refused, permission denied, …).
+    #[error("etcd request failed: {op} ({kind})")]
     Request {
         /// Which operation.
         op: &'static str,
+        /// A short, stable description of the failure.
+        kind: &'static str,
         /// The client's error.
         #[source]
         source: etcd_client::Error,
     },
-    /// An operation did not finish in time. Retryable.
+    /// The request did not finish within its limit.
     #[error("etcd request timed out after {after:?}: {op}")]
     Timeout {
         /// Which operation.
@@ -32,6 +54,45 @@ pub enum EtcdError {
         /// The limit that was hit.
         after: Duration,
     },
+}
+
+impl TransportError {
+    /// A failed request `op`, its kind read from the client's error.
+    pub(crate) fn request(op: &'static str, source: etcd_client::Error) -> Self {
+        TransportError::Request {
+            op,
+            kind: client_error_kind(&source),
+            source,
+        }
+    }
+
+    /// A stable, value-free slug: `etcd_request_failed` or `etcd_timeout`.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            TransportError::Request { .. } => "etcd_request_failed",
+            TransportError::Timeout { .. } => "etcd_timeout",
+        }
+    }
+
+    /// Which operation failed.
+    pub fn op(&self) -> &'static str {
+        match self {
+            TransportError::Request { op, .. } | TransportError::Timeout { op, .. } => op,
+        }
+    }
+}
+
+/// Runs one request that writes nothing within `limit`.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    op: &'static str,
+    fut: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, TransportError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(TransportError::request(op, source)),
+        Err(_) => Err(TransportError::Timeout { op, after: limit }),
+    }
 }
 
 impl From<etcd_client::Error> for EtcdError {

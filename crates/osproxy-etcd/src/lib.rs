@@ -55,8 +55,9 @@
 //! single-variant `EtcdError::Connect(etcd_client::Error)` are **not**
 //! supported:
 //! - an exhaustive `match` (or an irrefutable `let EtcdError::Connect(e) =
-//!   ..`): [`EtcdError`] is `#[non_exhaustive]` and also has `Config`,
-//!   `Request` and `Timeout`, so add a wildcard arm;
+//!   ..`): [`EtcdError`] is `#[non_exhaustive]` and also has `Config`
+//!   and `Transport` (the [`TransportError`] the publisher shares), so add
+//!   a wildcard arm;
 //! - using `Connect`'s payload as an `etcd_client::Error` (matching its
 //!   variants, or building `EtcdError::Connect(client_error)`): the payload
 //!   is a [`ConnectError`] naming the endpoints and the cause; its
@@ -80,7 +81,7 @@ mod watcher;
 mod wire;
 
 pub use config::{Credentials, Layout, TlsConfig};
-pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError};
+pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError, TransportError};
 pub use instance::{
     InstanceReport, InstanceStatus, DEFAULT_STATUS_LEASE_TTL, DEFAULT_STATUS_PREFIX,
 };

@@ -20,7 +20,7 @@ use super::live::read_live;
 use super::{PublishError, Publisher};
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::config::Layout;
-use crate::error::client_error_kind;
+use crate::error::{client_error_kind, TransportError};
 use crate::follow::{End, Follower, Header, Snapshot, WatchMsg};
 use crate::status::Rejection;
 use crate::wire;
@@ -197,15 +197,12 @@ impl Changes {
             Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::OutOfRange => {
                 Ok(false)
             }
-            Ok(Err(source)) => Err(PublishError::Request {
-                op: "read",
-                kind: client_error_kind(&source),
-                source,
-            }),
-            Err(_) => Err(PublishError::Timeout {
+            Ok(Err(source)) => Err(TransportError::request("read", source).into()),
+            Err(_) => Err(TransportError::Timeout {
                 op: "read",
                 after: self.request_timeout,
-            }),
+            }
+            .into()),
         }
     }
 

@@ -7,13 +7,17 @@
 //! - **outcome unknown** ([`PublishError::OutcomeUnknown`]): the write left
 //!   and no answer came back; it may or may not have been applied, so
 //!   nothing is cleaned up and the caller must read before deciding;
-//! - **transport failures of reads**: retry after reconnecting.
-
-use std::time::Duration;
+//! - **transport failures** ([`PublishError::Transport`], the store's
+//!   [`TransportError`] too): a read, a lease grant or a write etcd refused
+//!   outright wrote nothing; retry after reconnecting.
+//!
+//! The write outcomes (conflict, unknown outcome, etcd's permanent refusals,
+//! invalid bytes, …) are this enum's own variants; how a request failed on
+//! the wire is the one [`TransportError`] inside `Transport`.
 
 use osproxy_observe::DecodeError;
 
-use crate::error::{client_error_kind, ConfigError, ConnectError};
+use crate::error::{ConfigError, ConnectError, TransportError};
 
 /// What can go wrong publishing. Messages are short and value-free; causes
 /// are kept as sources.
@@ -27,25 +31,11 @@ pub enum PublishError {
     #[error("cannot reach etcd")]
     Connect(#[source] ConnectError),
     /// A request failed and wrote nothing (a read, a lease grant, or a write
-    /// etcd refused outright). Retryable after reconnecting.
-    #[error("etcd request failed: {op} ({kind})")]
-    Request {
-        /// Which operation.
-        op: &'static str,
-        /// A short, stable description of the failure.
-        kind: &'static str,
-        /// The client's error.
-        #[source]
-        source: etcd_client::Error,
-    },
-    /// A read did not finish within the request timeout. Retryable.
-    #[error("etcd request timed out after {after:?}: {op}")]
-    Timeout {
-        /// Which operation.
-        op: &'static str,
-        /// The limit that was hit.
-        after: Duration,
-    },
+    /// etcd refused outright: [`TransportError::Request`]), or a request that
+    /// writes nothing timed out ([`TransportError::Timeout`]). Retryable
+    /// after reconnecting.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// A write was sent and no answer came back (timeout or lost
     /// connection): etcd may or may not have applied it. Nothing was cleaned
     /// up. Not retryable blindly: read the live revision first; a revision
@@ -146,8 +136,7 @@ impl PublishError {
         match self {
             PublishError::Config(_) => "invalid_config",
             PublishError::Connect(_) => "etcd_unavailable",
-            PublishError::Request { .. } => "etcd_request_failed",
-            PublishError::Timeout { .. } => "etcd_timeout",
+            PublishError::Transport(e) => e.slug(),
             PublishError::OutcomeUnknown { .. } => "outcome_unknown",
             PublishError::ValueTooLarge { .. } => "etcd_value_too_large",
             PublishError::TooManyOps { .. } => "etcd_too_many_ops",
@@ -169,8 +158,7 @@ impl PublishError {
         matches!(
             self,
             PublishError::Connect(_)
-                | PublishError::Request { .. }
-                | PublishError::Timeout { .. }
+                | PublishError::Transport(_)
                 | PublishError::Contended { .. }
                 | PublishError::WatchEnded { .. }
         )
@@ -212,11 +200,7 @@ pub(crate) fn write_error(op: &'static str, before: i64, e: etcd_client::Error) 
             | Code::Unimplemented
             | Code::ResourceExhausted,
             _,
-        )) => PublishError::Request {
-            op,
-            kind: client_error_kind(&e),
-            source: e,
-        },
+        )) => PublishError::Transport(TransportError::request(op, e)),
         // Unavailable, DeadlineExceeded, Cancelled, Unknown, Internal,
         // Aborted, DataLoss, and every transport error: the request may
         // have reached etcd.
@@ -264,6 +248,41 @@ mod tests {
             grpc(tonic::Code::PermissionDenied, "permission denied"),
         );
         assert_eq!(e.slug(), "etcd_request_failed");
+    }
+
+    #[test]
+    fn transport_failures_are_the_stores_type_with_the_same_slugs_and_messages() {
+        let timeout = TransportError::Timeout {
+            op: "read",
+            after: std::time::Duration::from_secs(1),
+        };
+        let e = PublishError::from(timeout);
+        assert_eq!(e.slug(), "etcd_timeout");
+        assert!(e.is_retryable());
+        assert_eq!(e.to_string(), "etcd request timed out after 1s: read");
+        let refused = write_error(
+            "publish",
+            3,
+            grpc(tonic::Code::PermissionDenied, "permission denied"),
+        );
+        assert!(matches!(
+            refused,
+            PublishError::Transport(TransportError::Request {
+                op: "publish",
+                kind: "permission denied",
+                ..
+            })
+        ));
+        assert_eq!(
+            refused.to_string(),
+            "etcd request failed: publish (permission denied)"
+        );
+        assert!(std::error::Error::source(&refused).is_some());
+        let PublishError::Transport(t) = refused else {
+            unreachable!()
+        };
+        let store = crate::EtcdError::from(t);
+        assert!(matches!(store, crate::EtcdError::Transport(_)));
     }
 
     #[test]

@@ -107,13 +107,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{Connection, Layout};
+use crate::error::{bounded, ConfigError};
 use etcd_client::{Client, GetOptions};
 use osproxy_core::Clock;
 use osproxy_observe::DecodeLimits;
-use tokio::time::timeout;
-
-use crate::config::{Connection, Layout};
-use crate::error::{client_error_kind, ConfigError};
 
 pub use changes::{Change, Changes};
 pub use error::PublishError;
@@ -230,21 +228,14 @@ impl Publisher {
     }
 }
 
-/// Runs one request that writes nothing within `limit`.
+/// Runs one request that writes nothing within `limit`; a failure is
+/// [`PublishError::Transport`].
 async fn request<T>(
     limit: Duration,
     op: &'static str,
     fut: impl Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, PublishError> {
-    match timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(PublishError::Request {
-            op,
-            kind: client_error_kind(&source),
-            source,
-        }),
-        Err(_) => Err(PublishError::Timeout { op, after: limit }),
-    }
+    Ok(bounded(limit, op, fut).await?)
 }
 
 /// Connects to one endpoint and proves with a cheap read that it answers

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use osproxy_etcd::{ConfigError, PublishError};
+use osproxy_etcd::{ConfigError, PublishError, TransportError};
 use osproxy_observe::DecodeError;
 use serde_json::json;
 
@@ -223,10 +223,10 @@ impl From<PublishError> for CliError {
                         .into(),
                 );
             }
-            PublishError::Request {
+            PublishError::Transport(TransportError::Request {
                 kind: "permission denied",
                 ..
-            } => {
+            }) => {
                 err.hint = Some(
                     "the etcd role needs read (to publish: write) permission on the directives \
                      and on their revision marker next to them (see `Layout::revision_key`; a \
