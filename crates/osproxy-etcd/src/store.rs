@@ -167,10 +167,12 @@ impl EtcdStoreBuilder {
     }
 
     /// Every connection option at once (endpoints, timeouts, keepalive, TLS,
-    /// credentials), e.g. one already shared with a [`crate::publisher::Publisher`].
-    /// Replaces the endpoints given to [`EtcdDirectiveStore::builder`].
-    pub fn connection(mut self, connection: ConnectionConfig) -> Self {
-        self.config.connection = connection;
+    /// credentials): a validated [`crate::config::Connection`] (e.g. one
+    /// already shared with a [`crate::publisher::Publisher`]) or plain
+    /// settings, which `connect` validates. Replaces the endpoints given to
+    /// [`EtcdDirectiveStore::builder`].
+    pub fn connection(mut self, connection: impl Into<ConnectionConfig>) -> Self {
+        self.config.connection = connection.into();
         self
     }
 

@@ -172,7 +172,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         let connection = Connection::try_from(settings).map_err(config_error)?;
         let mut builder =
             EtcdDirectiveStore::builder(connection.endpoints(), layout.clone(), clock())
-                .connection(connection.clone().into())
+                .connection(connection.clone())
                 .stale_after(opts.stale_after)
                 .progress_interval(opts.progress_interval)
                 .backoff(opts.backoff_initial, opts.backoff_max)
