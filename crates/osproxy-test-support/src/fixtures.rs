@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::EtcdCluster;
+use crate::cluster::EtcdCluster;
 
 /// A generous bound for anything that should happen "promptly" on a loaded
 /// 2-core machine, for [`eventually`](crate::eventually) and

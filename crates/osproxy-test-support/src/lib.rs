@@ -80,57 +80,23 @@ mod binaries;
 mod cluster;
 pub mod fixtures;
 mod forwarder;
+mod keys;
 mod pki;
 mod ports;
 mod proxy;
 mod wait;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 pub use binaries::{etcd_version, ETCD_BIN_DIR_VAR, ETCD_NOT_FOUND};
-pub use cluster::{EtcdCluster, EtcdClusterBuilder, EtcdMember, MemberStatus};
+pub use cluster::{EtcdCluster, EtcdClusterBuilder, EtcdMember, MemberStatus, KEEP_ENV};
 pub use forwarder::TcpForwarder;
+pub use keys::unique_key;
 pub use pki::{ClientCert, TestPki};
 pub use proxy::EtcdProxy;
 pub use wait::{eventually, poll_within, wait_until};
 
-/// Environment variable that, when set to `1`, keeps the etcd data
-/// directories (and logs) after the cluster is dropped and prints where they
-/// are.
-pub const KEEP_ENV: &str = "OSPROXY_ETCD_KEEP";
-
-/// A key unique to this call, under `/osproxy-test/<prefix>/`.
-///
-/// The shape is `/osproxy-test/<prefix>/<pid>-<counter>-<random>`: unique
-/// across tests of one process (counter), across processes (pid) and across
-/// runs against a reused cluster (random).
-pub fn unique_key(prefix: &str) -> String {
-    format!("/osproxy-test/{prefix}/{}", unique_suffix())
-}
-
-/// `<pid>-<counter>-<random hex>`, used for keys and cluster tokens.
-pub(crate) fn unique_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let r: u32 = rand::random();
-    format!("{}-{n}-{r:08x}", std::process::id())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unique_keys_differ_and_have_the_documented_shape() {
-        let a = unique_key("shape");
-        let b = unique_key("shape");
-        assert_ne!(a, b);
-        let prefix = "/osproxy-test/shape/";
-        assert!(a.starts_with(prefix), "{a}");
-        let parts: Vec<&str> = a[prefix.len()..].split('-').collect();
-        assert_eq!(parts.len(), 3, "{a}");
-        assert_eq!(parts[0], std::process::id().to_string());
-    }
 
     #[test]
     fn public_handles_are_send_and_sync() {

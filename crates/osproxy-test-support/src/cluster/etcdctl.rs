@@ -1,46 +1,42 @@
-//! Running `etcdctl`: the command with this cluster's TLS and auth flags,
-//! running it with a bound while capturing its output, and parsing what it
-//! prints (`get --print-value-only`, JSON headers, `endpoint status`).
+//! Running `etcdctl` with a bound while capturing its output, and parsing
+//! what it prints (`get --print-value-only`, JSON headers, `endpoint status`
+//! into [`MemberStatus`]). The command itself, with the cluster's TLS and
+//! auth flags, is built by `config`.
 
 use std::ffi::OsStr;
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Config, MemberStatus};
 use crate::wait::Deadline;
+
+/// A member's view of itself, from `etcdctl endpoint status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The cluster id (changes with
+    /// [`EtcdCluster::restart_empty`](super::EtcdCluster::restart_empty)).
+    pub cluster_id: u64,
+    /// This member's id.
+    pub member_id: u64,
+    /// The member's current revision.
+    pub revision: i64,
+    /// The raft term.
+    pub raft_term: u64,
+    /// The id of the leader this member knows of.
+    pub leader: u64,
+    /// The etcd server version, e.g. `3.4.23`.
+    pub version: String,
+}
+
+impl MemberStatus {
+    /// Whether this member is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.leader == self.member_id
+    }
+}
 
 /// Bound on one `etcdctl` invocation (its own timeouts are shorter).
 const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(30);
-
-impl Config {
-    /// An `etcdctl` command (API v3) aimed at `endpoints`, with the TLS and
-    /// auth flags this cluster needs.
-    pub(super) fn etcdctl_command(&self, endpoints: &[String]) -> Command {
-        let mut cmd = Command::new(&self.etcdctl_bin);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ETCDCTL_") {
-                cmd.env_remove(&name);
-            }
-        }
-        cmd.env("ETCDCTL_API", "3");
-        cmd.arg(format!("--endpoints={}", endpoints.join(",")));
-        cmd.arg("--dial-timeout=2s").arg("--command-timeout=5s");
-        if let Some(pki) = &self.tls {
-            cmd.arg(flag("--cacert=", pki.ca_path().as_os_str()));
-            cmd.arg(flag("--cert=", pki.client_cert_path().as_os_str()));
-            cmd.arg(flag("--key=", pki.client_key_path().as_os_str()));
-        }
-        if let (true, Some(password)) = (
-            self.auth_enabled.load(Ordering::SeqCst),
-            &self.root_password,
-        ) {
-            cmd.arg(format!("--user=root:{password}"));
-        }
-        cmd
-    }
-}
 
 pub(super) fn flag(name: &str, value: &OsStr) -> std::ffi::OsString {
     let mut s = std::ffi::OsString::from(name);

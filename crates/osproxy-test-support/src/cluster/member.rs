@@ -1,17 +1,23 @@
 //! One member of an [`EtcdCluster`](super::EtcdCluster): its addresses and
-//! paths, its process (start, kill, `SIGSTOP`/`SIGCONT`, restart), health,
-//! `etcdctl` aimed at it alone and its [`MemberStatus`].
+//! paths, its process (spawned with its flags; start, kill,
+//! `SIGSTOP`/`SIGCONT`, restart), health and waiting for it, `etcdctl` aimed
+//! at it alone and its [`MemberStatus`].
 
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::etcdctl::{expect_success, parse_status, run};
-use super::process::{health, wait_healthy, Supervised};
-use super::{Config, LOG_TAIL_LINES};
+use super::config::Config;
+use super::etcdctl::{expect_success, parse_status, run, MemberStatus};
+use super::process::{etcd_command, health, log_files, Supervised};
+use crate::wait::Deadline;
+
+/// Lines of each log shown in a panic message.
+pub(super) const LOG_TAIL_LINES: usize = 40;
 
 /// One member of an [`EtcdCluster`](super::EtcdCluster).
 ///
@@ -39,31 +45,6 @@ impl std::fmt::Debug for EtcdMember {
             .field("metrics_port", &self.metrics_port)
             .field("pid", &self.pid())
             .finish()
-    }
-}
-
-/// A member's view of itself, from `etcdctl endpoint status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberStatus {
-    /// The cluster id (changes with
-    /// [`EtcdCluster::restart_empty`](super::EtcdCluster::restart_empty)).
-    pub cluster_id: u64,
-    /// This member's id.
-    pub member_id: u64,
-    /// The member's current revision.
-    pub revision: i64,
-    /// The raft term.
-    pub raft_term: u64,
-    /// The id of the leader this member knows of.
-    pub leader: u64,
-    /// The etcd server version, e.g. `3.4.23`.
-    pub version: String,
-}
-
-impl MemberStatus {
-    /// Whether this member is the leader.
-    pub fn is_leader(&self) -> bool {
-        self.leader == self.member_id
     }
 }
 
@@ -248,5 +229,110 @@ impl EtcdMember {
         }
         fs::create_dir_all(&self.dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", self.dir.display()));
+    }
+
+    /// Spawns etcd for this member with its flags (not waiting for health).
+    pub(super) fn spawn(&self) -> Child {
+        let config = &self.config;
+        let client_url = self.client_url();
+        let peer_url = self.peer_url();
+        let (stderr, stdout) = log_files(&self.stderr_path());
+        let mut cmd = etcd_command(&config.etcd_bin);
+        cmd.arg("--name")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen-client-urls")
+            .arg(&client_url)
+            .arg("--advertise-client-urls")
+            .arg(&client_url)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--listen-metrics-urls")
+            .arg(self.metrics_url())
+            .arg("--initial-cluster")
+            .arg(&self.initial_cluster)
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--initial-cluster-token")
+            .arg(config.token().as_str())
+            .arg("--heartbeat-interval")
+            .arg("50")
+            .arg("--election-timeout")
+            .arg("500")
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-level")
+            .arg("warn")
+            .arg("--log-outputs")
+            .arg(self.log_path());
+        if let Some(pki) = &config.tls {
+            cmd.arg("--cert-file")
+                .arg(pki.server_cert_path())
+                .arg("--key-file")
+                .arg(pki.server_key_path())
+                .arg("--trusted-ca-file")
+                .arg(pki.ca_path())
+                .arg("--client-cert-auth");
+        }
+        if let Some(bytes) = config.max_request_bytes {
+            cmd.arg("--max-request-bytes").arg(bytes.to_string());
+        }
+        cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", config.etcd_bin.display()))
+    }
+}
+
+/// Why a set of members did not become healthy ([`wait_healthy`]).
+#[derive(Debug)]
+pub(super) enum StartError {
+    Exited { member: usize, status: ExitStatus },
+    Timeout { unhealthy: Vec<String> },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Exited { member, status } => write!(f, "member {member} exited ({status})"),
+            StartError::Timeout { unhealthy } => write!(f, "timed out; unhealthy: {unhealthy:?}"),
+        }
+    }
+}
+
+/// Blocks until every one of `members` reports healthy, or one exits (its
+/// exit reaped), or `timeout` passes.
+pub(super) fn wait_healthy(members: &[EtcdMember], timeout: Duration) -> Result<(), StartError> {
+    let deadline = Deadline::after(timeout);
+    let mut healthy = vec![false; members.len()];
+    loop {
+        for (i, member) in members.iter().enumerate() {
+            if healthy[i] {
+                continue;
+            }
+            // Not started (or unknowable): it cannot get healthy below.
+            if let Some(status) = member.process.reap_exited() {
+                return Err(StartError::Exited {
+                    member: member.index,
+                    status,
+                });
+            }
+            healthy[i] = member.is_healthy();
+        }
+        if healthy.iter().all(|h| *h) {
+            return Ok(());
+        }
+        if deadline.expired() {
+            let unhealthy = members
+                .iter()
+                .zip(&healthy)
+                .filter(|(_, h)| !**h)
+                .map(|(m, _)| m.name.clone())
+                .collect();
+            return Err(StartError::Timeout { unhealthy });
+        }
+        std::thread::sleep(Duration::from_millis(25).min(deadline.remaining()));
     }
 }

@@ -1,49 +1,55 @@
 //! Real etcd clusters on loopback ports.
 //!
-//! This module holds the cluster itself: [`EtcdClusterBuilder`], [`EtcdCluster`]
-//! (launch, cluster-wide faults, teardown on drop) and the [`Config`] its
-//! members share. The rest is split by concern:
+//! This module holds the cluster itself: [`EtcdClusterBuilder`] and
+//! [`EtcdCluster`] (launch, cluster-wide faults, teardown on drop). The rest
+//! is split by concern, each using only those listed after it (no circle):
 //!
-//! * `member`: [`EtcdMember`] and [`MemberStatus`], one process's addresses,
-//!   paths and fault controls (`kill`, `stop`/`cont`, `start`, `restart`).
+//! * `member`: [`EtcdMember`], one process's addresses, paths, spawn, health
+//!   and fault controls (`kill`, `stop`/`cont`, `start`, `restart`) →
+//!   `config`, `etcdctl`, `process`.
+//! * `config`: the settings the cluster and its members share, and the
+//!   `etcdctl` command they imply → `etcdctl`.
+//! * `etcdctl`: running `etcdctl` with a bound and parsing its output
+//!   ([`MemberStatus`]); a leaf.
 //! * `process`: the OS side, shared with [`EtcdProxy`](crate::EtcdProxy):
-//!   what a launch needs (binaries, directory, watchdog), spawning etcd, a
-//!   supervised process's pid file and signals, `/health` probes and waiting
-//!   for health, `/proc` process state, the watchdog shell.
-//! * `etcdctl`: building and running `etcdctl` with a bound and parsing its
-//!   output.
+//!   what a launch needs (binaries, directory, watchdog), an etcd command
+//!   with a clean environment, a supervised process's pid file and signals,
+//!   `/health` probes, `/proc` process state, the watchdog shell; a leaf.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::keys::unique_suffix;
 use crate::pki::TestPki;
 use crate::ports::free_ports;
 use crate::wait::wait_until;
-use crate::{unique_suffix, KEEP_ENV};
 
+mod config;
 mod etcdctl;
 mod member;
 mod process;
 
+use config::Config;
+pub use etcdctl::MemberStatus;
 use etcdctl::{expect_success, flag, header_revision, parse_value, run};
-pub use member::{EtcdMember, MemberStatus};
+pub use member::EtcdMember;
+use member::{wait_healthy, StartError, LOG_TAIL_LINES};
+use process::keep_requested;
+pub use process::KEEP_ENV;
 pub(crate) use process::{etcd_command, log_files, Supervised, Workspace};
-use process::{wait_healthy, StartError};
 
 /// Default bound on "etcd is up and healthy".
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many times a launch is retried when a member exits during start-up
 /// (typically a port taken between probing and etcd's bind).
 const LAUNCH_ATTEMPTS: usize = 4;
-/// Lines of each log shown in a panic message.
-const LOG_TAIL_LINES: usize = 40;
 /// A key nobody writes, read to learn the current revision.
 const PROBE_KEY: &str = "/osproxy-test-support/probe";
 
@@ -173,41 +179,6 @@ impl EtcdClusterBuilder {
         cluster.setup_auth();
         cluster
     }
-}
-
-/// Settings shared by the cluster and its members.
-struct Config {
-    etcd_bin: PathBuf,
-    etcdctl_bin: PathBuf,
-    tls: Option<TestPki>,
-    root_password: Option<String>,
-    /// Set once `auth enable` went through; etcdctl then sends `--user`.
-    auth_enabled: AtomicBool,
-    startup_timeout: Duration,
-    /// `--max-request-bytes`, when set.
-    max_request_bytes: Option<usize>,
-    /// `--initial-cluster-token` of the current incarnation.
-    token: Mutex<String>,
-}
-
-impl Config {
-    fn token(&self) -> MutexGuard<'_, String> {
-        self.token.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    }
-
-    // `etcdctl_command` is in `etcdctl.rs`.
-}
-
-fn keep_requested() -> bool {
-    std::env::var(KEEP_ENV).is_ok_and(|v| v == "1")
 }
 
 /// A real etcd cluster of local processes, torn down on drop.

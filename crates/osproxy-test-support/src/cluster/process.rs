@@ -1,9 +1,10 @@
 //! The OS side of the etcd processes under test control, members and
-//! grpc-proxies alike: what launching them needs ([`Workspace`]), spawning
-//! etcd with a clean environment and its output in a file, a spawned process
-//! with its pid file and fault controls ([`Supervised`]), probing `/health`
-//! and waiting until members are healthy, reading a process's state from
-//! `/proc`, and the watchdog shell that cleans up after a hard-killed test.
+//! grpc-proxies alike: what launching them needs ([`Workspace`]), an etcd
+//! command with a clean environment and its output in a file, a spawned
+//! process with its pid file and fault controls ([`Supervised`]), probing
+//! `/health`, reading a process's state from `/proc`, and the watchdog shell
+//! that cleans up after a hard-killed test (or keeps the data: [`KEEP_ENV`]).
+//! A leaf: it knows nothing of members or clusters.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -17,9 +18,8 @@ use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use super::{keep_requested, EtcdMember};
 use crate::binaries;
-use crate::wait::{wait_until, Deadline};
+use crate::wait::wait_until;
 
 /// What launching etcd processes needs: both executables (the version in use
 /// announced once per test process), a fresh working directory, and the
@@ -197,110 +197,6 @@ impl Supervised {
     }
 }
 
-impl EtcdMember {
-    pub(super) fn spawn(&self) -> Child {
-        let config = &self.config;
-        let client_url = self.client_url();
-        let peer_url = self.peer_url();
-        let (stderr, stdout) = log_files(&self.stderr_path());
-        let mut cmd = etcd_command(&config.etcd_bin);
-        cmd.arg("--name")
-            .arg(&self.name)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--listen-client-urls")
-            .arg(&client_url)
-            .arg("--advertise-client-urls")
-            .arg(&client_url)
-            .arg("--listen-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer_url)
-            .arg("--listen-metrics-urls")
-            .arg(self.metrics_url())
-            .arg("--initial-cluster")
-            .arg(&self.initial_cluster)
-            .arg("--initial-cluster-state")
-            .arg("new")
-            .arg("--initial-cluster-token")
-            .arg(config.token().as_str())
-            .arg("--heartbeat-interval")
-            .arg("50")
-            .arg("--election-timeout")
-            .arg("500")
-            .arg("--logger")
-            .arg("zap")
-            .arg("--log-level")
-            .arg("warn")
-            .arg("--log-outputs")
-            .arg(self.log_path());
-        if let Some(pki) = &config.tls {
-            cmd.arg("--cert-file")
-                .arg(pki.server_cert_path())
-                .arg("--key-file")
-                .arg(pki.server_key_path())
-                .arg("--trusted-ca-file")
-                .arg(pki.ca_path())
-                .arg("--client-cert-auth");
-        }
-        if let Some(bytes) = config.max_request_bytes {
-            cmd.arg("--max-request-bytes").arg(bytes.to_string());
-        }
-        cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
-        cmd.spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", config.etcd_bin.display()))
-    }
-}
-
-/// Why a set of members did not become healthy.
-#[derive(Debug)]
-pub(super) enum StartError {
-    Exited { member: usize, status: ExitStatus },
-    Timeout { unhealthy: Vec<String> },
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Exited { member, status } => write!(f, "member {member} exited ({status})"),
-            StartError::Timeout { unhealthy } => write!(f, "timed out; unhealthy: {unhealthy:?}"),
-        }
-    }
-}
-
-pub(super) fn wait_healthy(members: &[EtcdMember], timeout: Duration) -> Result<(), StartError> {
-    let deadline = Deadline::after(timeout);
-    let mut healthy = vec![false; members.len()];
-    loop {
-        for (i, member) in members.iter().enumerate() {
-            if healthy[i] {
-                continue;
-            }
-            // Not started (or unknowable): it cannot get healthy below.
-            if let Some(status) = member.process.reap_exited() {
-                return Err(StartError::Exited {
-                    member: member.index,
-                    status,
-                });
-            }
-            healthy[i] = member.is_healthy();
-        }
-        if healthy.iter().all(|h| *h) {
-            return Ok(());
-        }
-        if deadline.expired() {
-            let unhealthy = members
-                .iter()
-                .zip(&healthy)
-                .filter(|(_, h)| !**h)
-                .map(|(m, _)| m.name.clone())
-                .collect();
-            return Err(StartError::Timeout { unhealthy });
-        }
-        std::thread::sleep(Duration::from_millis(25).min(deadline.remaining()));
-    }
-}
-
 /// `GET /health` over plain HTTP/1.1 on the metrics port.
 pub(super) fn health(metrics_port: u16) -> bool {
     let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, metrics_port));
@@ -327,6 +223,16 @@ pub(crate) fn process_state(pid: u32) -> Option<char> {
     // the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     after.trim_start().chars().next()
+}
+
+/// Environment variable that, when set to `1`, keeps the etcd data
+/// directories (and logs) after the cluster is dropped and prints where they
+/// are.
+pub const KEEP_ENV: &str = "OSPROXY_ETCD_KEEP";
+
+/// Whether [`KEEP_ENV`] asks to keep the data directories.
+pub(crate) fn keep_requested() -> bool {
+    std::env::var(KEEP_ENV).is_ok_and(|v| v == "1")
 }
 
 /// A shell that, when its stdin reaches EOF because this process died without
