@@ -10,12 +10,12 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::{bin, listen_url, PROMPTLY};
+use common::{bin, listen_url, Proc, PROMPTLY};
 
 /// The open-file limit `serve` runs under: its connection cap becomes
 /// 128 − 64 = 64.
@@ -26,17 +26,16 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Slack on "closed within the header timeout" for a loaded 2-core machine.
 const SLACK: Duration = Duration::from_secs(2);
 
-/// A `serve` under `ulimit -n FD_LIMIT`, killed on drop.
+/// A `serve` under `ulimit -n FD_LIMIT` (killed on drop) and its address.
 struct LimitedServe {
-    child: std::process::Child,
+    proc: Proc,
     addr: SocketAddr,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl LimitedServe {
     fn start() -> LimitedServe {
-        let mut child = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" \"$@\""))
             .arg(bin())
             .args([
@@ -46,61 +45,20 @@ impl LimitedServe {
                 "--header-read-timeout",
                 "3s",
             ])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn serve under sh");
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("stderr piped");
-        let sink = std::sync::Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(PROMPTLY).unwrap_or_default();
-        let url = listen_url(line.trim()).unwrap_or_else(|| {
-            panic!(
-                "no listening line ({line:?}); stderr:\n{}",
-                stderr.lock().unwrap()
-            )
-        });
+            .env_remove("RUST_LOG");
+        let mut proc = Proc::from_command(cmd);
+        let line = proc.next_line(PROMPTLY);
+        let url = listen_url(&line)
+            .unwrap_or_else(|| panic!("no listening line ({line:?}); stderr:\n{}", proc.stderr()));
         let addr = url
             .trim_start_matches("http://")
             .parse()
             .expect("address in the listening line");
-        LimitedServe {
-            child,
-            addr,
-            stderr,
-        }
+        LimitedServe { proc, addr }
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for LimitedServe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.stderr()
     }
 }
 

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | header read | [`DEFAULT_HEADER_READ_TIMEOUT`] | a client that has not sent a whole request head within it (a first request, or the next one on a kept-alive connection) is disconnected |
 //! | request | [`DEFAULT_REQUEST_TIMEOUT`] | a request whose body and answer take longer is answered `408 request_timeout` |
-//! | connections | [`DEFAULT_MAX_CONNECTIONS`], and never more than the open-file limit less [`FD_RESERVE`] | at the cap, the **idlest** connection (no request in flight, longest without one) is closed to admit the new one, so a crowd of idle clients cannot lock a health check out; only when every connection has a request in flight is the new one refused. Each case is logged, at most once a second |
+//! | connections | [`DEFAULT_MAX_CONNECTIONS`], and never more than the open-file limit less [`FD_RESERVE`] | at the cap, the **idlest** connection (no request in flight, longest without one) is closed to admit the new one, so a crowd of idle clients cannot lock a health check out; only when every connection has a request in flight is the new one refused. A newcomer is served once the evicted socket is closed (one permit per open socket), so a burst cannot outrun the closes past the open-file limit. Each case is logged, at most once a second |
 //! | shutdown | [`DEFAULT_SHUTDOWN_GRACE`] | on SIGINT/SIGTERM the listener closes, requests in flight finish, idle connections close; whatever still runs after the grace period is dropped |
 //!
 //! Why not `axum::serve`: it sets no timer, so hyper's header-read timeout is
@@ -110,6 +110,7 @@ pub async fn serve(
         "admin connections capped"
     );
     let registry = Arc::new(Registry::new(cap));
+    let sockets = Arc::new(tokio::sync::Semaphore::new(cap));
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut accept_log = RateLimit::new();
@@ -136,10 +137,22 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        // One permit per open socket, released only once the socket is
+        // closed: an evicted connection's socket closes when its task next
+        // runs, so a burst of newcomers waits for that instead of outrunning
+        // it past the open-file limit.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = Arc::clone(&sockets).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let app = app.clone();
         let stop = stop.clone();
         let registry = Arc::clone(&registry);
         tasks.spawn(async move {
+            let _socket = permit;
             serve_connection(stream, app, limits, &conn, stop).await;
             registry.remove(conn.id);
         });
