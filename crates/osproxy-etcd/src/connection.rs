@@ -86,10 +86,10 @@ pub(crate) async fn first_answering<S, T>(
     state: &mut S,
     mut attempt: impl for<'s> FnMut(&'s mut S, usize, Duration) -> Attempt<'s, T>,
 ) -> Result<(usize, T), ConnectError> {
-    let deadline = tokio::time::Instant::now() + total;
+    let deadline = crate::timers::now() + total;
     let mut cause = ConnectCause::Timeout(total);
     for i in 0..endpoints.len() {
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let remaining = deadline.saturating_duration_since(crate::timers::now());
         let left = u32::try_from(endpoints.len() - i).unwrap_or(1).max(1);
         let budget = remaining / left;
         if budget.is_zero() {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{timeout, Instant as TokioInstant};
 
 use crate::status::StatusCell;
+use crate::timers;
 
 /// Where and how an instance reports its status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,8 +113,8 @@ impl InstanceReporter {
             lease: None,
             dirty: true,
             reported_current: None,
-            next_keepalive: TokioInstant::now(),
-            retry_at: TokioInstant::now(),
+            next_keepalive: timers::now(),
+            retry_at: timers::now(),
         }
     }
 
@@ -150,12 +151,12 @@ impl InstanceReporter {
         let limit = self.request_timeout;
         let result = timeout(limit, self.try_report(client, status, clock)).await;
         if matches!(result, Ok(Ok(()))) {
-            self.retry_at = TokioInstant::now();
+            self.retry_at = timers::now();
         } else {
             self.lease = None;
             self.dirty = true;
             // Retry no sooner than a keepalive period, so a broken etcd is not hammered.
-            self.retry_at = TokioInstant::now() + self.keepalive_period();
+            self.retry_at = timers::now() + self.keepalive_period();
         }
     }
 
@@ -216,7 +217,7 @@ impl InstanceReporter {
                 }
             }
         }
-        self.next_keepalive = TokioInstant::now() + self.keepalive_period();
+        self.next_keepalive = timers::now() + self.keepalive_period();
         Ok(())
     }
 }

@@ -77,6 +77,7 @@ pub mod offload;
 pub mod publisher;
 pub mod status;
 mod store;
+mod timers;
 mod watcher;
 mod wire;
 

@@ -49,6 +49,7 @@ use crate::follow::{Action, End, Follower, Liveness, Outcome, WatchMsg};
 use crate::instance::InstanceReporter;
 use crate::offload::decode_work;
 use crate::status::{StatusCell, WatchPhase};
+use crate::timers;
 use crate::wire;
 
 /// Where the watcher is; each variant holds only what is valid in it.
@@ -366,7 +367,7 @@ impl Watcher {
     ) -> State {
         self.set_phase(WatchPhase::Watching, true);
         let mut liveness = Liveness::new(
-            TokioInstant::now(),
+            timers::now(),
             self.config.progress_interval,
             self.config.stale_after,
         );
@@ -380,7 +381,7 @@ impl Watcher {
                         Ok(None) => break End::Reconnect("watch stream ended"),
                         Err(e) => break End::Reconnect(client_error_kind(&e)),
                     };
-                    liveness.on_message(TokioInstant::now());
+                    liveness.on_message(timers::now());
                     let msg = wire::watch_msg(&resp);
                     drop(resp);
                     if let Err(end) = self.on_watch_msg(&msg, &mut next_revision) {
@@ -389,7 +390,7 @@ impl Watcher {
                 }
                 () = sleep_until(due_at) => {
                     let answered_progress = liveness.answers_progress();
-                    match liveness.fire(TokioInstant::now()) {
+                    match liveness.fire(timers::now()) {
                         None => {}
                         Some(Action::Stale) => break End::Reconnect("stale connection"),
                         Some(Action::RequestProgress) if stream.request_progress().await.is_err() => {
@@ -401,7 +402,7 @@ impl Watcher {
                                 info!("etcd endpoint does not answer watch progress requests; confirming freshness with reads");
                             }
                             match self.liveness_read(&mut kv, liveness.stale_at()).await {
-                                Ok(()) => liveness.on_read_confirmed(TokioInstant::now()),
+                                Ok(()) => liveness.on_read_confirmed(timers::now()),
                                 Err(end) => break end,
                             }
                         }
