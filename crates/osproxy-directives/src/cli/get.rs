@@ -48,12 +48,8 @@ pub struct GetOpts {
 /// Runs `get`.
 pub async fn run(opts: GetOpts) -> ExitCode {
     finish(opts.fleet.output.json, async {
-        let layout = opts.fleet.layout.layout()?;
-        let publisher = opts
-            .fleet
-            .etcd
-            .publisher(layout.clone(), opts.fleet.limits.limits())
-            .await?;
+        let publisher = opts.fleet.publisher().await?;
+        let layout = publisher.layout().clone();
         let live = publisher.live().await?;
         if !layout.is_prefix() {
             // The single value is rejected whole: nothing to show beside it.

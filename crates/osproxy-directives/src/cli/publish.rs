@@ -14,7 +14,8 @@ use osproxy_observe::decode_directive_set_with;
 use serde_json::json;
 
 use super::common::{
-    check_published_form, clock, finish, print_json, read_input, summarize_ids, CliError, FleetArgs,
+    check_published_form, clock, finish_with, print_json, read_input, summarize_ids, CliError,
+    FleetArgs,
 };
 use super::status::{print_view, wait_for_fleet, InstanceState, DEFAULT_WAIT_TIMEOUT};
 use crate::diff::SetDiff;
@@ -68,17 +69,7 @@ pub struct PublishOpts {
 
 /// Runs `publish`.
 pub async fn run(opts: PublishOpts) -> ExitCode {
-    let mut code = ExitCode::SUCCESS;
-    let done = finish(opts.fleet.output.json, async {
-        code = execute(&opts).await?;
-        Ok(())
-    })
-    .await;
-    if done == ExitCode::SUCCESS {
-        code
-    } else {
-        done
-    }
+    finish_with(opts.fleet.output.json, execute(&opts)).await
 }
 
 /// Publishes; with `--wait`, the exit code is the fleet's verdict (the

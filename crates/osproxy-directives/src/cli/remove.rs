@@ -34,12 +34,7 @@ pub struct RemoveOpts {
 /// Runs `remove`.
 pub async fn run(opts: RemoveOpts) -> ExitCode {
     finish(opts.fleet.output.json, async {
-        let layout = opts.fleet.layout.layout()?;
-        let publisher = opts
-            .fleet
-            .etcd
-            .publisher(layout, opts.fleet.limits.limits())
-            .await?;
+        let publisher = opts.fleet.publisher().await?;
         let written = publisher.remove(&opts.id).await.map_err(CliError::from)?;
         if opts.fleet.output.json {
             print_json(&json!({"revision": written.revision, "id": opts.id}));

@@ -13,7 +13,7 @@ use osproxy_etcd::{FleetStatus, InstanceStatus, Publisher, DEFAULT_STATUS_PREFIX
 use serde::Serialize;
 use serde_json::json;
 
-use super::common::{clock, finish, print_json, summarize_ids, CliError, Failure, FleetArgs};
+use super::common::{clock, finish_with, print_json, summarize_ids, CliError, Failure, FleetArgs};
 use crate::duration::{duration_default, format_duration, parse_duration};
 
 /// Examples shown in `--help`.
@@ -203,14 +203,9 @@ pub async fn wait_for_fleet(
 /// Runs `status`.
 pub async fn run(opts: StatusOpts) -> ExitCode {
     let json = opts.fleet.output.json;
-    let mut code = ExitCode::SUCCESS;
-    let done = finish(json, async {
-        let layout = opts.fleet.layout.layout()?;
-        let publisher = opts
-            .fleet
-            .etcd
-            .publisher(layout.clone(), opts.fleet.limits.limits())
-            .await?;
+    finish_with(json, async {
+        let publisher = opts.fleet.publisher().await?;
+        let layout = publisher.layout().clone();
         let view = if opts.wait {
             wait_for_fleet(&publisher, &opts.status_prefix, opts.timeout).await?
         } else {
@@ -221,16 +216,11 @@ pub async fn run(opts: StatusOpts) -> ExitCode {
             if !json {
                 eprintln!("{}", e.message);
             }
-            code = e.exit_code();
+            return Ok(e.exit_code());
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     })
-    .await;
-    if done == ExitCode::SUCCESS {
-        code
-    } else {
-        done
-    }
+    .await
 }
 
 /// Prints the fleet: a summary and a table, or one JSON object.

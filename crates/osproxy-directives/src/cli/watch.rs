@@ -43,12 +43,8 @@ pub async fn run(opts: WatchOpts) -> ExitCode {
 }
 
 async fn execute(opts: &WatchOpts) -> Result<(), CliError> {
-    let layout = opts.fleet.layout.layout()?;
-    let publisher = opts
-        .fleet
-        .etcd
-        .publisher(layout.clone(), opts.fleet.limits.limits())
-        .await?;
+    let publisher = opts.fleet.publisher().await?;
+    let layout = publisher.layout().clone();
     let (first, mut changes) = publisher.changes().await?;
     eprintln!(
         "watching {} at revision {}: {}",

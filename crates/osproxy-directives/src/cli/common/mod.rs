@@ -174,6 +174,19 @@ pub struct FleetArgs {
     pub output: OutputArgs,
 }
 
+impl FleetArgs {
+    /// A publisher on the chosen layout, connected with these settings and
+    /// decoding with these limits: the opening of every fleet subcommand.
+    ///
+    /// # Errors
+    /// A usage error for bad settings, a runtime error when etcd cannot be
+    /// reached.
+    pub async fn publisher(&self) -> Result<Publisher, CliError> {
+        let layout = self.layout.layout()?;
+        self.etcd.publisher(layout, self.limits.limits()).await
+    }
+}
+
 /// Where the directives live in etcd.
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Layout")]
@@ -327,6 +340,18 @@ pub async fn finish(
 ) -> ExitCode {
     match body.await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(json),
+    }
+}
+
+/// Like [`finish`], for a body that decides its own exit code when it
+/// succeeds (a verdict such as lagging or rejecting).
+pub async fn finish_with(
+    json: bool,
+    body: impl std::future::Future<Output = Result<ExitCode, CliError>>,
+) -> ExitCode {
+    match body.await {
+        Ok(code) => code,
         Err(e) => e.report(json),
     }
 }
