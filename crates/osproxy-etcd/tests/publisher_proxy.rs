@@ -7,26 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use osproxy_core::SystemClock;
 use osproxy_etcd::config::ConnectionConfig;
 use osproxy_etcd::{Layout, PublishError, Publisher};
-use osproxy_observe::{decode_directive_set, DirectiveSet};
 use osproxy_test_support::EtcdProxy;
-
-fn set(ids: &[&str], ttl: u64) -> DirectiveSet {
-    match decode_directive_set(set_body(ids, ttl).as_bytes(), &SystemClock) {
-        Ok(s) => s,
-        Err(e) => panic!("test set rejected: {e}"),
-    }
-}
-
-fn lease_count(cluster: &EtcdCluster) -> usize {
-    cluster
-        .etcdctl(&["lease", "list"])
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("found"))
-        .count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_and_swap_through_the_proxy() {
@@ -46,17 +29,20 @@ async fn compare_and_swap_through_the_proxy() {
         .expect("a store connects through the proxy");
 
     let first = publisher
-        .publish(&set(&["a"], 600), Some(0))
+        .publish(&decoded_set(&["a"], 600), Some(0))
         .await
         .expect("the first publish over an empty key");
     wait_ids(&store, &["a"]).await;
     // A swap from the revision just read succeeds; one from before it fails.
     let second = publisher
-        .publish(&set(&["b"], 600), Some(first))
+        .publish(&decoded_set(&["b"], 600), Some(first))
         .await
         .expect("a swap from the live revision");
     assert!(second > first);
-    match publisher.publish(&set(&["c"], 600), Some(first)).await {
+    match publisher
+        .publish(&decoded_set(&["c"], 600), Some(first))
+        .await
+    {
         Err(PublishError::Conflict { .. }) => {}
         other => panic!("a swap from an older revision must conflict: {other:?}"),
     }
@@ -84,7 +70,7 @@ async fn leases_through_the_proxy_expire_keys_and_are_tidied() {
 
     for round in 0..3u64 {
         publisher
-            .publish(&set(&["one", "two"], 600 + round * 60), None)
+            .publish(&decoded_set(&["one", "two"], 600 + round * 60), None)
             .await
             .expect("publish through the proxy");
         assert_eq!(lease_count(&cluster), 1, "round {round}: one live lease");
@@ -95,7 +81,7 @@ async fn leases_through_the_proxy_expire_keys_and_are_tidied() {
     // the store switches it off by its own expiry first, then the delete
     // arrives through the proxy.
     publisher
-        .publish(&set(&["short"], 2), None)
+        .publish(&decoded_set(&["short"], 2), None)
         .await
         .expect("publish a 2 s directive");
     wait_ids(&store, &["short"]).await;
