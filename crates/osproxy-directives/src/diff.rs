@@ -65,7 +65,7 @@ impl SetDiff {
         ]
         .into_iter()
         .filter(|(_, ids)| !ids.is_empty())
-        .map(|(what, ids)| format!("{what} {}", crate::cli::common::summarize_ids(ids)))
+        .map(|(what, ids)| format!("{what} {}", summarize_ids(ids)))
         .collect();
         if parts.is_empty() {
             "no change".to_owned()
@@ -73,6 +73,16 @@ impl SetDiff {
             parts.join("; ")
         }
     }
+}
+
+/// `a, b, c`, or for long lists the first few and `and N more`, so a
+/// publish of thousands of directives prints one readable line.
+pub fn summarize_ids(ids: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if ids.len() <= SHOWN + 1 {
+        return ids.join(", ");
+    }
+    format!("{} and {} more", ids[..SHOWN].join(", "), ids.len() - SHOWN)
 }
 
 #[cfg(test)]

@@ -315,15 +315,7 @@ pub fn check_published_form(
     Ok(())
 }
 
-/// `a, b, c`, or for long lists the first few and `and N more`, so a
-/// publish of thousands of directives prints one readable line.
-pub fn summarize_ids(ids: &[String]) -> String {
-    const SHOWN: usize = 5;
-    if ids.len() <= SHOWN + 1 {
-        return ids.join(", ");
-    }
-    format!("{} and {} more", ids[..SHOWN].join(", "), ids.len() - SHOWN)
-}
+pub use crate::diff::summarize_ids;
 
 /// Prints one JSON value on its own line.
 pub fn print_json(value: &serde_json::Value) {
