@@ -240,17 +240,7 @@ async fn poll(bound: Duration, every: Duration, mut check: impl FnMut() -> bool)
 }
 
 fn demo_etcd_args(endpoints: Vec<String>) -> EtcdArgs {
-    EtcdArgs {
-        endpoints,
-        ca: None,
-        cert: None,
-        client_key: None,
-        server_name: None,
-        user: None,
-        password: None,
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(5),
-    }
+    EtcdArgs::plain(endpoints, Duration::from_secs(5), Duration::from_secs(5))
 }
 
 fn launch_error(e: LaunchError) -> CliError {

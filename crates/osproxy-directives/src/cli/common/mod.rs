@@ -95,6 +95,26 @@ pub struct EtcdArgs {
 }
 
 impl EtcdArgs {
+    /// Plain settings for `endpoints`: no TLS, no credentials, the given
+    /// timeouts (what the flags give when only `--endpoints` is set).
+    pub fn plain(
+        endpoints: Vec<String>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Self {
+        EtcdArgs {
+            endpoints,
+            ca: None,
+            cert: None,
+            client_key: None,
+            server_name: None,
+            user: None,
+            password: None,
+            connect_timeout,
+            request_timeout,
+        }
+    }
+
     /// The validated connection. TLS is on when a CA, a client certificate
     /// or an `https://` endpoint is given.
     ///
@@ -400,17 +420,11 @@ mod tests {
 
     #[test]
     fn tls_turns_on_for_https_endpoints_and_bad_endpoints_are_usage_errors() {
-        let mut args = EtcdArgs {
-            endpoints: vec!["https://127.0.0.1:2379".into()],
-            ca: None,
-            cert: None,
-            client_key: None,
-            server_name: None,
-            user: None,
-            password: None,
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-        };
+        let mut args = EtcdArgs::plain(
+            vec!["https://127.0.0.1:2379".into()],
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
         // An https endpoint turns TLS on, which needs a CA bundle.
         let e = args.connection().unwrap_err();
         assert_eq!((e.failure, e.slug), (Failure::Usage, "invalid_config"));
