@@ -287,7 +287,7 @@ pub fn table(runs: &[TopologyRun]) -> String {
 
 /// The targets over a topology phase, as ratios within the run.
 pub fn targets(runs: &[TopologyRun]) -> Vec<crate::report::Target> {
-    use crate::report::{f3, ratio, ratio_text, Target};
+    use crate::report::Target;
     let mut out = Vec::new();
     let Some(n) = runs.iter().map(|r| r.stores).max() else {
         return out;
@@ -323,32 +323,22 @@ pub fn targets(runs: &[TopologyRun]) -> Vec<crate::report::Target> {
         });
     }
     if let (Some(p), Some(d)) = (at(1), at(0)) {
-        let r = ratio(p.store_every_sent.p50_ms, d.store_every_sent.p50_ms);
-        out.push(Target {
-            name: format!("every-store p50 through one proxy vs direct, {n} stores"),
-            target: "≤ 1.5× the direct figure of the same run".into(),
-            measured: format!(
-                "{} / {} = {}",
-                f3(p.store_every_sent.p50_ms),
-                f3(d.store_every_sent.p50_ms),
-                ratio_text(r)
-            ),
-            pass: r.map(|r| r <= 1.5),
-        });
+        out.push(Target::ratio_at_most(
+            format!("every-store p50 through one proxy vs direct, {n} stores"),
+            "≤ 1.5× the direct figure of the same run",
+            p.store_every_sent.p50_ms,
+            d.store_every_sent.p50_ms,
+            1.5,
+        ));
     }
     if let Some(d) = at(0) {
-        let r = ratio(d.store_every_sent.p50_ms, d.bare_every_sent.p50_ms);
-        out.push(Target {
-            name: format!("direct every-store p50 vs the bare-watch fleet, {n} stores"),
-            target: "≤ 1.25× the bare fleet of the same run (from sent)".into(),
-            measured: format!(
-                "{} / {} = {}",
-                f3(d.store_every_sent.p50_ms),
-                f3(d.bare_every_sent.p50_ms),
-                ratio_text(r)
-            ),
-            pass: r.map(|r| r <= 1.25),
-        });
+        out.push(Target::ratio_at_most(
+            format!("direct every-store p50 vs the bare-watch fleet, {n} stores"),
+            "≤ 1.25× the bare fleet of the same run (from sent)",
+            d.store_every_sent.p50_ms,
+            d.bare_every_sent.p50_ms,
+            1.25,
+        ));
     }
     if let Some(d) = at(0) {
         out.push(Target {
