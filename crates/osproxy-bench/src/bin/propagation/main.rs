@@ -337,8 +337,10 @@ fn run() -> Res<()> {
         }
         std::fs::write(&out, serde_json::to_vec_pretty(&json)?)?;
         std::fs::write(out.with_extension("md"), &text)?;
+        let plot = topology::plot(&plots_dir, &runs)?;
         println!("{text}");
         println!("JSON: {}", out.display());
+        println!("plot: {}", plot.display());
         return Ok(());
     }
 
@@ -444,7 +446,8 @@ fn run() -> Res<()> {
 
     let topology_runs = topology::run(&rt, &values, &topology_settings)?;
 
-    let plots = plot::draw(&plots_dir, &runs)?;
+    let mut plots = plot::draw(&plots_dir, &runs)?;
+    plots.push(topology::plot(&plots_dir, &topology_runs)?);
     let mut targets = report::targets(&runs, &cost, &churn);
     targets.extend(topology::targets(&topology_runs));
     let mut text = String::new();

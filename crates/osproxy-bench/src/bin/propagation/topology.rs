@@ -366,3 +366,107 @@ pub fn targets(runs: &[TopologyRun]) -> Vec<crate::report::Target> {
     });
     out
 }
+
+/// `topology.svg` in `dir`: per topology against the fleet size, the etcd
+/// server's memory growth (left) and every-store p50 from the put being
+/// sent, with the bare fleet of the same topology dashed (right). Log-log.
+pub fn plot(dir: &std::path::Path, runs: &[TopologyRun]) -> Res<std::path::PathBuf> {
+    use plotters::prelude::*;
+    const COLOURS: [RGBColor; 3] = [
+        RGBColor(0xd6, 0x27, 0x28),
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0x2c, 0xa0, 0x2c),
+    ];
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("topology.svg");
+    let mut kinds: Vec<usize> = runs.iter().map(|r| r.proxies).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    #[allow(clippy::cast_precision_loss)]
+    let x_max = runs.iter().map(|r| r.stores).max().unwrap_or(1) as f64 * 2.0;
+    let root = SVGBackend::new(&path, (1100, 460)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    type Pick = fn(&TopologyRun) -> Option<f64>;
+    type Panel = (&'static str, &'static str, Pick, Option<Pick>);
+    let panels: [Panel; 2] = [
+        (
+            "etcd server memory growth with the fleet",
+            "KiB (log)",
+            |r| {
+                #[allow(clippy::cast_precision_loss)]
+                let g = r.server_rss_with_stores_kib as f64 - r.server_rss_before_kib as f64;
+                Some(g.max(1.0))
+            },
+            None,
+        ),
+        (
+            "every store has it (solid), bare fleet (dashed)",
+            "ms after the put was sent (log)",
+            |r| r.store_every_sent.p50_ms,
+            Some(|r| r.bare_every_sent.p50_ms),
+        ),
+    ];
+    for (area, (title, y_desc, pick, second)) in [&left, &right].into_iter().zip(panels) {
+        let ys: Vec<f64> = runs
+            .iter()
+            .flat_map(|r| [pick(r), second.and_then(|s| s(r))])
+            .flatten()
+            .collect();
+        let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = if lo.is_finite() {
+            ((lo * 0.5).max(0.01), hi * 2.0)
+        } else {
+            (0.1, 10.0)
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0.7f64..x_max).log_scale(), (lo..hi).log_scale())?;
+        chart
+            .configure_mesh()
+            .max_light_lines(3)
+            .x_desc("stores (log)")
+            .y_desc(y_desc)
+            .draw()?;
+        for (i, &k) in kinds.iter().enumerate() {
+            let c = COLOURS[i % COLOURS.len()];
+            #[allow(clippy::cast_precision_loss)]
+            let series = |f: Pick| -> Vec<(f64, f64)> {
+                runs.iter()
+                    .filter(|r| r.proxies == k)
+                    .filter_map(|r| f(r).map(|y| (r.stores as f64, y.max(lo))))
+                    .collect()
+            };
+            let main = series(pick);
+            chart
+                .draw_series(LineSeries::new(main.clone(), c.stroke_width(2)))?
+                .label(name(k))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart.draw_series(main.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+            if let Some(s) = second {
+                let bare = series(s);
+                chart.draw_series(DashedLineSeries::new(
+                    bare,
+                    6,
+                    4,
+                    c.mix(0.7).stroke_width(1),
+                ))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 12))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(dir.join("topology.svg"))
+}
