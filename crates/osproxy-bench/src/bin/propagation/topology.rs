@@ -56,6 +56,11 @@ pub struct TopologyRun {
     pub bare_every_sent: Summary,
     /// Sum of the stores' reconnects over the run.
     pub reconnects: u64,
+    /// Watchers the etcd server holds once the stores are connected (its
+    /// `etcd_debugging_mvcc_watcher_total`): the per-store state it keeps.
+    pub server_watchers: Option<u64>,
+    /// Watch streams the server holds (`etcd_debugging_mvcc_watch_stream_total`).
+    pub server_watch_streams: Option<u64>,
     /// This process's CPU per store-key write until every store had it
     /// (decode and swap in every store), ms.
     pub harness_cpu_per_store_write_ms: f64,
@@ -75,6 +80,50 @@ pub fn name(proxies: usize) -> String {
 fn rss(pid: Option<u32>) -> u64 {
     pid.and_then(|p| status_kib(&p.to_string(), "VmRSS"))
         .unwrap_or(0)
+}
+
+/// The lowest of five resident-memory readings over a second: the Go
+/// runtime's heap moves with its collections, and the minimum is the
+/// steadiest figure of what the process keeps.
+fn settled_rss(pid: u32) -> u64 {
+    let mut lowest = u64::MAX;
+    for i in 0..5 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        lowest = lowest.min(rss(Some(pid)));
+    }
+    if lowest == u64::MAX {
+        0
+    } else {
+        lowest
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback (etcd's metrics), bounded.
+fn http_get(url: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
+    let addr: std::net::SocketAddr = host.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// A gauge's value from Prometheus text.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 fn cpu_of(pids: &[u32]) -> Duration {
@@ -110,7 +159,7 @@ fn one(rt: &Runtime, values: &Values, k: usize, n: usize, s: &Settings) -> Res<T
     writer.put(&store_key, values.value(0))?;
     writer.put(&bare_key, values.value(0))?;
     std::thread::sleep(Duration::from_secs(1));
-    let server_rss_before = rss(Some(server_pid));
+    let server_rss_before = settled_rss(server_pid);
 
     // The stores, split evenly over the endpoints.
     let mut stores: Vec<EtcdDirectiveStore> = Vec::with_capacity(n);
@@ -127,7 +176,10 @@ fn one(rt: &Runtime, values: &Values, k: usize, n: usize, s: &Settings) -> Res<T
         }
     }
     std::thread::sleep(Duration::from_secs(2));
-    let server_rss_with = rss(Some(server_pid));
+    let server_rss_with = settled_rss(server_pid);
+    let metrics = http_get(&format!("{}/metrics", member.metrics_url())).unwrap_or_default();
+    let server_watchers = metric(&metrics, "etcd_debugging_mvcc_watcher_total");
+    let server_watch_streams = metric(&metrics, "etcd_debugging_mvcc_watch_stream_total");
     let proxy_rss: u64 = proxy_pids.iter().map(|&p| rss(Some(p))).sum();
 
     // The bare watches of the same topology, after the memory reading.
@@ -221,6 +273,8 @@ fn one(rt: &Runtime, values: &Values, k: usize, n: usize, s: &Settings) -> Res<T
         store_every_sent: Summary::of(&store_every, store_missed),
         bare_every_sent: Summary::of(&bare_every, bare_missed),
         reconnects: reconnects.saturating_sub(reconnects0),
+        server_watchers,
+        server_watch_streams,
         harness_cpu_per_store_write_ms: per(own_store_cpu),
         harness_cpu_per_bare_write_ms: per(own_bare_cpu),
     })
@@ -236,10 +290,12 @@ pub fn table(runs: &[TopologyRun]) -> String {
                 r.topology.clone(),
                 r.stores.to_string(),
                 format!(
-                    "{} → {} ({:.1}/store)",
+                    "{} → {} ({:.1}/store); {} watchers",
                     r.server_rss_before_kib,
                     r.server_rss_with_stores_kib,
-                    r.server_rss_per_store_kib
+                    r.server_rss_per_store_kib,
+                    r.server_watchers
+                        .map_or_else(|| "?".to_owned(), |w| w.to_string())
                 ),
                 format!("{:.3}", r.server_cpu_per_publish_ms),
                 if r.proxies == 0 {
@@ -273,7 +329,7 @@ pub fn table(runs: &[TopologyRun]) -> String {
         &[
             "topology",
             "stores",
-            "etcd server RSS KiB",
+            "etcd server RSS KiB; its watchers",
             "server CPU ms/publish",
             "proxies RSS, CPU ms/publish",
             "every store p50 / p99 ms (from sent)",
@@ -312,11 +368,13 @@ pub fn targets(runs: &[TopologyRun]) -> Vec<crate::report::Target> {
             ),
             target: "≤ 1 KiB per added store".into(),
             measured: format!(
-                "{slope:.2} KiB (growth {:.0} KiB at {}, {:.0} KiB at {}; direct: {:.1} KiB/store)",
+                "{slope:.2} KiB (growth {:.0} KiB at {}, {:.0} KiB at {}; server watchers {} → {}; direct: {:.1} KiB/store)",
                 growth(small),
                 small.stores,
                 growth(big),
                 big.stores,
+                small.server_watchers.unwrap_or(0),
+                big.server_watchers.unwrap_or(0),
                 at(0).map_or(0.0, |d| d.server_rss_per_store_kib)
             ),
             pass: Some(slope <= 1.0),
