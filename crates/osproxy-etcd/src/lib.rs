@@ -75,6 +75,8 @@ mod follow;
 mod instance;
 pub mod offload;
 pub mod publisher;
+pub mod safety;
+mod serving;
 pub mod status;
 mod store;
 mod timers;
@@ -89,6 +91,7 @@ pub use instance::{
 pub use publisher::{
     Change, Changes, FleetStatus, KeyRejection, LiveSet, PublishError, Publisher, Written,
 };
+pub use safety::{Ceilings, Clamp, ClampedDirective, FailsafePolicy};
 pub use status::{Rejection, StoreStatus, WatchPhase};
 pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};
 

@@ -337,6 +337,8 @@ mod tests {
             rejected_revision: rejected,
             rejected_reason: rejected.map(|_| "lifetime_too_long".into()),
             updated_unix_nanos: 0,
+            clamped: Vec::new(),
+            failsafe_since_unix_nanos: None,
         }
     }
 
