@@ -212,3 +212,21 @@ fn a_ceiling_clamps_a_published_rewrite_diff_and_status_shows_it() {
         human.stdout
     );
 }
+
+#[test]
+fn safety_flags_are_checked_before_anything_starts() {
+    // Ceilings are for the fleet store only.
+    let r = run(&["serve", "--listen", "127.0.0.1:0", "--max-level", "Shape"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("--etcd"), "{r:?}");
+    for bad in [
+        &["--failsafe-after", "0s"][..],
+        &["--failsafe-after", "soon"],
+        &["--failsafe-level", "Loud"],
+        &["--max-sample-per-mille", "1001"],
+    ] {
+        let mut args = vec!["serve", "--etcd", "--endpoints", "127.0.0.1:1"];
+        args.extend_from_slice(bad);
+        run(&args).expect_code(2);
+    }
+}

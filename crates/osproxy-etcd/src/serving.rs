@@ -162,3 +162,94 @@ impl Serving {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use osproxy_core::ManualClock;
+    use osproxy_observe::{decode_directive_set, DiagLevel};
+
+    use super::*;
+
+    const AFTER: Duration = Duration::from_secs(30);
+
+    fn serving(ceilings: Ceilings, t0: TokioInstant) -> (Serving, SharedDirectiveSet) {
+        let shared = SharedDirectiveSet::default();
+        let policy = FailsafePolicy::after(AFTER);
+        let s = Serving::new(
+            shared.clone(),
+            Arc::new(StatusCell::new()),
+            ceilings,
+            Some(policy),
+            t0,
+        );
+        (s, shared)
+    }
+
+    fn composed() -> Arc<DirectiveSet> {
+        let body = br#"{"directives":[
+          {"id":"shape","level":"Shape","ttl_secs":600},
+          {"id":"cap","level":"ShapeRewriteDiff","capture":true,"ttl_secs":600}
+        ]}"#;
+        Arc::new(decode_directive_set(body, &ManualClock::new()).unwrap())
+    }
+
+    fn ids(shared: &SharedDirectiveSet) -> Vec<String> {
+        let set = shared.load_full();
+        set.directives().iter().map(|d| d.id.clone()).collect()
+    }
+
+    #[test]
+    fn engaging_serves_the_safe_part_and_releasing_the_very_same_set() {
+        let t0 = TokioInstant::now();
+        let (s, shared) = serving(Ceilings::NONE, t0);
+        let set = composed();
+        s.apply(Arc::clone(&set));
+        assert!(
+            Arc::ptr_eq(&shared.load_full(), &set),
+            "no ceiling: served as is"
+        );
+        assert_eq!(s.due_at(), Some(t0 + AFTER));
+        s.fire(t0 + AFTER, 42);
+        assert_eq!(ids(&shared), ["shape"]);
+        let st = s.status.snapshot(&ManualClock::new());
+        assert_eq!(
+            (
+                st.failsafe,
+                st.failsafe_since_unix_nanos,
+                st.failsafe_withheld
+            ),
+            (true, Some(42), 1)
+        );
+        assert!(s.confirmed(t0 + 2 * AFTER));
+        // The same Arc: expiries exactly as they were, nothing re-anchored.
+        assert!(Arc::ptr_eq(&shared.load_full(), &set));
+        let st = s.status.snapshot(&ManualClock::new());
+        assert_eq!((st.failsafe, st.failsafe_since_unix_nanos), (false, None));
+        assert!(!s.confirmed(t0 + 2 * AFTER), "released once");
+    }
+
+    #[test]
+    fn a_set_applied_while_engaged_serves_filtered_and_clamped() {
+        let t0 = TokioInstant::now();
+        let ceilings = Ceilings {
+            max_level: Some(DiagLevel::ShapeTiming),
+            ..Ceilings::NONE
+        };
+        let (s, shared) = serving(ceilings, t0);
+        s.fire(t0 + AFTER, 1);
+        s.apply(composed());
+        assert_eq!(ids(&shared), ["shape"]);
+        assert_eq!(s.status.snapshot(&ManualClock::new()).clamped.len(), 1);
+        s.confirmed(t0 + AFTER);
+        let served = shared.load_full();
+        let cap = served.get("cap").unwrap();
+        assert_eq!((cap.level, cap.capture), (DiagLevel::ShapeTiming, true));
+        // The composed set stays what the core composed, for change checks.
+        assert_eq!(
+            s.composed().get("cap").unwrap().level,
+            DiagLevel::ShapeRewriteDiff
+        );
+    }
+}

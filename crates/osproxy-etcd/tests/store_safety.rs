@@ -99,6 +99,32 @@ async fn a_frozen_connection_engages_the_failsafe_and_thawing_releases_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prefix_layout_withholds_and_restores_alike() {
+    let cluster = shared_cluster();
+    let proxy = TcpForwarder::start(cluster.member(0).client_addr());
+    let prefix = format!("{}/", unique_key("failsafe-prefix"));
+    cluster.put(&format!("{prefix}shape"), &directive_body("shape", 600));
+    cluster.put(
+        &format!("{prefix}cap"),
+        r#"{"id":"cap","level":"Shape","capture":true,"ttl_secs":600}"#,
+    );
+    let store = connect_watching(
+        quick(&[proxy.endpoint()], Layout::Prefix(prefix)).failsafe_after(FAILSAFE_AFTER),
+    )
+    .await;
+    // The prefix layout lists keys in key order.
+    wait_ids(&store, &["cap", "shape"]).await;
+    let before = cap_expiry(&store);
+    proxy.freeze();
+    wait_status(&store, "the fail-safe engages", PROMPTLY, engaged).await;
+    assert_eq!(ids(&store), ["shape"]);
+    proxy.thaw();
+    wait_status(&store, "the fail-safe releases", PROMPTLY, |s| !s.failsafe).await;
+    wait_ids(&store, &["cap", "shape"]).await;
+    assert_eq!(cap_expiry(&store), before, "the original expiry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failsafe_level_keeps_what_is_at_or_below_it() {
     let cluster = shared_cluster();
     let proxy = TcpForwarder::start(cluster.member(0).client_addr());
@@ -187,4 +213,24 @@ async fn ceilings_clamp_a_published_set_and_report_each_clamp() {
     );
     wait_ids(&store, &["a"]).await;
     wait_status(&store, "no clamp left", PROMPTLY, |s| s.clamped.is_empty()).await;
+}
+
+#[tokio::test]
+async fn a_zero_failsafe_wait_or_an_impossible_ceiling_is_a_config_error() {
+    let endpoints = [unused_endpoint()];
+    let builder = || quick(&endpoints, Layout::Key(unique_key("failsafe-config")));
+    let zero = builder().failsafe_after(Duration::ZERO).connect().await;
+    assert!(
+        matches!(zero, Err(osproxy_etcd::EtcdError::Config(_))),
+        "{zero:?}"
+    );
+    let ceilings = Ceilings {
+        max_sample_per_mille: Some(1001),
+        ..Ceilings::NONE
+    };
+    let over = builder().ceilings(ceilings).connect().await;
+    assert!(
+        matches!(over, Err(osproxy_etcd::EtcdError::Config(_))),
+        "{over:?}"
+    );
 }
