@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// A string that is not a duration.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DurationError(&'static str);
+pub struct DurationError(pub(crate) &'static str);
 
 impl fmt::Display for DurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

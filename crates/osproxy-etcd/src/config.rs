@@ -385,6 +385,11 @@ pub struct StoreConfig {
     pub decode_limits: DecodeLimits,
     /// Report this instance's applied revision under a leased status key.
     pub instance: Option<crate::InstanceReport>,
+    /// The fail-safe (SPEC §8); `None`, the default: the last good set keeps
+    /// serving whatever the staleness (the seed's semantics).
+    pub failsafe: Option<crate::FailsafePolicy>,
+    /// Local ceilings every applied set is clamped to; default none.
+    pub ceilings: crate::Ceilings,
     /// The time source.
     pub clock: Arc<dyn Clock>,
 }
@@ -409,6 +414,15 @@ impl StoreConfig {
             });
         }
         self.backoff.validate()?;
+        if let Some(policy) = &self.failsafe {
+            nonzero("failsafe after", policy.after)?;
+        }
+        if self.ceilings.max_sample_per_mille.is_some_and(|m| m > 1000) {
+            return Err(ConfigError::Range {
+                option: "max sample per mille",
+                why: "must be at most 1000",
+            });
+        }
         Ok(self)
     }
 }

@@ -76,6 +76,14 @@ pub struct InstanceStatus {
     pub rejected_reason: Option<String>,
     /// When this report was written (ns since the Unix epoch).
     pub updated_unix_nanos: u64,
+    /// Ids of the directives applied clamped to this instance's ceilings
+    /// ([`crate::StoreStatus::clamped`]). Absent when none is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clamped: Vec<String>,
+    /// Since when the fail-safe is engaged (ns since the Unix epoch), if it
+    /// is ([`crate::StoreStatus::failsafe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe_since_unix_nanos: Option<u64>,
 }
 
 impl InstanceStatus {
@@ -194,6 +202,8 @@ impl InstanceReporter {
                 rejected_revision: newest.map(|r| r.revision),
                 rejected_reason: newest.map(|r| r.reason.to_owned()),
                 updated_unix_nanos: clock.unix_nanos(),
+                clamped: s.clamped.iter().map(|c| c.id.clone()).collect(),
+                failsafe_since_unix_nanos: s.failsafe_since_unix_nanos,
             };
             let body = serde_json::to_vec(&value).unwrap_or_default();
             client

@@ -23,6 +23,27 @@
 //! `connect` fails fast (an unreachable or misconfigured etcd is an error
 //! within the connect timeout); once connected the store fails safe.
 //!
+//! # Capture safety (SPEC §8, [`safety`])
+//! - **Fail-safe** (off by default: the last good set keeps serving, the
+//!   seed's semantics). With
+//!   [`failsafe_after`](EtcdStoreBuilder::failsafe_after), a store that has
+//!   had no confirmation from etcd for that long stops applying directives
+//!   above [`failsafe_level`](EtcdStoreBuilder::failsafe_level) (default
+//!   `Shape`) and any asking for capture or ring buffer, until etcd confirms
+//!   again; then the current set applies with its original expiries.
+//!   `status()` shows `failsafe`, `failsafe_since_unix_nanos` and
+//!   `failsafe_withheld`.
+//! - **Local ceilings** ([`Ceilings`], default none, builder
+//!   [`ceilings`](EtcdStoreBuilder::ceilings)): maximum level, maximum
+//!   `sample_per_mille`, capture and ring buffer allowed. Every applied set
+//!   is clamped to them once, when it is applied; nothing is widened or
+//!   dropped, and `status().clamped` names each clamped directive and
+//!   ceiling (so does the instance report). The lifetime ceiling is
+//!   `DecodeLimits::max_lifetime` (a rejection, not a clamp).
+//!
+//! Both act when a set is applied or the fail-safe switches: the request
+//! path stays one atomic load of the snapshot the watcher swapped in.
+//!
 //! # What `status()` shows during faults
 //! | fault | `status()` |
 //! |---|---|
@@ -31,6 +52,7 @@
 //! | frozen member / half-open connection | `staleness` grows to `stale_after`, then a reconnect to the next endpoint |
 //! | compaction | no change beyond `applied_revision` (a fresh read is taken) |
 //! | malformed publish | `rejected` names key, revision and reason; `rejected_total` counts it |
+//! | no confirmation for `failsafe_after` (when set) | `failsafe: true` since `failsafe_since_unix_nanos`, `failsafe_withheld` directives not applied, until the next confirmation |
 //!
 //! # Layouts
 //! [`Layout::Key`] holds the whole set in one value (the seed's layout).
@@ -75,6 +97,8 @@ mod follow;
 mod instance;
 pub mod offload;
 pub mod publisher;
+pub mod safety;
+mod serving;
 pub mod status;
 mod store;
 mod timers;
@@ -89,6 +113,7 @@ pub use instance::{
 pub use publisher::{
     Change, Changes, FleetStatus, KeyRejection, LiveSet, PublishError, Publisher, Written,
 };
+pub use safety::{Ceilings, Clamp, ClampedDirective, FailsafePolicy};
 pub use status::{Rejection, StoreStatus, WatchPhase};
 pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};
 

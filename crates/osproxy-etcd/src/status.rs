@@ -84,6 +84,17 @@ pub struct StoreStatus {
     pub rejected_total: BTreeMap<&'static str, u64>,
     /// The kind of the last connection error, if any since the last success.
     pub last_error: Option<&'static str>,
+    /// Whether the fail-safe is engaged (SPEC §8): no confirmation from etcd
+    /// within `failsafe_after`, so directives above the fail-safe level and
+    /// those asking for capture or ring buffer do not apply.
+    pub failsafe: bool,
+    /// Wall-clock time the fail-safe engaged (ns since the Unix epoch).
+    pub failsafe_since_unix_nanos: Option<u64>,
+    /// Directives the engaged fail-safe withholds (0 when not engaged).
+    pub failsafe_withheld: usize,
+    /// Directives applied below what was published, clamped to this
+    /// instance's ceilings, with the ceilings each was clamped to.
+    pub clamped: Vec<crate::safety::ClampedDirective>,
 }
 
 fn secs_f64<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -123,6 +134,10 @@ impl StatusCell {
                     rejected: Vec::new(),
                     rejected_total: BTreeMap::new(),
                     last_error: None,
+                    failsafe: false,
+                    failsafe_since_unix_nanos: None,
+                    failsafe_withheld: 0,
+                    clamped: Vec::new(),
                 },
                 last_confirmed: None,
             }),

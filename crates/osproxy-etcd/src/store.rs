@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use osproxy_core::Clock;
 use osproxy_observe::{
-    DecodeLimits, DirectiveReader, DirectiveSet, DirectiveStore, SharedDirectiveSet, Snapshot,
+    DecodeLimits, DiagLevel, DirectiveReader, DirectiveSet, DirectiveStore, SharedDirectiveSet,
+    Snapshot,
 };
 use tokio::runtime::Handle;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -27,7 +28,10 @@ use crate::connection;
 use crate::error::EtcdError;
 use crate::follow::Follower;
 use crate::instance::{InstanceReport, InstanceReporter};
+use crate::safety::{Ceilings, FailsafePolicy, DEFAULT_FAILSAFE_LEVEL};
+use crate::serving::Serving;
 use crate::status::{StatusCell, StoreStatus};
+use crate::timers;
 use crate::watcher::{Established, Watcher};
 
 /// A directive store fed by etcd: a locally cached snapshot kept fresh by a
@@ -112,9 +116,13 @@ impl EtcdDirectiveStore {
                 backoff: BackoffPolicy::default(),
                 decode_limits: DecodeLimits::default(),
                 instance: None,
+                failsafe: None,
+                ceilings: Ceilings::NONE,
                 clock,
             },
             runtime: None,
+            failsafe_after: None,
+            failsafe_level: DEFAULT_FAILSAFE_LEVEL,
         }
     }
 
@@ -157,6 +165,8 @@ impl DirectiveStore for EtcdDirectiveStore {
 pub struct EtcdStoreBuilder {
     config: StoreConfig,
     runtime: Option<Handle>,
+    failsafe_after: Option<Duration>,
+    failsafe_level: DiagLevel,
 }
 
 impl EtcdStoreBuilder {
@@ -230,6 +240,32 @@ impl EtcdStoreBuilder {
         self
     }
 
+    /// Engages the fail-safe after `after` without confirmation from etcd:
+    /// directives above the fail-safe level (default
+    /// [`DEFAULT_FAILSAFE_LEVEL`](crate::safety::DEFAULT_FAILSAFE_LEVEL),
+    /// see [`failsafe_level`](Self::failsafe_level)) and any asking for
+    /// capture or ring buffer stop applying until etcd confirms freshness
+    /// again; then the current set applies with its original expiries.
+    /// Default off: the last good set keeps serving through any outage.
+    pub fn failsafe_after(mut self, after: Duration) -> Self {
+        self.failsafe_after = Some(after);
+        self
+    }
+
+    /// The highest level that keeps applying while the fail-safe is engaged
+    /// (takes effect with [`failsafe_after`](Self::failsafe_after)).
+    pub fn failsafe_level(mut self, level: DiagLevel) -> Self {
+        self.failsafe_level = level;
+        self
+    }
+
+    /// Local ceilings every applied set is clamped to (reported in
+    /// [`StoreStatus::clamped`]). Default: none.
+    pub fn ceilings(mut self, ceilings: Ceilings) -> Self {
+        self.config.ceilings = ceilings;
+        self
+    }
+
     /// Report this instance's status under a leased key.
     pub fn instance(mut self, report: InstanceReport) -> Self {
         self.config.instance = Some(report);
@@ -246,7 +282,13 @@ impl EtcdStoreBuilder {
     ///
     /// # Errors
     /// As [`EtcdDirectiveStore::connect`].
-    pub async fn connect(self) -> Result<EtcdDirectiveStore, EtcdError> {
+    pub async fn connect(mut self) -> Result<EtcdDirectiveStore, EtcdError> {
+        if let Some(after) = self.failsafe_after {
+            self.config.failsafe = Some(FailsafePolicy {
+                after,
+                level: self.failsafe_level,
+            });
+        }
         let config = self.config.validate()?;
         let runtime = match self.runtime {
             Some(h) => h,
@@ -258,10 +300,17 @@ impl EtcdStoreBuilder {
             .instance
             .clone()
             .map(|r| InstanceReporter::new(r, config.connection.request_timeout));
+        let serving = Arc::new(Serving::new(
+            shared.clone(),
+            Arc::clone(&status),
+            config.ceilings,
+            config.failsafe,
+            timers::now(),
+        ));
         let mut watcher = Watcher {
             follower: Follower::new(config.layout.is_prefix(), config.decode_limits),
             backoff: Backoff::new(config.backoff),
-            shared: shared.clone(),
+            serving,
             status: Arc::clone(&status),
             endpoint_ix: 0,
             instance,

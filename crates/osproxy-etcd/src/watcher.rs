@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, KvClient, WatchOptions, WatchStream};
-use osproxy_observe::{RejectReason, SharedDirectiveSet};
+use osproxy_observe::RejectReason;
 use tokio::time::{sleep_until, timeout, Instant as TokioInstant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -48,6 +48,7 @@ use crate::error::client_error_kind;
 use crate::follow::{Action, End, Follower, Liveness, Outcome, WatchMsg};
 use crate::instance::InstanceReporter;
 use crate::offload::decode_work;
+use crate::serving::Serving;
 use crate::status::{StatusCell, WatchPhase};
 use crate::timers;
 use crate::wire;
@@ -104,7 +105,8 @@ impl Failed {
 /// The watcher and everything it owns.
 pub(crate) struct Watcher {
     pub(crate) config: StoreConfig,
-    pub(crate) shared: SharedDirectiveSet,
+    /// The served set: ceilings and fail-safe between the core and readers.
+    pub(crate) serving: Arc<Serving>,
     pub(crate) status: Arc<StatusCell>,
     /// The watch core: what was applied, from which history.
     pub(crate) follower: Follower,
@@ -125,11 +127,23 @@ impl Watcher {
             kv,
             next_revision,
         };
-        loop {
-            state = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                next = self.step(state) => next,
+        // The fail-safe timer runs beside every state (an outage is spent in
+        // backoff and connect), without interrupting the step in progress.
+        let serving = Arc::clone(&self.serving);
+        let clock = Arc::clone(&self.config.clock);
+        'run: loop {
+            let step = self.step(state);
+            tokio::pin!(step);
+            state = loop {
+                let due = serving.due_at();
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break 'run,
+                    next = &mut step => break next,
+                    () = sleep_until(due.unwrap_or_else(timers::now)), if due.is_some() => {
+                        serving.fire(timers::now(), clock.unix_nanos());
+                    }
+                }
             };
         }
         self.status.update(|s| {
@@ -304,7 +318,7 @@ impl Watcher {
                 reporter.mark_dirty();
             }
         }
-        self.status.confirmed(clock.as_ref(), applied.confirmed);
+        self.confirmed(applied.confirmed);
         Ok(applied.confirmed)
     }
 
@@ -315,7 +329,7 @@ impl Watcher {
         }
         let set = self.follower.compose();
         let len = set.len();
-        let current = self.shared.load_full();
+        let current = self.serving.composed();
         // Single key: an unchanged last good set is the very same `Arc`.
         // Prefix: the set is rebuilt from the keys, so compare contents.
         let changed = if self.config.layout.is_prefix() {
@@ -324,7 +338,7 @@ impl Watcher {
             !Arc::ptr_eq(&current, &set)
         };
         if changed {
-            self.shared.store(set);
+            self.serving.apply(set);
             info!(
                 directives = len,
                 revision = self.follower.revision(),
@@ -450,7 +464,7 @@ impl Watcher {
         let confirmed = self
             .follower
             .on_liveness_read(&wire::liveness_read(&resp))?;
-        self.status.confirmed(self.config.clock.as_ref(), confirmed);
+        self.confirmed(confirmed);
         Ok(())
     }
 
@@ -466,7 +480,18 @@ impl Watcher {
             self.status.update(|s| s.last_error = None);
         }
         self.publish(applied.outcome, &applied.rejected);
-        self.status.confirmed(clock.as_ref(), applied.confirmed);
+        self.confirmed(applied.confirmed);
         Ok(())
+    }
+
+    /// etcd confirmed the store is current as of `revision`: status, and the
+    /// fail-safe (released if engaged).
+    fn confirmed(&mut self, revision: i64) {
+        self.status.confirmed(self.config.clock.as_ref(), revision);
+        if self.serving.confirmed(timers::now()) {
+            if let Some(reporter) = &mut self.instance {
+                reporter.mark_dirty();
+            }
+        }
     }
 }

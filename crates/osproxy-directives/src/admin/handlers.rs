@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use osproxy_core::Revision;
 use osproxy_etcd::offload::decode_work;
-use osproxy_observe::decode_directive_set_with;
+use osproxy_etcd::{ClampedDirective, StoreStatus};
 use osproxy_observe::encode::to_value;
+use osproxy_observe::{decode_directive_set_with, format_rfc3339};
 use serde_json::{json, Value};
 use tracing::info;
 
@@ -24,17 +25,58 @@ pub(crate) async fn get_directives(State(state): State<AdminState>) -> Response 
     state.count_snapshot_read();
     let (set, revision) = state.applied();
     let mut canonical = to_value(&set);
-    let body = json!({
+    let status = store_status(&state);
+    let mut view = serde_json::to_value(set.view(state.clock())).unwrap_or_default();
+    if let (Some(status), Some(entries)) = (&status, view.as_array_mut()) {
+        mark_clamped(entries, &status.clamped);
+    }
+    let mut body = json!({
         "revision": revision.get(),
         "store": state.store_name(),
         "directives": canonical["directives"].take(),
-        "view": set.view(state.clock()),
+        "view": view,
     });
+    if let Some(status) = &status {
+        body["failsafe"] = failsafe(status);
+        body["clamped"] = json!(status.clamped);
+    }
     let mut response = Json(body).into_response();
     if let Ok(tag) = HeaderValue::from_str(&format!("\"{revision}\"")) {
         response.headers_mut().insert(ETAG, tag);
     }
     response
+}
+
+/// The etcd store's status; `None` for the in-memory store.
+fn store_status(state: &AdminState) -> Option<StoreStatus> {
+    match state.backend() {
+        Backend::InMemory(_) => None,
+        Backend::Etcd(b) => Some(b.store().status()),
+    }
+}
+
+/// Adds `"clamped": [<ceiling slug>, …]` to each view entry the ceilings
+/// clamped (SPEC §8).
+fn mark_clamped(entries: &mut [Value], clamped: &[ClampedDirective]) {
+    for entry in entries {
+        let Some(id) = entry.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(c) = clamped.iter().find(|c| c.id == id) {
+            entry["clamped"] = json!(c.clamps);
+        }
+    }
+}
+
+/// The fail-safe's state: `{"engaged", "since_unix_nanos", "since", "withheld"}`.
+fn failsafe(status: &StoreStatus) -> Value {
+    let since = status.failsafe_since_unix_nanos;
+    json!({
+        "engaged": status.failsafe,
+        "since_unix_nanos": since,
+        "since": since.map(format_rfc3339),
+        "withheld": status.failsafe_withheld,
+    })
 }
 
 /// `POST /admin/directives`.
@@ -112,25 +154,36 @@ pub(crate) async fn healthz() -> Json<Value> {
 }
 
 /// `GET /readyz`.
+///
+/// In fleet mode both answers carry `failsafe` (see [`failsafe`]); a 503 is
+/// the `not_ready` error body with it.
 pub(crate) async fn readyz(State(state): State<AdminState>) -> Response {
-    let staleness = match state.backend() {
-        Backend::InMemory(_) => None,
-        Backend::Etcd(b) => b.store().status().staleness.map(|d| d.as_secs_f64()),
-    };
+    let status = store_status(&state);
+    let staleness = status
+        .as_ref()
+        .and_then(|s| s.staleness)
+        .map(|d| d.as_secs_f64());
     if state.is_ready() {
-        return Json(json!({
+        let mut body = json!({
             "ready": true,
             "store": state.store_name(),
             "staleness_seconds": staleness,
-        }))
-        .into_response();
+        });
+        if let Some(status) = &status {
+            body["failsafe"] = failsafe(status);
+        }
+        return Json(body).into_response();
     }
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
-        "no confirmation from etcd within the staleness bound; serving the last good set",
-    )
-    .into_response()
+    let message = match &status {
+        Some(s) if s.failsafe => "no confirmation from etcd within the staleness bound; fail-safe engaged: serving the last good set without the directives it withholds",
+        _ => "no confirmation from etcd within the staleness bound; serving the last good set",
+    };
+    let mut body =
+        json!({"error": "not_ready", "message": message, "staleness_seconds": staleness});
+    if let Some(status) = &status {
+        body["failsafe"] = failsafe(status);
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 /// `GET /metrics`.

@@ -14,10 +14,18 @@
 //! | `osproxy_directives_staleness_seconds` | gauge | etcd only: time since the last confirmation from etcd |
 //! | `osproxy_directives_etcd_connected` | gauge | etcd only: 1 while the watch is established |
 //! | `osproxy_directives_etcd_reconnects_total` | counter | etcd only: connections replaced |
+//! | `osproxy_directives_failsafe` | gauge | etcd only: 1 while the fail-safe is engaged (SPEC §8) |
+//! | `osproxy_directives_failsafe_since_seconds` | gauge | etcd only: Unix time the fail-safe engaged, 0 when not engaged |
+//! | `osproxy_directives_failsafe_withheld` | gauge | etcd only: directives the engaged fail-safe withholds |
+//! | `osproxy_directives_clamped` | gauge | etcd only: directives applied clamped to the local ceilings |
+//! | `osproxy_directives_clamps{ceiling}` | gauge | etcd only: those clamps by ceiling (`level`, `sample_per_mille`, `capture`, `ring_buffer`) |
 //!
 //! Label values are slugs, never directive values.
 
 use std::fmt::Write;
+use std::time::Duration;
+
+use osproxy_etcd::{Clamp, StoreStatus};
 
 use super::state::{AdminState, Backend};
 
@@ -126,8 +134,58 @@ pub(crate) fn render(state: &AdminState) -> String {
             "etcd connections replaced.",
             status.reconnects,
         );
+        render_safety(&mut out, &status);
     }
     out
+}
+
+/// The fail-safe and the clamps (SPEC §8).
+fn render_safety(out: &mut String, status: &StoreStatus) {
+    metric(
+        out,
+        "failsafe",
+        "gauge",
+        "1 while the fail-safe is engaged.",
+        u8::from(status.failsafe),
+    );
+    let since = status
+        .failsafe_since_unix_nanos
+        .map_or(0.0, |n| Duration::from_nanos(n).as_secs_f64());
+    metric(
+        out,
+        "failsafe_since_seconds",
+        "gauge",
+        "Unix time the fail-safe engaged; 0 when not engaged.",
+        since,
+    );
+    metric(
+        out,
+        "failsafe_withheld",
+        "gauge",
+        "Directives the engaged fail-safe withholds.",
+        status.failsafe_withheld,
+    );
+    metric(
+        out,
+        "clamped",
+        "gauge",
+        "Directives applied clamped to the local ceilings.",
+        status.clamped.len(),
+    );
+    let name = "osproxy_directives_clamps";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Clamps to the local ceilings by ceiling."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for ceiling in Clamp::ALL {
+        let n = status
+            .clamped
+            .iter()
+            .filter(|c| c.clamps.contains(&ceiling))
+            .count();
+        let _ = writeln!(out, "{name}{{ceiling=\"{}\"}} {n}", ceiling.slug());
+    }
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {

@@ -3,11 +3,11 @@
 //!
 //! | route | method | token | answer |
 //! |---|---|---|---|
-//! | `/admin/directives` | GET | yes | the applied set: `revision`, canonical `directives` (re-publishable), `view` with remaining lifetimes; `ETag: "<revision>"` |
+//! | `/admin/directives` | GET | yes | the applied set: `revision`, canonical `directives` (re-publishable), `view` with remaining lifetimes; `ETag: "<revision>"`; in fleet mode also `failsafe` (`engaged`, `since`, `since_unix_nanos`, `withheld`), `clamped` (`[{id, clamps}]`) and, on each clamped `view` entry, `clamped: [<ceiling slug>]` (SPEC §8) |
 //! | `/admin/directives` | POST | yes | publish a directive set (body ≤ 1 MiB) into the in-memory store, or into etcd with compare-and-swap in fleet mode; `If-Match: <revision>` to publish only over that revision |
 //! | `/healthz` | GET | no | 200 while the process serves |
-//! | `/readyz` | GET | no | 200 once the initial read is done and, with etcd, while the last confirmation from etcd is within the staleness bound; 503 otherwise |
-//! | `/metrics` | GET | no | Prometheus text: applied revision, staleness, reconnects, rejected publishes by reason, directives active, snapshot reads |
+//! | `/readyz` | GET | no | 200 once the initial read is done and, with etcd, while the last confirmation from etcd is within the staleness bound; 503 otherwise; with etcd both bodies carry `failsafe` |
+//! | `/metrics` | GET | no | Prometheus text: applied revision, staleness, reconnects, rejected publishes by reason, directives active, snapshot reads, fail-safe and clamps |
 //!
 //! With a token configured, everything under `/admin` needs
 //! `Authorization: Bearer <token>`, compared in constant time.

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod get;
 pub mod publish;
 pub mod remove;
+pub mod safety;
 pub mod serve;
 pub mod status;
 pub mod validate;

@@ -25,6 +25,7 @@ use osproxy_observe::InMemoryDirectiveStore;
 use tracing::info;
 
 use super::common::{clock, config_error, CliError, EtcdArgs, LayoutArgs, LimitArgs};
+use super::safety::SafetyArgs;
 use crate::admin::server::{
     self, ServerLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
@@ -125,6 +126,9 @@ pub struct ServeOpts {
     /// Decoder limits.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Fail-safe and local ceilings (SPEC §8).
+    #[command(flatten)]
+    pub safety: SafetyArgs,
 }
 
 /// Runs `serve` until SIGINT or SIGTERM.
@@ -170,13 +174,13 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         settings.keepalive_interval = opts.keepalive_interval;
         settings.keepalive_timeout = opts.keepalive_timeout;
         let connection = Connection::try_from(settings).map_err(config_error)?;
-        let mut builder =
-            EtcdDirectiveStore::builder(connection.endpoints(), layout.clone(), clock())
-                .connection(connection.clone())
-                .stale_after(opts.stale_after)
-                .progress_interval(opts.progress_interval)
-                .backoff(opts.backoff_initial, opts.backoff_max)
-                .decode_limits(limits);
+        let builder = EtcdDirectiveStore::builder(connection.endpoints(), layout.clone(), clock())
+            .connection(connection.clone())
+            .stale_after(opts.stale_after)
+            .progress_interval(opts.progress_interval)
+            .backoff(opts.backoff_initial, opts.backoff_max)
+            .decode_limits(limits);
+        let mut builder = opts.safety.apply(builder);
         if let Some(id) = &opts.instance_id {
             builder = builder.instance(InstanceReport {
                 instance_id: id.clone(),

@@ -251,6 +251,8 @@ pub fn print_view(view: &FleetView, key: &str, status_prefix: &str, json: bool) 
                     "directives": r.directives,
                     "rejected_revision": r.rejected_revision,
                     "rejected_reason": r.rejected_reason,
+                    "clamped": r.clamped,
+                    "failsafe_since_unix_nanos": r.failsafe_since_unix_nanos,
                     "last_report_unix_nanos": r.updated_unix_nanos,
                     "last_report_secs_ago": age(r).as_secs_f64(),
                 })
@@ -295,7 +297,7 @@ pub fn print_view(view: &FleetView, key: &str, status_prefix: &str, json: bool) 
         };
         table.push([
             r.instance.clone(),
-            state.name().to_owned(),
+            state_cell(*state, r),
             // The newest live revision it has: current ones show the latest.
             r.current_as_of()
                 .min(latest.max(r.applied_revision))
@@ -324,6 +326,20 @@ pub fn print_view(view: &FleetView, key: &str, status_prefix: &str, json: bool) 
     }
 }
 
+/// The STATE cell: the state, then `clamped` when the instance applies
+/// directives clamped to its ceilings and `failsafe` while its fail-safe is
+/// engaged (SPEC §8), e.g. `current, clamped`.
+fn state_cell(state: InstanceState, r: &InstanceStatus) -> String {
+    let mut cell = state.name().to_owned();
+    if !r.clamped.is_empty() {
+        cell.push_str(", clamped");
+    }
+    if r.failsafe_since_unix_nanos.is_some() {
+        cell.push_str(", failsafe");
+    }
+    cell
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,7 +353,22 @@ mod tests {
             rejected_revision: rejected,
             rejected_reason: rejected.map(|_| "lifetime_too_long".into()),
             updated_unix_nanos: 0,
+            clamped: Vec::new(),
+            failsafe_since_unix_nanos: None,
         }
+    }
+
+    #[test]
+    fn the_state_cell_says_clamped_and_failsafe() {
+        let mut r = report(5, Some(5), None);
+        assert_eq!(state_cell(InstanceState::Current, &r), "current");
+        r.clamped = vec!["diff".into()];
+        assert_eq!(state_cell(InstanceState::Current, &r), "current, clamped");
+        r.failsafe_since_unix_nanos = Some(1);
+        assert_eq!(
+            state_cell(InstanceState::Lagging, &r),
+            "lagging, clamped, failsafe"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! | [`applied`] | per-key last good values, the composition of the served set |
 //! | [`follower`] | the transition function: a read, a watch message, a liveness read → apply / confirm / re-read / reconnect |
 //! | [`liveness`] | the timers of one connection: ask for progress, fall back to reads, give up |
+//! | [`failsafe`] | the store's fail-safe timer: engage after `failsafe_after` without confirmation, release on the next |
 //!
 //! The store's watcher (`crate::watcher`) and the publisher's change feed
 //! (`crate::publisher::changes`) are I/O shells around it: they convert
@@ -15,6 +16,7 @@
 //! thousand seeded steps and checks the store's invariants after each.
 
 pub(crate) mod applied;
+pub(crate) mod failsafe;
 pub(crate) mod follower;
 pub(crate) mod liveness;
 #[cfg(test)]
