@@ -35,6 +35,7 @@ mod recovery;
 mod report;
 mod stats;
 mod sys;
+mod target;
 mod topology;
 mod workload;
 
@@ -244,7 +245,7 @@ struct Report {
     churn: churn::Churn,
     recovery: Vec<recovery::Scenario>,
     topology: Vec<topology::TopologyRun>,
-    targets: Vec<report::Target>,
+    targets: Vec<target::Target>,
     plots: Vec<String>,
 }
 

@@ -3,13 +3,12 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
 use crate::churn::Churn;
 use crate::cost::Cost;
 use crate::propagation::PropagationRun;
 use crate::recovery::Scenario;
 use crate::stats::Summary;
+use crate::target::{ratio, ratio_text, sub, Target};
 
 /// One table as Markdown with padded columns.
 pub fn table(title: &str, head: &[&str], rows: &[Vec<String>]) -> String {
@@ -401,53 +400,6 @@ pub fn churn_table(c: &Churn) -> String {
         ],
         &rows,
     )
-}
-
-/// One target and whether this run met it.
-#[derive(Debug, Serialize)]
-pub struct Target {
-    pub name: String,
-    pub target: String,
-    pub measured: String,
-    /// `None` when the run had nothing to check it with.
-    pub pass: Option<bool>,
-}
-
-fn sub(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    Some(a? - b?)
-}
-
-/// `a / b`, or `None` (a verdict of "n/a") when either is missing or the
-/// baseline is not positive: a ratio over a zero or negative baseline says
-/// nothing.
-pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    let (a, b) = (a?, b?);
-    (b > 0.0).then(|| a / b)
-}
-
-impl Target {
-    /// A target on `a / b ≤ limit`, measured in one run; "n/a" when the
-    /// baseline `b` is missing or not positive.
-    pub fn ratio_at_most(
-        name: String,
-        target: &str,
-        a: Option<f64>,
-        b: Option<f64>,
-        limit: f64,
-    ) -> Target {
-        let r = ratio(a, b);
-        Target {
-            name,
-            target: target.into(),
-            measured: format!("{} / {} = {}", f3(a), f3(b), ratio_text(r)),
-            pass: r.map(|r| r <= limit),
-        }
-    }
-}
-
-/// `ratio` as text.
-pub fn ratio_text(r: Option<f64>) -> String {
-    r.map_or_else(|| "n/a".into(), |r| format!("{r:.2}×"))
 }
 
 pub fn targets(runs: &[PropagationRun], cost: &Cost, churn: &Churn) -> Vec<Target> {

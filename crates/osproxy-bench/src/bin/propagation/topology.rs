@@ -342,8 +342,8 @@ pub fn table(runs: &[TopologyRun]) -> String {
 }
 
 /// The targets over a topology phase, as ratios within the run.
-pub fn targets(runs: &[TopologyRun]) -> Vec<crate::report::Target> {
-    use crate::report::Target;
+pub fn targets(runs: &[TopologyRun]) -> Vec<crate::target::Target> {
+    use crate::target::Target;
     let mut out = Vec::new();
     let Some(n) = runs.iter().map(|r| r.stores).max() else {
         return out;
