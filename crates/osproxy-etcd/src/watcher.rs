@@ -301,9 +301,8 @@ impl Watcher {
         drop(resp);
         let clock = Arc::clone(&self.config.clock);
         let follower = &mut self.follower;
-        let applied = decode_work(snapshot.value_bytes(), || {
-            follower.on_read(&snapshot, clock.as_ref())
-        });
+        let bytes = snapshot.value_bytes();
+        let applied = decode_work(bytes, || follower.on_read(snapshot, clock.as_ref()));
         self.publish(applied.outcome, &applied.rejected);
         if applied.rebuilt {
             // The old cluster's revisions mean nothing here: status must not
@@ -398,7 +397,7 @@ impl Watcher {
                     liveness.on_message(timers::now());
                     let msg = wire::watch_msg(&resp);
                     drop(resp);
-                    if let Err(end) = self.on_watch_msg(&msg, &mut next_revision) {
+                    if let Err(end) = self.on_watch_msg(msg, &mut next_revision) {
                         break end;
                     }
                 }
@@ -469,10 +468,11 @@ impl Watcher {
     }
 
     /// Hands one watch message to the core and carries out its answer.
-    fn on_watch_msg(&mut self, msg: &WatchMsg, next_revision: &mut i64) -> Result<(), End> {
+    fn on_watch_msg(&mut self, msg: WatchMsg, next_revision: &mut i64) -> Result<(), End> {
         let clock = Arc::clone(&self.config.clock);
         let follower = &mut self.follower;
-        let applied = decode_work(msg.value_bytes(), || {
+        let bytes = msg.value_bytes();
+        let applied = decode_work(bytes, || {
             follower.on_watch(msg, next_revision, clock.as_ref())
         })?;
         if applied.created {

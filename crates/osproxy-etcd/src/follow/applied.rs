@@ -86,9 +86,10 @@ impl AppliedState {
 
     /// Replaces everything with a fresh read. Keys whose value and revisions
     /// did not change keep their decoded directives (and their anchors).
+    /// Takes the read whole: each value moves into its entry, uncopied.
     pub(crate) fn replace_all(
         &mut self,
-        kvs: &[Kv],
+        kvs: Vec<Kv>,
         clock: &dyn Clock,
         rejected: &mut Vec<RejectReason>,
     ) -> Outcome {
@@ -109,10 +110,10 @@ impl AppliedState {
         changed
     }
 
-    /// Applies a put of `kv`.
+    /// Applies a put of `kv` (its key and value move into the entry).
     pub(crate) fn put(
         &mut self,
-        kv: &Kv,
+        kv: Kv,
         clock: &dyn Clock,
         rejected: &mut Vec<RejectReason>,
     ) -> Outcome {
@@ -132,7 +133,7 @@ impl AppliedState {
             Ok(directives) => Entry {
                 mod_revision: kv.mod_revision,
                 create_revision: kv.create_revision,
-                value: kv.value.clone(),
+                value: kv.value,
                 good: Some(directives),
                 rejected: None,
             },
@@ -141,13 +142,13 @@ impl AppliedState {
                 Entry {
                     mod_revision: kv.mod_revision,
                     create_revision: kv.create_revision,
-                    value: kv.value.clone(),
+                    value: kv.value,
                     good: previous_good,
                     rejected: Some(e),
                 }
             }
         };
-        self.entries.insert(kv.key.clone(), entry);
+        self.entries.insert(kv.key, entry);
         Outcome::Changed
     }
 

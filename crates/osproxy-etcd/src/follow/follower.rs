@@ -100,7 +100,7 @@ impl Follower {
 
     /// Applies a fresh read; the watch then starts at `revision() .max(read
     /// revision) + 1`, i.e. at `Applied::confirmed + 1`.
-    pub(crate) fn on_read(&mut self, snap: &Snapshot, clock: &dyn Clock) -> Applied {
+    pub(crate) fn on_read(&mut self, snap: Snapshot, clock: &dyn Clock) -> Applied {
         let Snapshot { header, kvs } = snap;
         let rebuilt = self.cluster_id.is_some_and(|id| id != header.cluster_id)
             || header.revision < self.header_revision;
@@ -125,7 +125,7 @@ impl Follower {
     /// applied, or says why the watch must end.
     pub(crate) fn on_watch(
         &mut self,
-        msg: &WatchMsg,
+        msg: WatchMsg,
         next_revision: &mut i64,
         clock: &dyn Clock,
     ) -> Result<Applied, End> {
@@ -161,7 +161,7 @@ impl Follower {
         let mut applied = Applied::nothing(0);
         applied.created = msg.created;
         let floor = *next_revision;
-        for event in &msg.events {
+        for event in msg.events {
             let revision = event.kv().mod_revision;
             if revision < floor {
                 continue; // a duplicate, or a watch travelling back in time
@@ -247,7 +247,7 @@ mod tests {
             header: header(5),
             kvs: vec![kv(5, "a")],
         };
-        let applied = f.on_read(&snap, clock);
+        let applied = f.on_read(snap, clock);
         assert_eq!(applied.outcome, Outcome::Changed);
         assert_eq!(applied.confirmed, 5);
         (f, applied.confirmed + 1)
@@ -266,11 +266,11 @@ mod tests {
         let clock = ManualClock::new();
         let (mut f, mut next) = follower(&clock);
         let dup = events(5, vec![Event::Put(kv(5, "old"))]);
-        let applied = f.on_watch(&dup, &mut next, &clock).unwrap();
+        let applied = f.on_watch(dup, &mut next, &clock).unwrap();
         assert_eq!(applied.outcome, Outcome::Unchanged);
         assert_eq!((next, ids(&mut f)), (6, vec!["a".to_owned()]));
         let new = events(6, vec![Event::Put(kv(6, "b"))]);
-        let applied = f.on_watch(&new, &mut next, &clock).unwrap();
+        let applied = f.on_watch(new, &mut next, &clock).unwrap();
         assert_eq!(
             (applied.outcome, applied.confirmed, next),
             (Outcome::Changed, 6, 7)
@@ -282,7 +282,7 @@ mod tests {
     fn a_progress_reply_confirms_but_never_moves_the_resume_point() {
         let clock = ManualClock::new();
         let (mut f, mut next) = follower(&clock);
-        let applied = f.on_watch(&events(40, vec![]), &mut next, &clock).unwrap();
+        let applied = f.on_watch(events(40, vec![]), &mut next, &clock).unwrap();
         assert_eq!((applied.confirmed, next), (5, 6));
     }
 
@@ -294,7 +294,7 @@ mod tests {
             compact_revision: 9,
             ..events(10, vec![])
         };
-        assert_eq!(f.on_watch(&compacted, &mut next, &clock), Err(End::Reread));
+        assert_eq!(f.on_watch(compacted, &mut next, &clock), Err(End::Reread));
         let other_cluster = WatchMsg {
             header: Header {
                 revision: 10,
@@ -303,22 +303,22 @@ mod tests {
             ..events(10, vec![Event::Put(kv(10, "x"))])
         };
         assert_eq!(
-            f.on_watch(&other_cluster, &mut next, &clock),
+            f.on_watch(other_cluster, &mut next, &clock),
             Err(End::Reread)
         );
         let behind = WatchMsg {
             created: true,
             ..events(2, vec![])
         };
-        assert_eq!(f.on_watch(&behind, &mut next, &clock), Err(End::Reread));
+        assert_eq!(f.on_watch(behind, &mut next, &clock), Err(End::Reread));
         let backwards = events(4, vec![Event::Put(kv(7, "x"))]);
-        assert_eq!(f.on_watch(&backwards, &mut next, &clock), Err(End::Reread));
+        assert_eq!(f.on_watch(backwards, &mut next, &clock), Err(End::Reread));
         let canceled = WatchMsg {
             canceled: true,
             ..events(6, vec![])
         };
         assert!(matches!(
-            f.on_watch(&canceled, &mut next, &clock),
+            f.on_watch(canceled, &mut next, &clock),
             Err(End::Reconnect(_))
         ));
         assert_eq!(ids(&mut f), ["a"], "nothing was applied");
@@ -332,7 +332,7 @@ mod tests {
             header: header(9),
             kvs: vec![kv(5, "a")],
         };
-        let applied = f.on_read(&same, &clock);
+        let applied = f.on_read(same, &clock);
         assert_eq!(
             (applied.outcome, applied.rebuilt),
             (Outcome::Unchanged, false)
@@ -341,7 +341,7 @@ mod tests {
             header: header(3),
             kvs: vec![kv(2, "z")],
         };
-        let applied = f.on_read(&rebuilt, &clock);
+        let applied = f.on_read(rebuilt, &clock);
         assert!(applied.rebuilt);
         assert_eq!((f.revision(), ids(&mut f)), (2, vec!["z".to_owned()]));
     }

@@ -128,7 +128,7 @@ impl Changes {
             };
             let msg = wire::watch_msg(&resp);
             drop(resp);
-            match self.apply(&msg) {
+            match self.apply(msg) {
                 Ok(()) => {}
                 Err(End::Reread) => self.interrupted(Interrupted::Reread),
                 Err(End::Reconnect(why)) => self.interrupted(Interrupted::Resume(why)),
@@ -216,7 +216,7 @@ impl Changes {
             },
             kvs: live.kvs.iter().map(wire::kv).collect(),
         };
-        let applied = self.follower.on_read(&snapshot, self.clock.as_ref());
+        let applied = self.follower.on_read(snapshot, self.clock.as_ref());
         self.next_revision = applied.confirmed + 1;
         self.reread = false;
         Ok(Change {
@@ -241,7 +241,7 @@ impl Changes {
 
     /// Hands a watch message to the core, one revision (one transaction) at
     /// a time, and queues a change for each revision it applied.
-    fn apply(&mut self, msg: &WatchMsg) -> Result<(), End> {
+    fn apply(&mut self, mut msg: WatchMsg) -> Result<(), End> {
         if msg.events.is_empty() {
             let applied =
                 self.follower
@@ -251,28 +251,24 @@ impl Changes {
             }
             return Ok(());
         }
-        let mut rest = msg.events.as_slice();
+        let mut events = std::mem::take(&mut msg.events).into_iter().peekable();
         let mut first = true;
-        while let Some(head) = rest.first() {
+        while let Some(head) = events.next() {
             let revision = head.kv().mod_revision;
-            let len = rest
-                .iter()
-                .take_while(|e| e.kv().mod_revision == revision)
-                .count();
-            let (group, tail) = rest.split_at(len);
-            rest = tail;
+            let mut group = vec![head];
+            while let Some(e) = events.next_if(|e| e.kv().mod_revision == revision) {
+                group.push(e);
+            }
             let one = WatchMsg {
-                header: msg.header,
-                compact_revision: msg.compact_revision,
-                canceled: msg.canceled,
                 created: msg.created && first,
-                events: group.to_vec(),
+                events: group,
+                ..msg.clone()
             };
             first = false;
             let before = self.next_revision;
             let applied =
                 self.follower
-                    .on_watch(&one, &mut self.next_revision, self.clock.as_ref())?;
+                    .on_watch(one, &mut self.next_revision, self.clock.as_ref())?;
             if applied.created {
                 self.backoff.reset();
             }

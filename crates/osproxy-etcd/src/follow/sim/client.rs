@@ -197,7 +197,7 @@ impl Sim {
             }
         } else {
             self.cov.reads += 1;
-            let applied = self.follower.on_read(&self.etcd.snapshot(), &self.clock);
+            let applied = self.follower.on_read(self.etcd.snapshot(), &self.clock);
             if applied.rebuilt {
                 self.floor = 0;
                 self.anchors.clear();
@@ -329,7 +329,7 @@ impl Sim {
         stream.liveness.on_message(self.now);
         match self
             .follower
-            .on_watch(&msg, &mut self.next_revision, &self.clock)
+            .on_watch(msg, &mut self.next_revision, &self.clock)
         {
             Ok(applied) => self.publish(applied.outcome),
             Err(end) => self.end(end),
