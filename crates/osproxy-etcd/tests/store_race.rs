@@ -40,7 +40,7 @@ async fn stores_connecting_during_a_write_storm_all_end_on_the_last_write() {
 
     let connected = Arc::new(AtomicUsize::new(0));
     let mut stores = JoinSet::new();
-    for _ in 0..STORES {
+    let spawn_store = |stores: &mut JoinSet<_>| {
         let endpoints = endpoints.clone();
         let key = key.clone();
         let connected = Arc::clone(&connected);
@@ -55,10 +55,19 @@ async fn stores_connecting_during_a_write_storm_all_end_on_the_last_write() {
             let first = store.status().applied_revision;
             (store, first)
         });
+    };
+    // Half the stores start connecting before the storm, the rest during its
+    // first half, one every other write: the connects race the writes
+    // however fast this machine serves them.
+    for _ in 0..STORES / 2 {
+        spawn_store(&mut stores);
     }
 
     let mut last_revision = 0;
     for i in 1..WRITES {
+        if i <= STORES && i % 2 == 0 {
+            spawn_store(&mut stores);
+        }
         let resp = writer
             .put(key.as_str(), generation(i).1, None)
             .await
