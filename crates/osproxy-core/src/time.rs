@@ -97,6 +97,19 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
     /// The wall-clock time in nanoseconds since the Unix epoch. May jump.
     fn unix_nanos(&self) -> u64;
+
+    /// Whether this clock reads the OS clocks on the one process-wide
+    /// timeline every [`SystemClock`] shares, so that any two such clocks
+    /// are interchangeable (an [`Instant`] of one means the same moment on
+    /// the other). `false` unless a clock says otherwise: a test clock, or
+    /// one that offsets or scales time, keeps its own timeline. Lets a
+    /// process share work done against one clock with users of another
+    /// (the etcd store shares decodes between its stores; see
+    /// `osproxy_etcd`). A provided method, so existing implementations
+    /// compile unchanged.
+    fn is_system(&self) -> bool {
+        false
+    }
 }
 
 impl fmt::Debug for dyn Clock + '_ {
@@ -132,6 +145,10 @@ impl Clock for SystemClock {
         now.duration_since(std::time::UNIX_EPOCH)
             .map(duration_nanos)
             .unwrap_or(0)
+    }
+
+    fn is_system(&self) -> bool {
+        true
     }
 }
 

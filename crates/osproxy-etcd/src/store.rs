@@ -26,6 +26,7 @@ use crate::config::{
 };
 use crate::connection;
 use crate::error::EtcdError;
+use crate::follow::shared::SharedDecodes;
 use crate::follow::Follower;
 use crate::instance::{InstanceReport, InstanceReporter};
 use crate::safety::{Ceilings, FailsafePolicy, DEFAULT_FAILSAFE_LEVEL};
@@ -308,7 +309,8 @@ impl EtcdStoreBuilder {
             timers::now(),
         ));
         let mut watcher = Watcher {
-            follower: Follower::new(config.layout.is_prefix(), config.decode_limits),
+            follower: Follower::new(config.layout.is_prefix(), config.decode_limits)
+                .with_shared_decodes(SharedDecodes::for_clock(&config.clock)),
             backoff: Backoff::new(config.backoff),
             serving,
             status: Arc::clone(&status),

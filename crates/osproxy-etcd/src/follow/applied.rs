@@ -17,6 +17,7 @@ use osproxy_observe::{
     RejectReason,
 };
 
+use super::shared::{DecodeInput, Decoded, SharedDecodes};
 use super::types::Kv;
 use crate::status::Rejection;
 
@@ -54,6 +55,8 @@ pub(crate) struct AppliedState {
     compose_rejections: Vec<Rejection>,
     /// The empty set, shared so that "still empty" is the same `Arc`.
     empty: Arc<DirectiveSet>,
+    /// The decodes this store shares with the others on its clock, if any.
+    shared: Option<Arc<SharedDecodes>>,
 }
 
 impl AppliedState {
@@ -65,7 +68,14 @@ impl AppliedState {
             revision: 0,
             compose_rejections: Vec::new(),
             empty: Arc::new(DirectiveSet::new()),
+            shared: None,
         }
+    }
+
+    /// Decodes through `shared`: a key revision another store on the same
+    /// clock decoded is not decoded again (see [`SharedDecodes`]).
+    pub(crate) fn share_decodes(&mut self, shared: Arc<SharedDecodes>) {
+        self.shared = Some(shared);
     }
 
     /// The newest applied change's revision.
@@ -127,7 +137,20 @@ impl AppliedState {
                 return Outcome::Unchanged;
             }
         }
-        let decoded = self.decode(&kv.value, clock);
+        let decoded = match &self.shared {
+            Some(shared) => shared.get_or_decode(
+                &DecodeInput {
+                    prefix_layout: self.prefix_layout,
+                    limits: self.limits,
+                    key: &kv.key,
+                    mod_revision: kv.mod_revision,
+                    create_revision: kv.create_revision,
+                    value: &kv.value,
+                },
+                || self.decode(&kv.value, clock),
+            ),
+            None => self.decode(&kv.value, clock),
+        };
         let previous_good = previous.and_then(|p| p.good.clone());
         let entry = match decoded {
             Ok(directives) => Entry {
@@ -161,7 +184,7 @@ impl AppliedState {
         }
     }
 
-    fn decode(&self, value: &[u8], clock: &dyn Clock) -> Result<Arc<DirectiveSet>, DecodeError> {
+    fn decode(&self, value: &[u8], clock: &dyn Clock) -> Decoded {
         let set = if self.prefix_layout {
             decode_directive(value, clock, &self.limits)
                 .and_then(|d| DirectiveSet::try_from_directives(vec![d]))?

@@ -83,6 +83,12 @@ impl Follower {
         }
     }
 
+    /// Decodes through `shared` (see [`super::shared::SharedDecodes`]).
+    pub(crate) fn with_shared_decodes(mut self, shared: Arc<super::shared::SharedDecodes>) -> Self {
+        self.applied.share_decodes(shared);
+        self
+    }
+
     /// The newest applied change's revision (deletes included).
     pub(crate) fn revision(&self) -> i64 {
         self.applied.revision()

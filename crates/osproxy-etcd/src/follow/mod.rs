@@ -7,6 +7,7 @@
 //! | [`applied`] | per-key last good values, the composition of the served set |
 //! | [`follower`] | the transition function: a read, a watch message, a liveness read → apply / confirm / re-read / reconnect |
 //! | [`liveness`] | the timers of one connection: ask for progress, fall back to reads, give up |
+//! | [`shared`] | one decode per key revision for every store of a process that shares a clock |
 //! | [`failsafe`] | the store's fail-safe timer: engage after `failsafe_after` without confirmation, release on the next |
 //!
 //! The store's watcher (`crate::watcher`) and the publisher's change feed
@@ -19,6 +20,7 @@ pub(crate) mod applied;
 pub(crate) mod failsafe;
 pub(crate) mod follower;
 pub(crate) mod liveness;
+pub(crate) mod shared;
 #[cfg(test)]
 mod sim;
 pub(crate) mod types;

@@ -22,6 +22,8 @@ pub(super) struct Config {
     pub(super) startup_timeout: Duration,
     /// `--max-request-bytes`, when set.
     pub(super) max_request_bytes: Option<usize>,
+    /// `--enable-pprof`.
+    pub(super) pprof: bool,
     /// `--initial-cluster-token` of the current incarnation.
     pub(super) token: Mutex<String>,
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::config::Config;
 use super::etcdctl::{expect_success, parse_status, run, MemberStatus};
-use super::process::{etcd_command, health, log_files, Supervised};
+use super::process::{etcd_command, health, http_get, log_files, Supervised};
 use crate::wait::Deadline;
 
 /// Lines of each log shown in a panic message.
@@ -88,6 +88,28 @@ impl EtcdMember {
     /// clients need TLS.
     pub fn metrics_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.metrics_port)
+    }
+
+    /// The Go heap the member holds right after a forced garbage collection,
+    /// in bytes: `GET /debug/pprof/heap?gc=1` on the client URL (which runs
+    /// the collector; the cluster must be built with
+    /// [`crate::EtcdClusterBuilder::pprof`], plain HTTP), then
+    /// `go_memstats_heap_alloc_bytes` from `/metrics`. Unlike the resident
+    /// size, which moves with the Go runtime's collections and its returns of
+    /// memory to the OS, this is the live heap: what the member keeps per
+    /// watcher shows in it byte for byte. `None` when either read fails.
+    pub fn go_heap_after_gc(&self) -> Option<u64> {
+        let timeout = Duration::from_secs(10);
+        let profile = http_get(self.client_port, "/debug/pprof/heap?gc=1", timeout)?;
+        if !profile.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        let metrics = http_get(self.metrics_port, "/metrics", timeout)?;
+        metrics.lines().find_map(|line| {
+            let value = line.strip_prefix("go_memstats_heap_alloc_bytes ")?;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            value.trim().parse::<f64>().ok().map(|v| v as u64)
+        })
     }
 
     /// The etcd `--data-dir`.
@@ -279,6 +301,9 @@ impl EtcdMember {
         }
         if let Some(bytes) = config.max_request_bytes {
             cmd.arg("--max-request-bytes").arg(bytes.to_string());
+        }
+        if config.pprof {
+            cmd.arg("--enable-pprof");
         }
         cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         cmd.spawn()

@@ -62,6 +62,7 @@ pub struct EtcdClusterBuilder {
     root_password: Option<String>,
     startup_timeout: Duration,
     max_request_bytes: Option<usize>,
+    pprof: bool,
 }
 
 impl Default for EtcdClusterBuilder {
@@ -72,6 +73,7 @@ impl Default for EtcdClusterBuilder {
             root_password: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             max_request_bytes: None,
+            pprof: false,
         }
     }
 }
@@ -115,6 +117,14 @@ impl EtcdClusterBuilder {
         self
     }
 
+    /// Serve Go's profiler on each member's client URL (`--enable-pprof`),
+    /// so a benchmark can force a garbage collection
+    /// ([`EtcdMember::go_heap_after_gc`]) before reading the heap.
+    pub fn pprof(mut self) -> Self {
+        self.pprof = true;
+        self
+    }
+
     /// Starts the members and blocks until every one reports healthy, then
     /// sets up auth if requested.
     ///
@@ -135,6 +145,7 @@ impl EtcdClusterBuilder {
             auth_enabled: AtomicBool::new(false),
             startup_timeout: self.startup_timeout,
             max_request_bytes: self.max_request_bytes,
+            pprof: self.pprof,
             token: Mutex::new(String::new()),
         });
         // Built before anything is spawned so that a panic below still tears

@@ -199,21 +199,24 @@ impl Supervised {
 
 /// `GET /health` over plain HTTP/1.1 on the metrics port.
 pub(super) fn health(metrics_port: u16) -> bool {
-    let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, metrics_port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
     // etcd's own health check allows its quorum read one second.
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    http_get(metrics_port, "/health", Duration::from_secs(2)).is_some_and(|response| {
+        response.starts_with("HTTP/1.1 200") && response.contains(r#""health":"true""#)
+    })
+}
+
+/// A plain HTTP/1.1 `GET path` on a loopback port, bounded by `read_timeout`
+/// per read; the whole response (status line, headers, body) as text.
+pub(super) fn http_get(port: u16, path: &str, read_timeout: Duration) -> Option<String> {
+    let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    let _ = stream.set_read_timeout(Some(read_timeout));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
-    response.starts_with("HTTP/1.1 200") && response.contains(r#""health":"true""#)
+    Some(String::from_utf8_lossy(&response).into_owned())
 }
 
 /// The state letter from `/proc/<pid>/stat` (`R`, `S`, `T`, ...).
