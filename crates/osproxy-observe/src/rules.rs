@@ -59,11 +59,13 @@ pub enum RejectReason {
     InvalidExpiresAt,
     /// The lifetime exceeds [`DecodeLimits::max_lifetime`].
     LifetimeTooLong,
+    /// `max_per_sec` is not an integer in 1–[`MAX_PER_SEC`].
+    InvalidMaxPerSec,
 }
 
 impl RejectReason {
     /// Every reason, for tables and metrics.
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 22] = [
         RejectReason::TooLarge,
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
@@ -85,6 +87,7 @@ impl RejectReason {
         RejectReason::ConflictingExpiry,
         RejectReason::InvalidExpiresAt,
         RejectReason::LifetimeTooLong,
+        RejectReason::InvalidMaxPerSec,
     ];
 
     /// The stable, value-free slug (`unknown_field`, `zero_ttl`, …).
@@ -111,6 +114,7 @@ impl RejectReason {
             RejectReason::ConflictingExpiry => "conflicting_expiry",
             RejectReason::InvalidExpiresAt => "invalid_expires_at",
             RejectReason::LifetimeTooLong => "lifetime_too_long",
+            RejectReason::InvalidMaxPerSec => "invalid_max_per_sec",
         }
     }
 
@@ -195,6 +199,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_DIRECTIVES: usize = 10_000;
 /// Default lifetime cap: 7 days.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest `max_per_sec` a directive may ask for (a budget of a billion
+/// requests per second per instance is no budget).
+pub const MAX_PER_SEC: u32 = 1_000_000_000;
 /// Longest `id`, in chars.
 pub const MAX_ID_LEN: usize = 128;
 /// Longest `tenant`, `index` or `principal`, in chars.

@@ -18,10 +18,13 @@ use rustc_hash::FxHashMap;
 use crate::directive::{DiagLevel, DiagnosticsDirective, RequestAttrs};
 use crate::rules::{is_valid_id, is_valid_target, DecodeError, RejectReason};
 use crate::sample;
+pub use crate::stats::DirectiveCounts;
+use crate::stats::{Counted, Stats};
 use crate::timed::TimedDirective;
 
-/// The outcome of evaluating one request: the effective level and whether any
-/// applying directive asks for the ring buffer or a capture.
+/// The outcome of evaluating one request: the effective level, whether any
+/// applying directive asks for the ring buffer or a capture, and where the
+/// level came from (provenance, SPEC §8).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
     /// The highest applying level; `Off` when none applies.
@@ -30,6 +33,27 @@ pub struct Decision {
     pub ring_buffer: bool,
     /// Some applying directive asks for a body capture.
     pub capture: bool,
+    /// The directive that produced `level`: its position in
+    /// [`DirectiveSet::directives`] (the first, in publication order, of the
+    /// applying directives at that level). `None` when `level` is `Off`.
+    /// [`DirectiveSet::winner`] resolves it, so a proxy can stamp the
+    /// directive's id on what it records without allocating per request.
+    pub winner: Option<u32>,
+    /// The revision of the set that decided ([`DirectiveSet::revision`]).
+    pub revision: Option<u64>,
+}
+
+impl Decision {
+    /// Folds one applying directive (at `pos`) into the decision.
+    #[inline]
+    pub(crate) fn add(&mut self, pos: u32, d: &TimedDirective) {
+        if d.level > self.level || (d.level == self.level && self.winner.is_some_and(|w| pos < w)) {
+            self.level = d.level;
+            self.winner = Some(pos);
+        }
+        self.ring_buffer |= d.ring_buffer;
+        self.capture |= d.capture;
+    }
 }
 
 /// An immutable set of directives with its request index.
@@ -41,6 +65,11 @@ pub struct Decision {
 pub struct DirectiveSet {
     directives: Arc<[TimedDirective]>,
     index: Index,
+    /// Budgets and counters, shared by the set's clones.
+    stats: Arc<Stats>,
+    /// Where the set came from (an etcd revision, the in-memory store's
+    /// counter), when its store says so.
+    revision: Option<u64>,
 }
 
 impl PartialEq for DirectiveSet {
@@ -136,10 +165,47 @@ impl DirectiveSet {
     /// checking them.
     fn from_timed(directives: Vec<TimedDirective>) -> Self {
         let index = Index::build(&directives);
+        let stats = Arc::new(Stats::new(&directives));
         DirectiveSet {
             directives: directives.into(),
             index,
+            stats,
+            revision: None,
         }
+    }
+
+    /// The same set, stamped with the revision it was published at (the
+    /// stores do this when they apply a set; [`Decision::revision`] reports
+    /// it). Not part of equality.
+    #[must_use]
+    pub fn with_revision(mut self, revision: u64) -> Self {
+        self.revision = Some(revision);
+        self
+    }
+
+    /// The revision the set was published at, when its store stamped one.
+    pub fn revision(&self) -> Option<u64> {
+        self.revision
+    }
+
+    /// The directive a decision's level came from ([`Decision::winner`]).
+    pub fn winner(&self, decision: &Decision) -> Option<&TimedDirective> {
+        decision
+            .winner
+            .and_then(|pos| self.directives.get(pos as usize))
+    }
+
+    /// The counters of the directive at `position` on this instance since
+    /// the set was applied (every [`DirectiveSet::decide`] and
+    /// [`DirectiveSet::evaluate`] counts).
+    pub fn counts(&self, position: usize) -> DirectiveCounts {
+        self.stats.counts(position)
+    }
+
+    /// Requests admitted by the budget of the directive at `position` in
+    /// `now`'s second, and its `max_per_sec`; `None` without a budget.
+    pub fn budget_use(&self, position: usize, now: Instant) -> Option<(u32, u32)> {
+        self.stats.budget(position).map(|b| (b.used(now), b.max()))
     }
 
     /// The same set with every missing wall-clock expiry derived from
@@ -232,25 +298,47 @@ impl DirectiveSet {
         self.decide(attrs, now, id).level
     }
 
-    /// Whether any directive applying to the request asks for the ring buffer.
+    /// Whether any directive applying to the request asks for the ring
+    /// buffer. Looks only: no budget is used and nothing is counted.
     pub fn wants_ring_buffer(
         &self,
         attrs: &RequestAttrs<'_>,
         now: Instant,
         id: &RequestId,
     ) -> bool {
-        self.decide(attrs, now, id).ring_buffer
+        self.decide_with(attrs, now, id, false).ring_buffer
     }
 
-    /// Whether any directive applying to the request asks for a body capture.
+    /// Whether any directive applying to the request asks for a body
+    /// capture. Looks only: no budget is used and nothing is counted.
     pub fn wants_capture(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> bool {
-        self.decide(attrs, now, id).capture
+        self.decide_with(attrs, now, id, false).capture
     }
 
-    /// Level, ring buffer and capture in one pass over the applying directives.
+    /// Level, ring buffer and capture in one pass over the applying
+    /// directives: the per-request call. It is also the accounting one: each
+    /// call admits the request against the budgets of the directives it
+    /// matches (`max_per_sec`) and adds to their counters, so call it once
+    /// per request ([`DirectiveSet::evaluate`] is `decide(..).level`;
+    /// [`DirectiveSet::wants_ring_buffer`] and
+    /// [`DirectiveSet::wants_capture`] only look).
     #[inline]
     pub fn decide(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> Decision {
-        let mut decision = Decision::default();
+        self.decide_with(attrs, now, id, true)
+    }
+
+    #[inline]
+    fn decide_with(
+        &self,
+        attrs: &RequestAttrs<'_>,
+        now: Instant,
+        id: &RequestId,
+        account: bool,
+    ) -> Decision {
+        let mut decision = Decision {
+            revision: self.revision,
+            ..Decision::default()
+        };
         if self.directives.is_empty() || now >= self.index.last_expiry {
             return decision;
         }
@@ -273,22 +361,41 @@ impl DirectiveSet {
             if !d.is_live(now) || !d.match_.matches(attrs) {
                 continue;
             }
+            let at = pos as usize;
             if d.sample_per_mille < 1000 {
                 let b = *request_bucket.get_or_insert_with(|| sample::bucket(id));
                 if !sample::in_sample(b, d.sample_per_mille) {
+                    if account {
+                        self.stats.count(at, Counted::SampledOut);
+                    }
                     continue;
                 }
             }
-            decision.level = decision.level.max(d.level);
-            decision.ring_buffer |= d.ring_buffer;
-            decision.capture |= d.capture;
+            if let Some(budget) = self.stats.budget(at) {
+                let admitted = if account {
+                    budget.try_take(now)
+                } else {
+                    budget.has_room(now)
+                };
+                if !admitted {
+                    if account {
+                        self.stats.count(at, Counted::OverBudget);
+                    }
+                    continue;
+                }
+            }
+            if account {
+                self.stats.count(at, Counted::Applied);
+            }
+            decision.add(pos, d);
         }
         decision
     }
 
-    /// The reference semantics: a plain scan over every directive. Slower on
-    /// large sets; kept public as the oracle for tests and the baseline for
-    /// benchmarks.
+    /// The reference semantics: a plain scan over every directive, without
+    /// budgets or counters (they are state, not semantics; it only looks).
+    /// Slower on large sets; kept public as the oracle for tests and the
+    /// baseline for benchmarks.
     pub fn decide_by_scan(
         &self,
         attrs: &RequestAttrs<'_>,
@@ -296,17 +403,18 @@ impl DirectiveSet {
         id: &RequestId,
     ) -> Decision {
         let bucket = sample::bucket(id);
-        self.directives
-            .iter()
-            .filter(|d| {
-                d.is_live(now)
-                    && d.match_.matches(attrs)
-                    && sample::in_sample(bucket, d.sample_per_mille)
-            })
-            .fold(Decision::default(), |acc, d| Decision {
-                level: acc.level.max(d.level),
-                ring_buffer: acc.ring_buffer | d.ring_buffer,
-                capture: acc.capture | d.capture,
-            })
+        let mut decision = Decision {
+            revision: self.revision,
+            ..Decision::default()
+        };
+        for (pos, d) in self.directives.iter().enumerate() {
+            if d.is_live(now)
+                && d.match_.matches(attrs)
+                && sample::in_sample(bucket, d.sample_per_mille)
+            {
+                decision.add(u32::try_from(pos).unwrap_or(u32::MAX), d);
+            }
+        }
+        decision
     }
 }

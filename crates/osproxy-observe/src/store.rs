@@ -222,8 +222,8 @@ impl InMemoryDirectiveStore {
     /// returns `()`; a seed program calling it as a statement compiles.)
     pub fn publish(&self, set: DirectiveSet) -> u64 {
         let mut rev = self.lock_revision();
-        self.shared.store(Arc::new(set));
         *rev += 1;
+        self.shared.store(Arc::new(set.with_revision(*rev)));
         *rev
     }
 
@@ -240,8 +240,8 @@ impl InMemoryDirectiveStore {
                 actual: *rev,
             });
         }
-        self.shared.store(Arc::new(set));
         *rev += 1;
+        self.shared.store(Arc::new(set.with_revision(*rev)));
         Ok(*rev)
     }
 

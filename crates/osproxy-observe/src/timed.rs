@@ -18,6 +18,7 @@
 //! [`crate::DirectiveSet::anchored`]. Decoded directives always have one, and
 //! it is never re-derived.
 
+use std::num::NonZeroU32;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
@@ -36,6 +37,12 @@ pub struct TimedDirective {
     /// epoch: what is shared across the fleet and re-published. `None` for a
     /// directive built by code rather than decoded (see the module docs).
     pub expires_at_unix_nanos: Option<u64>,
+    /// The directive's rate budget (wire field `max_per_sec`, SPEC §8): on
+    /// each instance at most this many requests per second receive its
+    /// effect; beyond it a request evaluates as if it did not apply. `None`:
+    /// no budget. Beside the directive for the same reason as the expiry:
+    /// the seed's [`DiagnosticsDirective`] has exactly seven fields.
+    pub max_per_sec: Option<NonZeroU32>,
 }
 
 impl TimedDirective {
@@ -44,7 +51,15 @@ impl TimedDirective {
         TimedDirective {
             directive,
             expires_at_unix_nanos: Some(expires_at_unix_nanos),
+            max_per_sec: None,
         }
+    }
+
+    /// The same directive with a rate budget (`None`: none).
+    #[must_use]
+    pub fn with_max_per_sec(mut self, max_per_sec: Option<NonZeroU32>) -> Self {
+        self.max_per_sec = max_per_sec;
+        self
     }
 
     /// The wall-clock end of life: the recorded one, or else the one the
@@ -66,6 +81,7 @@ impl From<DiagnosticsDirective> for TimedDirective {
         TimedDirective {
             directive,
             expires_at_unix_nanos: None,
+            max_per_sec: None,
         }
     }
 }

@@ -45,6 +45,11 @@ pub struct DirectiveView {
     pub remaining_secs: u64,
     /// Whether the directive has expired.
     pub expired: bool,
+    /// The directive's rate budget per second on this instance, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_per_sec: Option<u32>,
+    /// Its decisions on this instance since the set was applied.
+    pub counts: crate::set::DirectiveCounts,
 }
 
 impl DirectiveView {
@@ -67,6 +72,8 @@ impl DirectiveView {
             expires_at: format_rfc3339(d.wall_expiry_or_derive(clock)),
             remaining_secs: remaining.as_secs(),
             expired: !d.is_live(now),
+            max_per_sec: d.max_per_sec.map(std::num::NonZeroU32::get),
+            counts: crate::set::DirectiveCounts::default(),
         }
     }
 }
@@ -76,7 +83,11 @@ impl DirectiveSet {
     pub fn view(&self, clock: &dyn Clock) -> Vec<DirectiveView> {
         self.directives()
             .iter()
-            .map(|d| DirectiveView::of(d, clock))
+            .enumerate()
+            .map(|(pos, d)| DirectiveView {
+                counts: self.counts(pos),
+                ..DirectiveView::of(d, clock)
+            })
             .collect()
     }
 }

@@ -500,6 +500,42 @@ fn table() -> Vec<Case> {
             R::LifetimeTooLong,
             AT1,
         ),
+        // max_per_sec (SPEC §8)
+        case(
+            "max_per_sec zero",
+            second_directive(&with(r#""max_per_sec":0"#)),
+            "invalid_max_per_sec",
+            R::InvalidMaxPerSec,
+            AT1,
+        ),
+        case(
+            "max_per_sec negative",
+            second_directive(&with(r#""max_per_sec":-1"#)),
+            "invalid_max_per_sec",
+            R::InvalidMaxPerSec,
+            AT1,
+        ),
+        case(
+            "max_per_sec fractional",
+            second_directive(&with(r#""max_per_sec":1.5"#)),
+            "invalid_max_per_sec",
+            R::InvalidMaxPerSec,
+            AT1,
+        ),
+        case(
+            "max_per_sec over a billion",
+            second_directive(&with(r#""max_per_sec":1000000001"#)),
+            "invalid_max_per_sec",
+            R::InvalidMaxPerSec,
+            AT1,
+        ),
+        case(
+            "max_per_sec string",
+            second_directive(&with(r#""max_per_sec":"100""#)),
+            "wrong_type",
+            R::WrongType,
+            AT1,
+        ),
         // ids
         case(
             "duplicate id",
@@ -691,6 +727,8 @@ fn the_boundaries_are_accepted() {
         second_directive(&with(&format!(r#""index":"{}""#, "\u{e9}".repeat(256)))),
         second_directive(&with(r#""sample_per_mille":0"#)),
         second_directive(&with(r#""sample_per_mille":1000"#)),
+        second_directive(&with(r#""max_per_sec":1"#)),
+        second_directive(&with(r#""max_per_sec":1000000000"#)),
         second_directive(r#""level":"Shape","ttl_secs":1"#),
         second_directive(r#""level":"Shape","ttl_secs":604800"#),
         // Exactly 7 days plus the skew allowance.

@@ -297,6 +297,54 @@ proptest! {
         }
     }
 
+    /// `explain` (which only looks) names the same decision `decide` (which
+    /// admits against budgets and counts) then returns, request after
+    /// request, with small budgets that run out along the way; and the
+    /// counters add up to what was decided.
+    #[test]
+    fn explain_agrees_with_decide(
+        specs in specs(24),
+        budgets in prop::collection::vec(prop::option::of(1u32..4), 24),
+        reqs in prop::collection::vec(request(), 1..24),
+        rounds in 1usize..4,
+    ) {
+        let clock = ManualClock::new();
+        let plain = decoded(&specs, &clock);
+        let set = DirectiveSet::try_from_directives(
+            plain
+                .directives()
+                .iter()
+                .zip(&budgets)
+                .map(|(d, b)| d.clone().with_max_per_sec(b.and_then(std::num::NonZeroU32::new)))
+                .collect(),
+        )
+        .unwrap()
+        .with_revision(7);
+        let start = clock.now();
+        let mut applied = vec![0u64; set.len()];
+        for _ in 0..rounds {
+            for r in &reqs {
+                let now = start + Duration::from_nanos(r.advance_nanos % 2_000_000_000);
+                let (a, id) = (attrs(r), rid(&r.id));
+                let e = set.explain(&a, now, &id);
+                let d = set.decide(&a, now, &id);
+                prop_assert_eq!(e.decision, d, "explain vs decide for {:?}", r);
+                prop_assert_eq!(d.revision, Some(7));
+                prop_assert_eq!(e.directives.len(), set.len());
+                for x in e.directives.iter().filter(|x| x.applies) {
+                    applied[x.position] += 1;
+                }
+                if let Some(w) = set.winner(&d) {
+                    prop_assert_eq!(w.level, d.level);
+                    prop_assert!(e.directives.iter().any(|x| x.winner && x.id == w.id));
+                }
+            }
+        }
+        for (pos, want) in applied.iter().enumerate() {
+            prop_assert_eq!(set.counts(pos).applied, *want);
+        }
+    }
+
     #[test]
     fn evaluation_of_the_empty_set_is_off(r in request()) {
         let set = DirectiveSet::new();

@@ -79,6 +79,38 @@ fn failsafe(status: &StoreStatus) -> Value {
     })
 }
 
+/// `GET /admin/explain?tenant=&index=&principal=&endpoint=&request_id=`:
+/// how the applied set decides that request now, directive by directive
+/// (see [`crate::explain`]). Looks only: no budget is used, nothing counted.
+pub(crate) async fn get_explain(
+    State(state): State<AdminState>,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<Value>, ApiError> {
+    let bad = |slug: &'static str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            slug,
+            "the request to explain is invalid",
+        )
+    };
+    let axum::extract::Query(pairs) = query.map_err(|_| bad("malformed_query"))?;
+    let req = crate::explain::ExplainRequest::from_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(bad)?;
+    let (set, _) = state.applied();
+    let clamped = store_status(&state).map(|s| s.clamped).unwrap_or_default();
+    Ok(Json(crate::explain::explain_json(
+        &set,
+        &req,
+        state.clock().now(),
+        &clamped,
+    )))
+}
+
 /// `POST /admin/directives`.
 ///
 /// In fleet mode, besides the decoder's 400/413: the exact bytes it would

@@ -20,12 +20,21 @@
 //! | `osproxy_directives_clamped` | gauge | etcd only: directives applied clamped to the local ceilings |
 //! | `osproxy_directives_clamps{ceiling}` | gauge | etcd only: those clamps by ceiling (`level`, `sample_per_mille`, `capture`, `ring_buffer`) |
 //!
-//! Label values are slugs, never directive values.
+//! | `osproxy_directives_directive_decisions_total{directive,outcome}` | counter | per live directive: requests decided on this instance, `outcome="applied"`, `"sampled_out"` or `"over_budget"` (SPEC §8); since the set was applied (a new publish starts them again, which `rate()` reads as a counter reset) |
+//! | `osproxy_directives_directive_budget_per_second{directive}` | gauge | per live directive with `max_per_sec`: its budget |
+//!
+//! Label values are slugs, never directive values, with one exception: the
+//! `directive` label is the directive's id, the operator's own name for it,
+//! restricted by the decoder to `[A-Za-z0-9._:-]` (nothing to escape) and
+//! bounded by the live set: a directive's series disappear when it leaves
+//! the set or expires.
 
 use std::fmt::Write;
 use std::time::Duration;
 
+use osproxy_core::Instant;
 use osproxy_etcd::{Clamp, StoreStatus};
+use osproxy_observe::{DirectiveSet, TimedDirective};
 
 use super::state::{AdminState, Backend};
 
@@ -104,6 +113,7 @@ pub(crate) fn render(state: &AdminState) -> String {
     for (reason, n) in &counters.rejected {
         let _ = writeln!(out, "{name}{{source=\"admin\",reason=\"{reason}\"}} {n}");
     }
+    render_directives(&mut out, &set, now);
     if let Backend::Etcd(b) = state.backend() {
         let status = b.store().status();
         for (reason, n) in &status.rejected_total {
@@ -137,6 +147,47 @@ pub(crate) fn render(state: &AdminState) -> String {
         render_safety(&mut out, &status);
     }
     out
+}
+
+/// Per live directive: decisions by outcome, and budgets (SPEC §8).
+fn render_directives(out: &mut String, set: &DirectiveSet, now: Instant) {
+    let live: Vec<(usize, &TimedDirective)> = set
+        .directives()
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_live(now))
+        .collect();
+    let name = "osproxy_directives_directive_decisions_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Requests decided per live directive, by outcome."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (pos, d) in &live {
+        let c = set.counts(*pos);
+        for (outcome, n) in [
+            ("applied", c.applied),
+            ("sampled_out", c.sampled_out),
+            ("over_budget", c.over_budget),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{directive=\"{}\",outcome=\"{outcome}\"}} {n}",
+                d.id
+            );
+        }
+    }
+    let name = "osproxy_directives_directive_budget_per_second";
+    let _ = writeln!(
+        out,
+        "# HELP {name} The rate budget (max_per_sec) of each live directive that has one."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (_, d) in &live {
+        if let Some(m) = d.max_per_sec {
+            let _ = writeln!(out, "{name}{{directive=\"{}\"}} {m}", d.id);
+        }
+    }
 }
 
 /// The fail-safe and the clamps (SPEC §8).

@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | `/admin/directives` | GET | yes | the applied set: `revision`, canonical `directives` (re-publishable), `view` with remaining lifetimes; `ETag: "<revision>"`; in fleet mode also `failsafe` (`engaged`, `since`, `since_unix_nanos`, `withheld`), `clamped` (`[{id, clamps}]`) and, on each clamped `view` entry, `clamped: [<ceiling slug>]` (SPEC §8) |
 //! | `/admin/directives` | POST | yes | publish a directive set (body ≤ 1 MiB) into the in-memory store, or into etcd with compare-and-swap in fleet mode; `If-Match: <revision>` to publish only over that revision |
+//! | `/admin/explain` | GET | yes | `?tenant=&index=&principal=&endpoint=&request_id=`: the decision for that request now (level, flags, winning `directive`, `revision`), its sample `bucket`, and per directive its targets (`any`/`match`/`mismatch`), sample, expiry, budget, clamps, counters and `why_not` (`expired`, `targets`, `sampled_out`, `over_budget`); 400 `unknown_parameter`, `duplicate_parameter`, `invalid_endpoint`, `invalid_target` (SPEC §8) |
 //! | `/healthz` | GET | no | 200 while the process serves |
 //! | `/readyz` | GET | no | 200 once the initial read is done and, with etcd, while the last confirmation from etcd is within the staleness bound; 503 otherwise; with etcd both bodies carry `failsafe` |
 //! | `/metrics` | GET | no | Prometheus text: applied revision, staleness, reconnects, rejected publishes by reason, directives active, snapshot reads, fail-safe and clamps |
@@ -48,6 +49,10 @@ pub fn router(state: AdminState) -> Router {
             get(handlers::get_directives)
                 .post(handlers::post_directives)
                 .fallback(handlers::only_get_post),
+        )
+        .route(
+            "/admin/explain",
+            get(handlers::get_explain).fallback(handlers::only_get),
         )
         .route(
             "/healthz",

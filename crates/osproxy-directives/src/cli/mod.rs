@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 pub mod add;
 pub mod common;
 pub mod demo;
+pub mod explain;
 pub mod get;
 pub mod publish;
 pub mod remove;
@@ -67,6 +68,10 @@ pub enum Command {
     /// Show which revision each instance of the fleet applied or rejected.
     #[command(after_help = status::EXAMPLES)]
     Status(status::StatusOpts),
+    /// Explain how a request would be decided, directive by directive: on
+    /// the live set in etcd, or by a running instance (`--instance`).
+    #[command(after_help = explain::EXAMPLES)]
+    Explain(explain::ExplainOpts),
     /// Start a throwaway local etcd and three instances, and show a directive
     /// reaching all of them and expiring.
     #[command(after_help = demo::EXAMPLES)]
@@ -85,6 +90,7 @@ impl Command {
             Command::Remove(o) => remove::run(o).await,
             Command::Watch(o) => watch::run(o).await,
             Command::Status(o) => status::run(o).await,
+            Command::Explain(o) => explain::run(o).await,
             Command::Demo(o) => demo::run(o).await,
         }
     }

@@ -21,6 +21,14 @@ use super::shared::{DecodeInput, Decoded, SharedDecodes};
 use super::types::Kv;
 use crate::status::Rejection;
 
+/// `set` stamped with an etcd revision (never negative in practice).
+fn stamp(set: DirectiveSet, revision: i64) -> DirectiveSet {
+    match u64::try_from(revision) {
+        Ok(r) if r > 0 => set.with_revision(r),
+        _ => set,
+    }
+}
+
 /// One key as last seen.
 #[derive(Debug)]
 struct Entry {
@@ -147,9 +155,9 @@ impl AppliedState {
                     create_revision: kv.create_revision,
                     value: &kv.value,
                 },
-                || self.decode(&kv.value, clock),
+                || self.decode(&kv.value, kv.mod_revision, clock),
             ),
-            None => self.decode(&kv.value, clock),
+            None => self.decode(&kv.value, kv.mod_revision, clock),
         };
         let previous_good = previous.and_then(|p| p.good.clone());
         let entry = match decoded {
@@ -184,14 +192,15 @@ impl AppliedState {
         }
     }
 
-    fn decode(&self, value: &[u8], clock: &dyn Clock) -> Decoded {
+    /// Decodes one value, stamped with the revision it was written at.
+    fn decode(&self, value: &[u8], mod_revision: i64, clock: &dyn Clock) -> Decoded {
         let set = if self.prefix_layout {
             decode_directive(value, clock, &self.limits)
                 .and_then(|d| DirectiveSet::try_from_directives(vec![d]))?
         } else {
             decode_directive_set_with(value, clock, &self.limits)?
         };
-        Ok(Arc::new(set))
+        Ok(Arc::new(stamp(set, mod_revision)))
     }
 
     /// Builds the set to serve from every key's last good value. In the
@@ -229,7 +238,10 @@ impl AppliedState {
         }
         // Every directive was validated by the decoder and ids are unique, so
         // this cannot fail; an empty set is the fail-safe answer if it did.
-        Arc::new(DirectiveSet::try_from_directives(all).unwrap_or_default())
+        Arc::new(stamp(
+            DirectiveSet::try_from_directives(all).unwrap_or_default(),
+            self.revision,
+        ))
     }
 
     /// Every standing rejection.
