@@ -15,6 +15,13 @@
 //!   `load()` (a contended reference count), the `RwLock` baseline, and
 //!   `evaluate_only` (no store read at all: the machine's own scaling ceiling
 //!   for this work);
+//! - `budget`: one matching directive with a `max_per_sec` budget, counted
+//!   (SPEC §8), in a set of 1,000, on 1 and 2 threads like `threads`:
+//!   `flood` is the case budgets exist for (a budget of 1,000/s that the
+//!   benchmark's request rate exceeds, so almost every request is refused by
+//!   a read of the full window and counted `over_budget`); `room` keeps the
+//!   budget from ever filling (a billion per second), so every request also
+//!   admits itself with a compare-and-swap: the worst case, for context;
 //! - `decode`: decoding a 10,000-directive body.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -208,6 +215,52 @@ fn threads(c: &mut Criterion) {
     g.finish();
 }
 
+/// `directives_for_distinct_tenants(n, true)` with every directive given a
+/// budget of `max_per_sec`.
+fn budgeted(n: usize, max_per_sec: u32, clock: &ManualClock) -> DirectiveSet {
+    let max = std::num::NonZeroU32::new(max_per_sec);
+    DirectiveSet::try_from_directives(
+        directives_for_distinct_tenants(n, true, clock)
+            .directives()
+            .iter()
+            .map(|d| d.clone().with_max_per_sec(max))
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn budget(c: &mut Criterion) {
+    const N: usize = 1_000;
+    let clock = ManualClock::new();
+    let now = clock.now();
+    let mut g = c.benchmark_group("budget");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(50);
+    for (case, max) in [("flood", 1_000u32), ("room", 1_000_000_000)] {
+        let store = store_with(budgeted(N, max, &clock));
+        for t in [1usize, 2] {
+            g.throughput(Throughput::Elements(t as u64));
+            g.bench_with_input(BenchmarkId::new(case, t), &t, |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel_reads(t, iters, || {
+                        let mut reader = store.reader();
+                        let req = BenchRequest::default();
+                        move || {
+                            black_box(reader.current().decide(
+                                black_box(&req.attrs()),
+                                now,
+                                &req.id,
+                            ));
+                        }
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn decode(c: &mut Criterion) {
     let clock = ManualClock::new();
     let body = distinct_tenants_body(10_000, true);
@@ -222,5 +275,5 @@ fn decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, read_path, evaluate, threads, decode);
+criterion_group!(benches, read_path, evaluate, threads, budget, decode);
 criterion_main!(benches);
