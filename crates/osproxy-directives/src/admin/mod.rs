@@ -5,6 +5,9 @@
 //! |---|---|---|---|
 //! | `/admin/directives` | GET | yes | the applied set: `revision`, canonical `directives` (re-publishable), `view` with remaining lifetimes; `ETag: "<revision>"`; in fleet mode also `failsafe` (`engaged`, `since`, `since_unix_nanos`, `withheld`), `clamped` (`[{id, clamps}]`) and, on each clamped `view` entry, `clamped: [<ceiling slug>]` (SPEC §8) |
 //! | `/admin/directives` | POST | yes | publish a directive set (body ≤ 1 MiB) into the in-memory store, or into etcd with compare-and-swap in fleet mode; `If-Match: <revision>` to publish only over that revision |
+//! | `/ui` | GET | the data only with it (the shell asks for it; see the `page` module) | the operator's page: live directives with a ticking remaining lifetime, the fleet's instances and their state |
+//! | `/ui/app.js`, `/ui/app.css` | GET | no | the page's script and style |
+//! | `/admin/page` | GET | yes | the page's data (JSON), polled by the page |
 //! | `/healthz` | GET | no | 200 while the process serves |
 //! | `/readyz` | GET | no | 200 once the initial read is done and, with etcd, while the last confirmation from etcd is within the staleness bound; 503 otherwise; with etcd both bodies carry `failsafe` |
 //! | `/metrics` | GET | no | Prometheus text: applied revision, staleness, reconnects, rejected publishes by reason, directives active, snapshot reads, fail-safe and clamps |
@@ -26,6 +29,7 @@ mod auth;
 mod error;
 mod handlers;
 mod metrics;
+mod page;
 pub mod server;
 mod state;
 
@@ -49,6 +53,10 @@ pub fn router(state: AdminState) -> Router {
                 .post(handlers::post_directives)
                 .fallback(handlers::only_get_post),
         )
+        .route("/ui", get(page::page).fallback(handlers::only_get))
+        .route("/ui/app.js", get(page::script).fallback(handlers::only_get))
+        .route("/ui/app.css", get(page::style).fallback(handlers::only_get))
+        .route("/admin/page", get(page::data).fallback(handlers::only_get))
         .route(
             "/healthz",
             get(handlers::healthz).fallback(handlers::only_get),
