@@ -60,6 +60,7 @@ pub mod decode;
 pub mod directive;
 pub mod encode;
 mod json;
+pub mod note;
 mod rules;
 pub mod sample;
 pub mod set;
@@ -74,6 +75,7 @@ pub use decode::{
 };
 pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};
+pub use note::{decode_publish_note, NoteError, PublishNote};
 pub use set::{Decision, DirectiveSet};
 pub use store::{
     DirectiveReader, DirectiveStore, InMemoryDirectiveStore, RevisionConflict, SharedDirectiveSet,
