@@ -125,7 +125,11 @@ fn the_page_shows_directives_counting_down_and_an_instance_rejecting() {
         0
     );
     assert_eq!(tab.eval("typeof window.pwned"), "undefined");
-    assert_eq!(tab.eval("document.scripts.length"), 1, "only app.js");
+    assert_eq!(
+        tab.eval("document.scripts.length"),
+        2,
+        "only the page's two files"
+    );
     // The server-rendered HTML escaped it too.
     let (_, html) = http_get(&a.at("/ui"));
     assert!(html.contains("tenant=&lt;script&gt;window.pwned=1&lt;/script&gt;"));
@@ -177,6 +181,10 @@ fn the_page_shows_directives_counting_down_and_an_instance_rejecting() {
         "(() => { const c = [...document.querySelectorAll('#directives tbody tr')].find(tr => tr.querySelector('td.id').textContent === 'acme-timing'); return c && c.querySelector('td.remaining').textContent.startsWith('1h59m'); })()",
     );
 
+    tab.wait_for(
+        "the history lists both publishes",
+        "document.querySelectorAll('#history tbody tr').length >= 2",
+    );
     let png = tab.screenshot_png();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     if let Some(path) = std::env::var_os("OSPROXY_PAGE_SCREENSHOT") {
@@ -237,4 +245,188 @@ fn block_post_with_token(url: &str, body: &str, token: &str) -> (u16, String) {
             let status = resp.status().as_u16();
             (status, resp.text().await.unwrap())
         })
+}
+
+/// The reason recorded with the first publish: an etcd-sourced field that
+/// can carry `<` (authors cannot).
+const HOSTILE_REASON: &str = "<script>window.pwned=3</script> incident 42";
+
+/// Publishes `ids` (10 min each) with a note into the single-key `key`;
+/// returns the revision written and the canonical set (absolute expiries).
+fn publish_noted(
+    cluster: &EtcdCluster,
+    key: &str,
+    ids: &[&str],
+    author: &str,
+    reason: &str,
+) -> (i64, Value) {
+    use std::sync::Arc;
+
+    use osproxy_core::SystemClock;
+    use osproxy_etcd::config::ConnectionConfig;
+    use osproxy_etcd::{Layout, Publisher};
+    use osproxy_observe::{decode_directive_set, PublishNote};
+
+    let body = set_body(ids, 600);
+    let set = decode_directive_set(body.as_bytes(), &SystemClock).unwrap();
+    let note = PublishNote::new()
+        .with_author(author)
+        .unwrap()
+        .with_reason(reason)
+        .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let publisher = Publisher::connect(
+                ConnectionConfig::new(&cluster.endpoints()),
+                Layout::Key(key.to_owned()),
+                Arc::new(SystemClock),
+            )
+            .await
+            .unwrap();
+            let revision = publisher.publish_noted(&set, None, &note).await.unwrap();
+            (revision, osproxy_observe::encode::to_value(&set))
+        })
+}
+
+/// The ids the page lists as applied, comma-joined.
+const LISTED_IDS: &str =
+    "[...document.querySelectorAll('#directives td.id')].map(e => e.textContent).join(',')";
+
+/// Text of the cell `class` in the history row of `revision`, or null.
+fn history_cell(tab: &Tab<'_>, revision: i64, class: &str) -> Value {
+    tab.eval(&format!(
+        "(() => {{ for (const tr of document.querySelectorAll('#history tbody tr'))
+            if (tr.querySelector('td.revision').textContent === '{revision}') return tr.querySelector('td.{class}').textContent;
+          return null; }})()"
+    ))
+}
+
+#[test]
+fn the_history_shows_diffs_and_a_confirmed_rollback_restores_the_previous_set() {
+    let cluster = shared_cluster();
+    let key = unique_key("page-history");
+    let status = format!("{}/", unique_key("page-history-status"));
+    let serve = serve_instance(cluster, &key, &status, "proxy-h", &[]);
+    let (r1, set_r1) = publish_noted(
+        cluster,
+        &key,
+        &["first-a", "first-b"],
+        "alice",
+        HOSTILE_REASON,
+    );
+    let (r2, _) = publish_noted(cluster, &key, &["second"], "bob", "swap for the test");
+
+    let browser = Browser::launch();
+    let tab = browser.open(&serve.at("/ui"));
+    tab.wait_for("the live set shows", &format!("{LISTED_IDS} === 'second'"));
+    tab.wait_for(
+        "both revisions are listed",
+        &format!("document.querySelectorAll('#history tbody tr').length >= 2 && document.querySelector('#history tbody td.revision').textContent === '{r2}'"),
+    );
+    assert_eq!(history_cell(&tab, r2, "reason"), "swap for the test");
+    let who = history_cell(&tab, r2, "who");
+    assert!(who.as_str().unwrap().starts_with("bob, 20"), "{who}");
+    assert_eq!(
+        history_cell(&tab, r2, "diff"),
+        "+ second\n- first-a\n- first-b"
+    );
+    assert_eq!(history_cell(&tab, r1, "set"), "first-a, first-b");
+    // The hostile reason is text.
+    assert_eq!(history_cell(&tab, r1, "reason"), HOSTILE_REASON);
+    assert_eq!(tab.eval("typeof window.pwned"), "undefined");
+    assert_eq!(
+        tab.eval("document.querySelectorAll('#history tbody script').length"),
+        0
+    );
+
+    // A rollback asked for, then overtaken by another publish: the
+    // compare-and-swap refuses it and the page says so; nothing is written.
+    tab.click(&format!("#history button.rollback[data-revision='{r1}']"));
+    tab.wait_for(
+        "the confirmation shows",
+        "!document.getElementById('confirm').hidden",
+    );
+    let question = tab.eval("document.getElementById('confirm-text').textContent");
+    assert!(
+        question
+            .as_str()
+            .unwrap()
+            .contains(&format!("over live revision {r2}")),
+        "{question}"
+    );
+    let (r3, _) = publish_noted(cluster, &key, &["third"], "carol", "overtakes the rollback");
+    tab.wait_for("the new set shows", &format!("{LISTED_IDS} === 'third'"));
+    tab.click("#confirm-yes");
+    let outcome = tab.wait_for(
+        "the conflict shows",
+        "(() => { const t = document.getElementById('rollback-outcome').textContent; return t.startsWith('conflict') ? t : ''; })()",
+    );
+    assert!(
+        outcome.as_str().unwrap().contains("nothing was written"),
+        "{outcome}"
+    );
+    assert_eq!(
+        tab.eval("document.getElementById('rollback-outcome').className"),
+        "outcome-error"
+    );
+    assert_eq!(tab.eval(LISTED_IDS), "third");
+
+    // Asked again over the new live revision, confirmed: the set as of r1
+    // is back, with its expiries, and history records who did it.
+    tab.wait_for(
+        "the history is reloaded",
+        &format!("document.querySelector('#history tbody td.revision').textContent === '{r3}'"),
+    );
+    tab.click(&format!("#history button.rollback[data-revision='{r1}']"));
+    tab.wait_for(
+        "the confirmation shows",
+        "!document.getElementById('confirm').hidden",
+    );
+    tab.click("#confirm-yes");
+    let outcome = tab.wait_for(
+        "the rollback succeeds",
+        "(() => { const t = document.getElementById('rollback-outcome').textContent; return t.startsWith('rolled back') ? t : ''; })()",
+    );
+    assert!(
+        outcome
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("rolled back to revision {r1}: wrote revision ")),
+        "{outcome}"
+    );
+    tab.wait_for(
+        "the previous set shows again",
+        &format!("{LISTED_IDS} === 'first-a,first-b'"),
+    );
+    let r4: i64 = outcome
+        .as_str()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    tab.wait_for(
+        "the rollback is listed",
+        &format!("document.querySelector('#history tbody td.revision').textContent === '{r4}'"),
+    );
+    assert_eq!(
+        history_cell(&tab, r4, "reason"),
+        format!("rollback to {r1}")
+    );
+    assert!(history_cell(&tab, r4, "who")
+        .as_str()
+        .unwrap()
+        .starts_with("admin-page, "));
+    assert_eq!(
+        history_cell(&tab, r4, "diff"),
+        "+ first-a\n+ first-b\n- third"
+    );
+    // The expiries are the ones published at r1, not new ones.
+    let (_, admin) = http_get(&serve.at("/admin/directives"));
+    let admin: Value = serde_json::from_str(&admin).unwrap();
+    assert_eq!(admin["directives"], set_r1["directives"], "{admin}");
 }

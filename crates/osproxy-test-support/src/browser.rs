@@ -74,7 +74,7 @@ fn chromium_binary() -> PathBuf {
 }
 
 impl Browser {
-    /// Starts Chromium headless with a fresh profile and a 1280x900 window.
+    /// Starts Chromium headless with a fresh profile and a 1280x1100 window.
     ///
     /// # Panics
     /// When Chromium is missing or does not answer the protocol.
@@ -106,7 +106,7 @@ impl Browser {
                 "--disable-default-apps",
                 "--disable-dev-shm-usage",
                 "--hide-scrollbars",
-                "--window-size=1280,900",
+                "--window-size=1280,1100",
                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))

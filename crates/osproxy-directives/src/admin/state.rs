@@ -308,24 +308,50 @@ impl AdminState {
         }
     }
 
+    /// The shared etcd publisher (connected on first use); 404 `no_history`
+    /// for the in-memory store, which keeps no history and has no fleet.
+    pub(crate) async fn shared_publisher(&self) -> Result<Arc<Publisher>, ApiError> {
+        let Backend::Etcd(b) = &self.inner.backend else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_history",
+                "this instance runs the in-memory store: no history, no fleet",
+            ));
+        };
+        b.publisher(&self.inner.options.clock, *self.limits())
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// Maps a failed etcd request made through `publisher` to its answer
+    /// (as for a publish), dropping the publisher when the connection may be
+    /// at fault so the next request reconnects.
+    pub(crate) async fn etcd_failure(
+        &self,
+        publisher: &Arc<Publisher>,
+        e: PublishError,
+    ) -> ApiError {
+        if e.may_need_reconnect() {
+            if let Backend::Etcd(b) = &self.inner.backend {
+                b.forget(publisher).await;
+            }
+        }
+        publish_error(e)
+    }
+
     /// The fleet's instance reports (fleet mode; `None` for the in-memory
     /// store), read through the shared publisher.
     pub(crate) async fn fleet_status(&self) -> Option<Result<FleetStatus, ApiError>> {
         let Backend::Etcd(b) = &self.inner.backend else {
             return None;
         };
-        let publisher = match b.publisher(&self.inner.options.clock, *self.limits()).await {
+        let publisher = match self.shared_publisher().await {
             Ok(p) => p,
-            Err(e) => return Some(Err(unavailable(&e))),
+            Err(e) => return Some(Err(e)),
         };
         Some(match publisher.fleet_status(&b.status_prefix).await {
             Ok(fleet) => Ok(fleet),
-            Err(e) => {
-                if e.may_need_reconnect() {
-                    b.forget(&publisher).await;
-                }
-                Err(unavailable(&e))
-            }
+            Err(e) => Err(self.etcd_failure(&publisher, e).await),
         })
     }
 

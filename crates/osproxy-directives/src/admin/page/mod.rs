@@ -2,13 +2,17 @@
 //! this instance applies and, in fleet mode, what each instance reports; its
 //! script (`/ui/app.js`) polls `GET /admin/page` once a second and counts
 //! remaining lifetimes down in between, so the page stays live without a
-//! reload.
+//! reload. In fleet mode it also lists the set's history with diffs and
+//! offers a rollback that asks for confirmation and shows the outcome of its
+//! compare-and-swap.
 //!
 //! | route | token | answer |
 //! |---|---|---|
 //! | `/ui` | see below | the page (HTML) |
-//! | `/ui/app.js`, `/ui/app.css` | no | the page's script and style (static, no data) |
+//! | `/ui/app.js`, `/ui/history.js`, `/ui/app.css` | no | the page's scripts and style (static, no data) |
 //! | `/admin/page` | yes | the page's data as JSON (`PageModel`) |
+//! | `/admin/history` | yes | GET: the revisions still in etcd's history with their diffs (fleet mode; see `history`) |
+//! | `/admin/rollback` | yes | POST `{"to", "expected_revision"}`: republish the set as of `to` with compare-and-swap |
 //!
 //! **Token.** With an admin token configured, the data is behind it like
 //! everything under `/admin`. A browser's navigation to `/ui` carries no
@@ -27,6 +31,7 @@
 //! `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` and
 //! `Cache-Control: no-store`.
 
+mod history;
 mod html;
 mod model;
 
@@ -47,6 +52,7 @@ use model::PageModel;
 pub(crate) const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const SCRIPT: &str = include_str!("app.js");
+const HISTORY_SCRIPT: &str = include_str!("history.js");
 const STYLE: &str = include_str!("app.css");
 
 /// Adds the page's security headers to `response`.
@@ -73,6 +79,8 @@ fn typed(content_type: &'static str, body: impl IntoResponse) -> Response {
     )
 }
 
+pub(crate) use history::{history, rollback};
+
 /// `GET /ui`.
 pub(crate) async fn page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     let authorized = state
@@ -90,6 +98,11 @@ pub(crate) async fn page(State(state): State<AdminState>, headers: HeaderMap) ->
 /// `GET /ui/app.js`.
 pub(crate) async fn script() -> Response {
     typed("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /ui/history.js`.
+pub(crate) async fn history_script() -> Response {
+    typed("text/javascript; charset=utf-8", HISTORY_SCRIPT)
 }
 
 /// `GET /ui/app.css`.
