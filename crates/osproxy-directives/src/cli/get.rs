@@ -1,5 +1,6 @@
 //! `get`: shows the live directive set in etcd — a table with remaining
-//! lifetimes and who made the last change (author, time, reason) for humans, or with `--json` the canonical encoding, which
+//! lifetimes and who made the last change (author, time, reason; `history
+//! --json` has it for machines) for humans, or with `--json` the canonical encoding, which
 //! `publish` accepts verbatim (absolute expiries: re-publishing extends
 //! nothing).
 //!
@@ -67,9 +68,6 @@ pub async fn run(opts: GetOpts) -> ExitCode {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", json_set(&live));
             eprintln!("revision {}", live.revision);
-            if live.revision > 0 {
-                eprintln!("last change: {}", note_text(&recorded));
-            }
             for note in &notes {
                 eprintln!("warning: {note}");
             }
