@@ -321,7 +321,7 @@ fn a_bad_author_or_reason_is_refused_before_anything_is_written() {
         ("--reason", "two\nlines", "invalid_reason"),
     ] {
         let r = cli(
-            &cluster,
+            cluster,
             &layout,
             &[
                 "add", "--id", "a", "--level", "Shape", "--ttl", "1m", flag, value, "--json",
@@ -331,6 +331,6 @@ fn a_bad_author_or_reason_is_refused_before_anything_is_written() {
         assert_eq!(r.json()["error"], slug);
         assert!(!r.stdout.contains(value), "value-free: {r:?}");
     }
-    let h = cli(&cluster, &layout, &["history", "--json"]).json();
+    let h = cli(cluster, &layout, &["history", "--json"]).json();
     assert_eq!(h["entries"].as_array().unwrap().len(), 0);
 }
