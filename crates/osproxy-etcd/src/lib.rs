@@ -111,7 +111,9 @@ pub use instance::{
     InstanceReport, InstanceStatus, DEFAULT_STATUS_LEASE_TTL, DEFAULT_STATUS_PREFIX,
 };
 pub use publisher::{
-    Change, Changes, FleetStatus, KeyRejection, LiveSet, PublishError, Publisher, Written,
+    Change, Changes, Diff, FleetStatus, History, HistoryEntry, KeyRejection, LiveSet, PublishError,
+    Publisher, RecordedNote, Rollback, SetAt, SetChanges, Written, DEFAULT_HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
 };
 pub use safety::{Ceilings, Clamp, ClampedDirective, FailsafePolicy};
 pub use status::{Rejection, StoreStatus, WatchPhase};

@@ -62,6 +62,7 @@ pub mod directive;
 pub mod encode;
 pub mod explain;
 mod json;
+pub mod note;
 mod rules;
 pub mod sample;
 pub mod set;
@@ -78,6 +79,7 @@ pub use decode::{
 pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};
 pub use explain::{DirectiveExplanation, Explanation};
+pub use note::{decode_publish_note, NoteError, PublishNote};
 pub use set::{Decision, DirectiveCounts, DirectiveSet};
 pub use store::{
     DirectiveReader, DirectiveStore, InMemoryDirectiveStore, RevisionConflict, SharedDirectiveSet,

@@ -27,6 +27,9 @@
 //! * [`TcpForwarder`]: a loopback TCP proxy that can freeze (silent half-open
 //!   connections), thaw, cut (abrupt close) and be re-targeted; it runs on its
 //!   own thread and runtime, so it works from sync code and any test runtime.
+//! * [`Browser`]: a headless Chromium driven over the DevTools protocol
+//!   (pipes, no port), with a temporary profile, killed by pid on drop,
+//!   for the operator page's real-browser tests.
 //! * [`unique_key`], [`wait_until`], [`eventually`], [`poll_within`]: per-test
 //!   key names and bounded polling instead of sleeps.
 //! * [`fixtures`]: what the test crates share beyond that — directive bodies
@@ -77,6 +80,7 @@
 #![deny(missing_docs)]
 
 mod binaries;
+mod browser;
 mod cluster;
 pub mod fixtures;
 mod forwarder;
@@ -87,6 +91,7 @@ mod proxy;
 mod wait;
 
 pub use binaries::{etcd_version, ETCD_BIN_DIR_VAR, ETCD_NOT_FOUND};
+pub use browser::{Browser, Tab, CHROMIUM_NOT_FOUND, CHROMIUM_VAR};
 pub use cluster::{EtcdCluster, EtcdClusterBuilder, EtcdMember, MemberStatus, KEEP_ENV};
 pub use forwarder::TcpForwarder;
 pub use keys::unique_key;

@@ -26,7 +26,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether the request carries `Authorization: Bearer <token>`.
-fn presents(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn presents(headers: &HeaderMap, token: &str) -> bool {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };

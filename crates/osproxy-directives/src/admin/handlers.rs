@@ -240,6 +240,11 @@ pub(crate) async fn only_get_post() -> ApiError {
     ApiError::method_not_allowed("GET, HEAD, POST")
 }
 
+/// A wrong method on a POST-only route.
+pub(crate) async fn only_post() -> ApiError {
+    ApiError::method_not_allowed("POST")
+}
+
 /// A wrong method on a read-only route.
 pub(crate) async fn only_get() -> ApiError {
     ApiError::method_not_allowed("GET, HEAD")

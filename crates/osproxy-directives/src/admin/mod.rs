@@ -6,6 +6,12 @@
 //! | `/admin/directives` | GET | yes | the applied set: `revision`, canonical `directives` (re-publishable), `view` with remaining lifetimes; `ETag: "<revision>"`; in fleet mode also `failsafe` (`engaged`, `since`, `since_unix_nanos`, `withheld`), `clamped` (`[{id, clamps}]`) and, on each clamped `view` entry, `clamped: [<ceiling slug>]` (SPEC §8) |
 //! | `/admin/directives` | POST | yes | publish a directive set (body ≤ 1 MiB) into the in-memory store, or into etcd with compare-and-swap in fleet mode; `If-Match: <revision>` to publish only over that revision |
 //! | `/admin/explain` | GET | yes | `?tenant=&index=&principal=&endpoint=&request_id=`: the decision for that request now (level, flags, winning `directive`, `revision`), its sample `bucket`, and per directive its targets (`any`/`match`/`mismatch`), sample, expiry, budget, clamps, counters and `why_not` (`expired`, `targets`, `sampled_out`, `over_budget`); 400 `unknown_parameter`, `duplicate_parameter`, `invalid_endpoint`, `invalid_target` (SPEC §8) |
+//! | `/ui` | GET | the data only with it (the shell asks for it; see the `page` module) | the operator's page: live directives with a ticking remaining lifetime, the fleet's instances and their state |
+//! | `/ui/app.js`, `/ui/app.css` | GET | no | the page's script and style |
+//! | `/ui/history.js` | GET | no | the page's history panel |
+//! | `/admin/page` | GET | yes | the page's data (JSON), polled by the page |
+//! | `/admin/history` | GET | yes | fleet mode: the set's revisions still in etcd's history, newest first, with author, reason, time and ids added/removed/changed (`?limit=N`) |
+//! | `/admin/rollback` | POST | yes | fleet mode: `{"to": R, "expected_revision": L}` republishes the set as of R with compare-and-swap on L (409 `conflict` when it moved; 410 `compacted` with `oldest`) |
 //! | `/healthz` | GET | no | 200 while the process serves |
 //! | `/readyz` | GET | no | 200 once the initial read is done and, with etcd, while the last confirmation from etcd is within the staleness bound; 503 otherwise; with etcd both bodies carry `failsafe` |
 //! | `/metrics` | GET | no | Prometheus text: applied revision, staleness, reconnects, rejected publishes by reason, directives active, snapshot reads, fail-safe and clamps |
@@ -27,11 +33,12 @@ mod auth;
 mod error;
 mod handlers;
 mod metrics;
+mod page;
 pub mod server;
 mod state;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Router};
 use osproxy_observe::decode::MAX_BODY_BYTES;
 
@@ -49,6 +56,22 @@ pub fn router(state: AdminState) -> Router {
             get(handlers::get_directives)
                 .post(handlers::post_directives)
                 .fallback(handlers::only_get_post),
+        )
+        .route("/ui", get(page::page).fallback(handlers::only_get))
+        .route("/ui/app.js", get(page::script).fallback(handlers::only_get))
+        .route("/ui/app.css", get(page::style).fallback(handlers::only_get))
+        .route(
+            "/ui/history.js",
+            get(page::history_script).fallback(handlers::only_get),
+        )
+        .route("/admin/page", get(page::data).fallback(handlers::only_get))
+        .route(
+            "/admin/history",
+            get(page::history).fallback(handlers::only_get),
+        )
+        .route(
+            "/admin/rollback",
+            post(page::rollback).fallback(handlers::only_post),
         )
         .route(
             "/admin/explain",

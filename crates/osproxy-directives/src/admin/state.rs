@@ -11,7 +11,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use osproxy_core::{Clock, Revision};
 use osproxy_etcd::config::Connection;
-use osproxy_etcd::{EtcdDirectiveStore, Layout, PublishError, Publisher};
+use osproxy_etcd::{
+    EtcdDirectiveStore, FleetStatus, Layout, PublishError, Publisher, DEFAULT_STATUS_PREFIX,
+};
 use osproxy_observe::{DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore};
 
 use super::error::ApiError;
@@ -32,6 +34,7 @@ pub struct EtcdBackend {
     stale_after: Duration,
     connection: Connection,
     layout: Layout,
+    status_prefix: String,
     publisher: tokio::sync::Mutex<Option<Arc<Publisher>>>,
 }
 
@@ -58,8 +61,26 @@ impl EtcdBackend {
             stale_after,
             connection,
             layout,
+            status_prefix: DEFAULT_STATUS_PREFIX.to_owned(),
             publisher: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Reads the fleet's instance reports under `prefix` for the page
+    /// (default [`DEFAULT_STATUS_PREFIX`]).
+    pub fn with_status_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.status_prefix = prefix.into();
+        self
+    }
+
+    /// Where the directives live.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The prefix the fleet's instance reports are read from.
+    pub fn status_prefix(&self) -> &str {
+        &self.status_prefix
     }
 
     /// The store.
@@ -77,7 +98,7 @@ impl EtcdBackend {
 
     /// The shared publisher, connecting it on first use (and again after
     /// [`forget`](Self::forget)).
-    async fn publisher(
+    pub(crate) async fn publisher(
         &self,
         clock: &Arc<dyn Clock>,
         limits: DecodeLimits,
@@ -99,7 +120,7 @@ impl EtcdBackend {
     }
 
     /// Drops `failed` so the next publish reconnects (possibly elsewhere).
-    async fn forget(&self, failed: &Arc<Publisher>) {
+    pub(crate) async fn forget(&self, failed: &Arc<Publisher>) {
         let mut slot = self.publisher.lock().await;
         if slot.as_ref().is_some_and(|p| Arc::ptr_eq(p, failed)) {
             *slot = None;
@@ -285,6 +306,53 @@ impl AdminState {
                 Err(publish_error(e))
             }
         }
+    }
+
+    /// The shared etcd publisher (connected on first use); 404 `no_history`
+    /// for the in-memory store, which keeps no history and has no fleet.
+    pub(crate) async fn shared_publisher(&self) -> Result<Arc<Publisher>, ApiError> {
+        let Backend::Etcd(b) = &self.inner.backend else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_history",
+                "this instance runs the in-memory store: no history, no fleet",
+            ));
+        };
+        b.publisher(&self.inner.options.clock, *self.limits())
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// Maps a failed etcd request made through `publisher` to its answer
+    /// (as for a publish), dropping the publisher when the connection may be
+    /// at fault so the next request reconnects.
+    pub(crate) async fn etcd_failure(
+        &self,
+        publisher: &Arc<Publisher>,
+        e: PublishError,
+    ) -> ApiError {
+        if e.may_need_reconnect() {
+            if let Backend::Etcd(b) = &self.inner.backend {
+                b.forget(publisher).await;
+            }
+        }
+        publish_error(e)
+    }
+
+    /// The fleet's instance reports (fleet mode; `None` for the in-memory
+    /// store), read through the shared publisher.
+    pub(crate) async fn fleet_status(&self) -> Option<Result<FleetStatus, ApiError>> {
+        let Backend::Etcd(b) = &self.inner.backend else {
+            return None;
+        };
+        let publisher = match self.shared_publisher().await {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match publisher.fleet_status(&b.status_prefix).await {
+            Ok(fleet) => Ok(fleet),
+            Err(e) => Err(self.etcd_failure(&publisher, e).await),
+        })
     }
 
     pub(crate) fn count_snapshot_read(&self) {

@@ -9,7 +9,7 @@ use clap::Args;
 use osproxy_observe::{decode_directive, RejectReason, TimedDirective};
 use serde_json::{json, Map, Value};
 
-use super::common::{clock, finish, print_json, CliError, FleetArgs};
+use super::common::{clock, finish, print_json, CliError, FleetArgs, NoteArgs};
 use crate::duration::{format_duration, parse_duration};
 
 /// Examples shown in `--help`.
@@ -22,7 +22,8 @@ Examples:
       --capture --expires-at 2030-01-01T00:00:00Z
   osproxy-directives add --prefix /osproxy/directives/ --id acme --level Shape --tenant acme --ttl 30s
 
-Durations: 30s, 10m, 2h, 1d (or 1h30m). A directive with the same id is replaced.
+--author (default $USER) and --reason are recorded with the write; `history`
+shows them. Durations: 30s, 10m, 2h, 1d (or 1h30m). A directive with the same id is replaced.
 In the single-key layout the set is rewritten: expired directives are dropped,
 and a set holding ttl_secs lifetimes written by another tool is refused
 (foreign_relative_lifetime, exit 1): a rewrite would restart them on every
@@ -65,6 +66,9 @@ pub struct AddOpts {
     /// Absolute end of life, RFC 3339 (e.g. 2030-01-01T00:00:00Z).
     #[arg(long, value_name = "RFC3339")]
     pub expires_at: Option<String>,
+    /// Who writes and why.
+    #[command(flatten)]
+    pub note: NoteArgs,
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -78,9 +82,10 @@ pub async fn run(opts: AddOpts) -> ExitCode {
 async fn execute(opts: &AddOpts) -> Result<(), CliError> {
     let limits = opts.fleet.limits.limits();
     let directive = build(opts)?;
+    let note = opts.note.note()?;
     let layout = opts.fleet.layout.layout()?;
     let publisher = opts.fleet.etcd.publisher(layout, limits).await?;
-    let written = publisher.add(directive.clone()).await?;
+    let written = publisher.add_noted(directive.clone(), &note).await?;
     let remaining = directive
         .expires_at
         .saturating_duration_since(clock().now());

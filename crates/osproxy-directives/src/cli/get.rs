@@ -1,5 +1,6 @@
 //! `get`: shows the live directive set in etcd — a table with remaining
-//! lifetimes for humans, or with `--json` the canonical encoding, which
+//! lifetimes and who made the last change (author, time, reason; `history
+//! --json` has it for machines) for humans, or with `--json` the canonical encoding, which
 //! `publish` accepts verbatim (absolute expiries: re-publishing extends
 //! nothing).
 //!
@@ -23,7 +24,7 @@ use osproxy_observe::encode::to_value;
 use osproxy_observe::{DirectiveSet, DirectiveView};
 use serde_json::Value;
 
-use super::common::{clock, finish, summarize_ids, FleetArgs};
+use super::common::{clock, finish, note_text, summarize_ids, FleetArgs};
 use crate::duration::format_duration;
 
 /// Examples shown in `--help`.
@@ -50,7 +51,7 @@ pub async fn run(opts: GetOpts) -> ExitCode {
     finish(opts.fleet.output.json, async {
         let publisher = opts.fleet.publisher().await?;
         let layout = publisher.layout().clone();
-        let live = publisher.live().await?;
+        let (live, recorded) = publisher.live_noted().await?;
         if !layout.is_prefix() {
             // The single value is rejected whole: nothing to show beside it.
             if let Some(r) = live.rejected.first() {
@@ -77,6 +78,9 @@ pub async fn run(opts: GetOpts) -> ExitCode {
                 live.revision,
                 count(live.set.len())
             );
+            if live.revision > 0 {
+                println!("last change: {}", note_text(&recorded));
+            }
             if !live.set.is_empty() {
                 print!("{}", table_with(&live.set, &live));
             }

@@ -15,10 +15,13 @@ use clap::{Parser, Subcommand};
 pub mod add;
 pub mod common;
 pub mod demo;
+pub mod diff;
 pub mod explain;
 pub mod get;
+pub mod history;
 pub mod publish;
 pub mod remove;
+pub mod rollback;
 pub mod safety;
 pub mod serve;
 pub mod status;
@@ -62,6 +65,16 @@ pub enum Command {
     /// Remove one directive from etcd by id.
     #[command(after_help = remove::EXAMPLES)]
     Remove(remove::RemoveOpts),
+    /// List the revisions of the directive set still in etcd's history, with
+    /// author, time, reason and changes.
+    #[command(after_help = history::EXAMPLES)]
+    History(history::HistoryOpts),
+    /// Show what changed between two revisions (or a revision and the live set).
+    #[command(after_help = diff::EXAMPLES)]
+    Diff(diff::DiffOpts),
+    /// Publish the set as of an earlier revision again, with compare-and-swap.
+    #[command(after_help = rollback::EXAMPLES)]
+    Rollback(rollback::RollbackOpts),
     /// Print one line per change of the live directive set.
     #[command(after_help = watch::EXAMPLES)]
     Watch(watch::WatchOpts),
@@ -88,6 +101,9 @@ impl Command {
             Command::Get(o) => get::run(o).await,
             Command::Add(o) => add::run(o).await,
             Command::Remove(o) => remove::run(o).await,
+            Command::History(o) => history::run(o).await,
+            Command::Diff(o) => diff::run(o).await,
+            Command::Rollback(o) => rollback::run(o).await,
             Command::Watch(o) => watch::run(o).await,
             Command::Status(o) => status::run(o).await,
             Command::Explain(o) => explain::run(o).await,

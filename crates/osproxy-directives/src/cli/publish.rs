@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::common::{
     check_published_form, clock, finish_with, print_json, read_input, summarize_ids, CliError,
-    FleetArgs,
+    FleetArgs, NoteArgs,
 };
 use super::status::{print_view, wait_for_fleet, InstanceState, DEFAULT_WAIT_TIMEOUT};
 use crate::diff::SetDiff;
@@ -28,6 +28,7 @@ Examples:
   osproxy-directives publish --dry-run directives.json
   osproxy-directives publish --expect-revision 42 directives.json
   osproxy-directives publish --wait --timeout 60s directives.json   # a gated rollout
+  osproxy-directives publish --author alice --reason \"INC-42: more detail\" directives.json
   osproxy-directives get --json | jq '.directives |= map(select(.id != \"old\"))' \\
     | osproxy-directives publish -
 
@@ -62,6 +63,9 @@ pub struct PublishOpts {
     /// The prefix the instances report under (for --wait).
     #[arg(long, env = "OSPROXY_STATUS_PREFIX", default_value = DEFAULT_STATUS_PREFIX, value_name = "PREFIX")]
     pub status_prefix: String,
+    /// Who writes and why.
+    #[command(flatten)]
+    pub note: NoteArgs,
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -78,6 +82,7 @@ async fn execute(opts: &PublishOpts) -> Result<ExitCode, CliError> {
     let limits = opts.fleet.limits.limits();
     let bytes = read_input(&opts.file)?;
     let set = decode_directive_set_with(&bytes, clock().as_ref(), &limits)?;
+    let note = opts.note.note()?;
     if !opts.fleet.layout.layout()?.is_prefix() {
         // Dry runs too: the single value must fit once canonical.
         check_published_form(&set, &limits)?;
@@ -95,13 +100,43 @@ async fn execute(opts: &PublishOpts) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let expected = opts.expect_revision.unwrap_or(live.revision);
-    let revision = publisher.publish(&set, Some(expected)).await?;
+    let revision = publisher.publish_noted(&set, Some(expected), &note).await?;
     let mut out = report(json, &diff, live.revision, Some(revision), &live_rejected);
     let mut code = ExitCode::SUCCESS;
     if opts.wait {
-        let view = wait_for_fleet(&publisher, &opts.status_prefix, opts.timeout).await?;
-        let failure = view.failure(Some(opts.timeout));
-        if let Some(v) = out.as_mut() {
+        let gate = FleetGate {
+            status_prefix: &opts.status_prefix,
+            timeout: opts.timeout,
+        };
+        code = gate.wait(&publisher, revision, out.as_mut()).await?;
+    }
+    if let Some(v) = out {
+        print_json(&v);
+    }
+    Ok(code)
+}
+
+/// `--wait` after a write: waits for the fleet and says its verdict (into
+/// `out` for `--json`, else as the status table and an error line).
+pub(crate) struct FleetGate<'a> {
+    /// The prefix the instances report under.
+    pub(crate) status_prefix: &'a str,
+    /// How long to wait.
+    pub(crate) timeout: Duration,
+}
+
+impl FleetGate<'_> {
+    /// Waits; the exit code is the fleet's verdict on `revision` (written).
+    pub(crate) async fn wait(
+        &self,
+        publisher: &osproxy_etcd::Publisher,
+        revision: i64,
+        out: Option<&mut serde_json::Value>,
+    ) -> Result<ExitCode, CliError> {
+        let view = wait_for_fleet(publisher, self.status_prefix, self.timeout).await?;
+        let failure = view.failure(Some(self.timeout));
+        let json = out.is_some();
+        if let Some(v) = out {
             v["wait"] = json!({
                 "verdict": failure.as_ref().map_or("converged", |e| e.slug),
                 "latest_revision": view.fleet.latest_revision,
@@ -110,20 +145,17 @@ async fn execute(opts: &PublishOpts) -> Result<ExitCode, CliError> {
                 "rejecting": view.named(InstanceState::Rejecting),
             });
         } else {
-            print_view(&view, layout.key(), &opts.status_prefix, false);
+            print_view(&view, publisher.layout().key(), self.status_prefix, false);
         }
-        if let Some(e) = failure {
-            if !json {
-                eprintln!("error: {}", e.message);
-                eprintln!("  hint: revision {revision} is written; `status` shows the fleet");
-            }
-            code = e.exit_code();
+        let Some(e) = failure else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        if !json {
+            eprintln!("error: {}", e.message);
+            eprintln!("  hint: revision {revision} is written; `status` shows the fleet");
         }
+        Ok(e.exit_code())
     }
-    if let Some(v) = out {
-        print_json(&v);
-    }
-    Ok(code)
 }
 
 /// The outcome: printed as text, or returned as JSON for the caller to

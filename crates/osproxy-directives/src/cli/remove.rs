@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::common::{finish, print_json, CliError, FleetArgs};
+use super::common::{finish, print_json, CliError, FleetArgs, NoteArgs};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
 Examples:
   osproxy-directives remove acme-timing
+  osproxy-directives remove --reason \"incident over\" acme-timing
   osproxy-directives remove --prefix /osproxy/directives/ acme
 
 Removing an id that is not live fails with not_found (exit 1). The live
@@ -26,6 +27,9 @@ pub struct RemoveOpts {
     /// The id of the directive to remove.
     #[arg(value_name = "ID")]
     pub id: String,
+    /// Who writes and why.
+    #[command(flatten)]
+    pub note: NoteArgs,
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -34,8 +38,12 @@ pub struct RemoveOpts {
 /// Runs `remove`.
 pub async fn run(opts: RemoveOpts) -> ExitCode {
     finish(opts.fleet.output.json, async {
+        let note = opts.note.note()?;
         let publisher = opts.fleet.publisher().await?;
-        let written = publisher.remove(&opts.id).await.map_err(CliError::from)?;
+        let written = publisher
+            .remove_noted(&opts.id, &note)
+            .await
+            .map_err(CliError::from)?;
         if opts.fleet.output.json {
             print_json(&json!({"revision": written.revision, "id": opts.id}));
         } else {

@@ -41,7 +41,8 @@ Examples:
   osproxy-directives serve --etcd --endpoints 127.0.0.1:2379 --instance-id proxy-a
   OSPROXY_ADMIN_TOKEN=s3cret osproxy-directives serve --listen 0.0.0.0:9464
 
-Then: curl -s http://127.0.0.1:9464/admin/directives
+Then: open http://127.0.0.1:9464/ui (the operator's page)
+      curl -s http://127.0.0.1:9464/admin/directives
       curl -s -X POST --data @directives.json http://127.0.0.1:9464/admin/directives
 A non-loopback --listen needs a token (exit 2 otherwise).";
 
@@ -194,12 +195,10 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
             line.push_str(&format!(", instance {id}"));
         }
         (
-            Backend::Etcd(Box::new(EtcdBackend::new(
-                store,
-                opts.stale_after,
-                connection,
-                layout,
-            ))),
+            Backend::Etcd(Box::new(
+                EtcdBackend::new(store, opts.stale_after, connection, layout)
+                    .with_status_prefix(opts.status_prefix.clone()),
+            )),
             line,
         )
     } else {

@@ -121,6 +121,28 @@ pub enum PublishError {
     /// (`too_large`, `duplicate_id`, …): the one an instance would report.
     #[error("the fleet would reject this write")]
     Invalid(#[source] DecodeError),
+    /// The revision asked for is older than etcd's last compaction: its
+    /// history is gone. Not retryable: ask for `oldest` or later.
+    #[error("revision {requested} is compacted; the oldest available revision is {oldest}")]
+    Compacted {
+        /// The revision asked for.
+        requested: i64,
+        /// The oldest revision etcd still holds (its compaction revision).
+        oldest: i64,
+    },
+    /// The revision asked for is below 1 or beyond the cluster's current
+    /// revision. Not retryable as is.
+    #[error("no revision {requested}: the cluster is at revision {current}")]
+    NoSuchRevision {
+        /// The revision asked for.
+        requested: i64,
+        /// The cluster's current revision.
+        current: i64,
+    },
+    /// The publish note (author, reason) breaks its rules. Nothing was
+    /// written. Not retryable: fix the note.
+    #[error("invalid publish note")]
+    InvalidNote(#[source] osproxy_observe::NoteError),
     /// A watch ended: the stream closed, was cancelled, or the revisions it
     /// needed were compacted. Retryable: open a new one.
     #[error("the etcd watch ended ({why})")]
@@ -147,6 +169,9 @@ impl PublishError {
             PublishError::Contended { .. } => "contended",
             PublishError::Invalid(e) => e.slug(),
             PublishError::WatchEnded { .. } => "watch_ended",
+            PublishError::Compacted { .. } => "compacted",
+            PublishError::NoSuchRevision { .. } => "no_such_revision",
+            PublishError::InvalidNote(e) => e.slug(),
         }
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct Live {
     pub(crate) header: i64,
     /// The cluster that answered.
     pub(crate) cluster_id: u64,
+    /// The revision marker, with its value (its note), when it exists.
+    pub(crate) marker: Option<KeyValue>,
 }
 
 /// The live set as instances would serve it, with what they would reject.
@@ -61,16 +63,32 @@ pub(crate) async fn read_live(
     limit: Duration,
     keys_only: bool,
 ) -> Result<Live, PublishError> {
+    read_range(client, layout, limit, keys_only, None).await
+}
+
+/// Reads the layout's range and its marker in one transaction, as of
+/// revision `at` (the latest with `None`). The marker is read with its value
+/// (a small note) unless `keys_only`.
+pub(crate) async fn read_range(
+    client: &Client,
+    layout: &Layout,
+    limit: Duration,
+    keys_only: bool,
+    at: Option<i64>,
+) -> Result<Live, PublishError> {
     let mut range = layout.get_options();
+    let mut marker = GetOptions::new();
     if keys_only {
         range = range.with_keys_only();
+        marker = marker.with_keys_only();
+    }
+    if let Some(at) = at {
+        range = range.with_revision(at);
+        marker = marker.with_revision(at);
     }
     let txn = Txn::new().and_then([
         TxnOp::get(layout.key(), Some(range)),
-        TxnOp::get(
-            layout.revision_key(),
-            Some(GetOptions::new().with_keys_only()),
-        ),
+        TxnOp::get(layout.revision_key(), Some(marker)),
     ]);
     let mut client = client.clone();
     let resp = request(limit, "read", client.txn(txn)).await?;
@@ -81,12 +99,16 @@ pub(crate) async fn read_live(
         _ => None,
     });
     let kvs = gets.next().map(|mut g| g.take_kvs()).unwrap_or_default();
-    let marker = gets.next().map_or(0, |g| newest_revision(g.kvs()));
+    let marker = gets
+        .next()
+        .and_then(|mut g| g.take_kvs().into_iter().next());
+    let marker_revision = marker.as_ref().map_or(0, KeyValue::mod_revision);
     Ok(Live {
-        revision: newest_revision(&kvs).max(marker),
+        revision: newest_revision(&kvs).max(marker_revision),
         kvs,
         header,
         cluster_id,
+        marker,
     })
 }
 

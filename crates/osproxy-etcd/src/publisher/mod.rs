@@ -99,7 +99,9 @@
 mod changes;
 mod error;
 mod fleet;
+mod history;
 mod live;
+mod note;
 mod write;
 
 use std::fmt;
@@ -116,7 +118,12 @@ use osproxy_observe::DecodeLimits;
 pub use changes::{Change, Changes};
 pub use error::PublishError;
 pub use fleet::FleetStatus;
+pub use history::{
+    Diff, History, HistoryEntry, Rollback, SetAt, SetChanges, DEFAULT_HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
+};
 pub use live::{KeyRejection, LiveSet};
+pub use note::RecordedNote;
 pub use write::{directive_key, Written};
 
 /// How many read-modify-write cycles [`Publisher::add`] and

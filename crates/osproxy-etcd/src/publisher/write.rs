@@ -12,7 +12,8 @@ use etcd_client::{
 use osproxy_core::Instant;
 use osproxy_observe::encode::directive_value;
 use osproxy_observe::{
-    decode_directive, decode_directive_set_with, encode_directive_set, DirectiveSet, TimedDirective,
+    decode_directive, decode_directive_set_with, encode_directive_set, DirectiveSet, PublishNote,
+    TimedDirective,
 };
 use tokio::time::timeout;
 use tracing::debug;
@@ -21,9 +22,6 @@ use super::error::write_error;
 use super::live::{key_string, newest_revision, relative_lifetimes, Live};
 use super::{PublishError, Publisher, MAX_ATTEMPTS};
 use crate::config::Layout;
-
-/// The value of the revision marker: what it is, nothing else.
-const MARKER_VALUE: &[u8] = b"osproxy-directives live revision marker";
 
 /// The outcome of [`Publisher::add`] or [`Publisher::remove`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +34,8 @@ pub struct Written {
 }
 
 impl Publisher {
-    /// Replaces the live set with `set`, in canonical form, if nothing
+    /// Replaces the live set with `set`, in canonical form, recording `note`
+    /// (stamped with the time of the write) on the revision marker, if nothing
     /// changed after revision `expected` (`Some(0)`: nothing may be
     /// published yet). With `None`, reads the live revision first and swaps
     /// against that. Returns the revision of the write, or the live revision
@@ -52,10 +51,11 @@ impl Publisher {
     /// [`PublishError::OutcomeUnknown`] when the answer was lost;
     /// [`PublishError::ValueTooLarge`] / [`PublishError::TooManyOps`] when
     /// etcd refuses it; a request error otherwise.
-    pub async fn publish(
+    pub async fn publish_noted(
         &self,
         set: &DirectiveSet,
         expected: Option<i64>,
+        note: &PublishNote,
     ) -> Result<i64, PublishError> {
         match &self.layout {
             Layout::Key(key) => {
@@ -67,16 +67,17 @@ impl Publisher {
                 }
                 let txn = Txn::new()
                     .when(self.guard(since))
-                    .and_then([TxnOp::put(key.as_str(), bytes, None), self.marker_put()])
+                    .and_then([TxnOp::put(key.as_str(), bytes, None), self.marker_put(note)])
                     .or_else(self.conflict_probe());
                 let resp = self.commit("publish", txn, live.revision).await?;
                 settle(&resp, since)
             }
-            Layout::Prefix(prefix) => self.replace_prefix(prefix, set, expected).await,
+            Layout::Prefix(prefix) => self.replace_prefix(prefix, set, expected, note).await,
         }
     }
 
-    /// Adds `directive`, replacing a directive with the same id.
+    /// Adds `directive`, replacing a directive with the same id, recording
+    /// `note` on the revision marker.
     ///
     /// Key layout: read, drop expired directives, edit, swap; retried up to
     /// [`MAX_ATTEMPTS`] times when another writer gets in between. Prefix
@@ -89,10 +90,14 @@ impl Publisher {
     /// [`PublishError::Malformed`] (key layout) when the live value cannot be
     /// rewritten faithfully; [`PublishError::Contended`];
     /// [`PublishError::OutcomeUnknown`]; a request error.
-    pub async fn add(&self, directive: TimedDirective) -> Result<Written, PublishError> {
+    pub async fn add_noted(
+        &self,
+        directive: TimedDirective,
+        note: &PublishNote,
+    ) -> Result<Written, PublishError> {
         match &self.layout {
             Layout::Key(key) => {
-                self.edit_key(key, "add", |live, now| {
+                self.edit_key(key, "add", note, |live, now| {
                     let replaced = live.get(&directive.id).is_some();
                     let mut list: Vec<TimedDirective> = live
                         .directives()
@@ -107,11 +112,12 @@ impl Publisher {
                 })
                 .await
             }
-            Layout::Prefix(prefix) => self.add_to_prefix(prefix, &directive).await,
+            Layout::Prefix(prefix) => self.add_to_prefix(prefix, &directive, note).await,
         }
     }
 
-    /// Removes the directive with this id.
+    /// Removes the directive with this id, recording `note` on the revision
+    /// marker.
     ///
     /// Key layout: read, drop expired directives, edit, swap, retried like
     /// [`add`](Self::add). Prefix layout: deletes the key holding that id
@@ -120,10 +126,14 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublishError::NotFound`]; otherwise as [`add`](Self::add).
-    pub async fn remove(&self, id: &str) -> Result<Written, PublishError> {
+    pub async fn remove_noted(
+        &self,
+        id: &str,
+        note: &PublishNote,
+    ) -> Result<Written, PublishError> {
         match &self.layout {
             Layout::Key(key) => {
-                self.edit_key(key, "remove", |live, now| {
+                self.edit_key(key, "remove", note, |live, now| {
                     if live.get(id).is_none() {
                         return Err(PublishError::NotFound { id: id.to_owned() });
                     }
@@ -139,7 +149,7 @@ impl Publisher {
                 })
                 .await
             }
-            Layout::Prefix(prefix) => self.remove_from_prefix(prefix, id).await,
+            Layout::Prefix(prefix) => self.remove_from_prefix(prefix, id, note).await,
         }
     }
 
@@ -173,8 +183,9 @@ impl Publisher {
         ]
     }
 
-    fn marker_put(&self) -> TxnOp {
-        TxnOp::put(self.layout.revision_key(), MARKER_VALUE, None)
+    fn marker_put(&self, note: &PublishNote) -> TxnOp {
+        let value = note.clone().stamped(self.now()).encode();
+        TxnOp::put(self.layout.revision_key(), value, None)
     }
 
     /// Reads what a failed guard needs to report the live revision.
@@ -216,6 +227,7 @@ impl Publisher {
         &self,
         key: &str,
         op: &'static str,
+        note: &PublishNote,
         mut edit: impl FnMut(&DirectiveSet, Instant) -> Result<(DirectiveSet, bool), PublishError>,
     ) -> Result<Written, PublishError> {
         for attempt in 1..=MAX_ATTEMPTS {
@@ -241,7 +253,7 @@ impl Publisher {
             let bytes = self.checked_set_bytes(&next)?;
             let txn = Txn::new()
                 .when(self.guard(live.revision))
-                .and_then([TxnOp::put(key, bytes, None), self.marker_put()])
+                .and_then([TxnOp::put(key, bytes, None), self.marker_put(note)])
                 .or_else(self.conflict_probe());
             let resp = self.commit(op, txn, live.revision).await?;
             match settle(&resp, live.revision) {
@@ -261,6 +273,7 @@ impl Publisher {
         prefix: &str,
         set: &DirectiveSet,
         expected: Option<i64>,
+        note: &PublishNote,
     ) -> Result<i64, PublishError> {
         let mut wanted: BTreeMap<Vec<u8>, (Vec<u8>, &TimedDirective)> = BTreeMap::new();
         for d in set.directives() {
@@ -313,7 +326,7 @@ impl Publisher {
                 Some(PutOptions::new().with_lease(lease)),
             ));
         }
-        ops.push(self.marker_put());
+        ops.push(self.marker_put(note));
         let txn = Txn::new()
             .when(self.guard(since))
             .and_then(ops)
@@ -347,6 +360,7 @@ impl Publisher {
         &self,
         prefix: &str,
         directive: &TimedDirective,
+        note: &PublishNote,
     ) -> Result<Written, PublishError> {
         let bytes = self.checked_directive_bytes(directive)?;
         let before = self.revision().await?;
@@ -358,7 +372,7 @@ impl Publisher {
             bytes,
             Some(PutOptions::new().with_lease(lease).with_prev_key()),
         );
-        let txn = Txn::new().and_then([put, self.marker_put()]);
+        let txn = Txn::new().and_then([put, self.marker_put(note)]);
         let resp = match self.commit("add", txn, before).await {
             Ok(resp) => resp,
             Err(e @ PublishError::OutcomeUnknown { .. }) => return Err(e),
@@ -380,7 +394,12 @@ impl Publisher {
         })
     }
 
-    async fn remove_from_prefix(&self, prefix: &str, id: &str) -> Result<Written, PublishError> {
+    async fn remove_from_prefix(
+        &self,
+        prefix: &str,
+        id: &str,
+        note: &PublishNote,
+    ) -> Result<Written, PublishError> {
         let by_name = directive_key(prefix, id).into_bytes();
         for attempt in 1..=MAX_ATTEMPTS {
             let live = self.read().await?;
@@ -403,7 +422,7 @@ impl Publisher {
                     CompareOp::Equal,
                     kv.mod_revision(),
                 )])
-                .and_then([TxnOp::delete(kv.key(), None), self.marker_put()]);
+                .and_then([TxnOp::delete(kv.key(), None), self.marker_put(note)]);
             let resp = self.commit("remove", txn, live.revision).await?;
             if resp.succeeded() {
                 if kv.lease() != 0 {

@@ -167,7 +167,9 @@ impl From<PublishError> for CliError {
             PublishError::Config(_)
             | PublishError::Invalid(_)
             | PublishError::ValueTooLarge { .. }
-            | PublishError::TooManyOps { .. } => Failure::Usage,
+            | PublishError::TooManyOps { .. }
+            | PublishError::InvalidNote(_)
+            | PublishError::NoSuchRevision { .. } => Failure::Usage,
             PublishError::OutcomeUnknown { .. } => Failure::OutcomeUnknown,
             _ => Failure::Runtime,
         };
@@ -233,6 +235,17 @@ impl From<PublishError> for CliError {
                      grant on the parent path covers both)"
                         .into(),
                 );
+            }
+            PublishError::Compacted { oldest, .. } => {
+                err.hint = Some(
+                    format!(
+                        "etcd compacted that history: use revision {oldest} or later (`history` lists them)"
+                    )
+                    .into(),
+                );
+            }
+            PublishError::NoSuchRevision { .. } => {
+                err.hint = Some("`history` lists the revisions of the set".into());
             }
             PublishError::Connect(_) => {
                 err.hint =

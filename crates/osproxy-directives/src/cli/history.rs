@@ -1,0 +1,109 @@
+//! `history [--limit N]`: the revisions of the key or prefix still in etcd's
+//! history, newest first: revision, who and when (when recorded), why, and
+//! the directive ids each added, removed or changed.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use osproxy_etcd::{HistoryEntry, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use serde_json::json;
+
+use super::common::{finish, note_json, note_text, print_json, FleetArgs};
+use super::get::count;
+use crate::diff::SetDiff;
+
+/// Examples shown in `--help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  osproxy-directives history
+  osproxy-directives history --limit 5 --json
+  osproxy-directives history --prefix /osproxy/directives/
+
+Each line is one revision at which the set changed, newest first, with the
+author, time and reason its publisher recorded (none for a change another
+tool made). Revisions before etcd's last compaction are gone; the output
+says where history ends. `diff REV` and `rollback --to REV` take these
+revisions.";
+
+/// Options of `history`.
+#[derive(Args, Debug)]
+pub struct HistoryOpts {
+    /// How many revisions to show, newest first (at most 200).
+    #[arg(long, default_value_t = DEFAULT_HISTORY_LIMIT, value_parser = parse_limit, value_name = "N")]
+    pub limit: usize,
+    /// Where the directives live, how to reach etcd, limits and output.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// Runs `history`.
+pub async fn run(opts: HistoryOpts) -> ExitCode {
+    finish(opts.fleet.output.json, async {
+        let publisher = opts.fleet.publisher().await?;
+        let history = publisher.history(opts.limit).await?;
+        let key = publisher.layout().key().to_owned();
+        if opts.fleet.output.json {
+            let entries: Vec<_> = history.entries.iter().map(entry_json).collect();
+            print_json(&json!({
+                "key": key,
+                "live_revision": history.live_revision,
+                "entries": entries,
+                "more": history.more,
+                "compacted": history.compacted,
+            }));
+            return Ok(());
+        }
+        if history.entries.is_empty() {
+            println!("{key}: no revisions");
+        }
+        for e in &history.entries {
+            println!("revision {}: {}", e.revision, entry_text(e));
+        }
+        if history.more {
+            println!("(older revisions remain: --limit)");
+        }
+        if let Some(oldest) = history.compacted {
+            println!(
+                "history ends at etcd's compaction: the oldest available revision is {oldest}"
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `--limit`: 1 to [`MAX_HISTORY_LIMIT`].
+fn parse_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_HISTORY_LIMIT).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number from 1 to {MAX_HISTORY_LIMIT}")),
+    }
+}
+
+fn entry_text(e: &HistoryEntry) -> String {
+    let changes = match &e.changes {
+        Some(c) => SetDiff::from(c.clone()).summary(),
+        None => "changes unknown (the revision before is compacted)".to_owned(),
+    };
+    let mut line = format!(
+        "{}; {changes}; {}",
+        count(e.state.set.len()),
+        note_text(&e.note)
+    );
+    if !e.state.rejected.is_empty() {
+        line.push_str(&format!("; {} rejected key(s)", e.state.rejected.len()));
+    }
+    line
+}
+
+fn entry_json(e: &HistoryEntry) -> serde_json::Value {
+    let changes = e.changes.clone().map(SetDiff::from);
+    json!({
+        "revision": e.revision,
+        "note": note_json(&e.note),
+        "directives": e.state.set.len(),
+        "ids": e.state.set.directives().iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        "changes": changes,
+        "rejected": e.state.rejected.iter().map(|r| json!({"key": r.key, "reason": r.error.slug()})).collect::<Vec<_>>(),
+    })
+}

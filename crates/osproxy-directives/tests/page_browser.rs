@@ -1,0 +1,432 @@
+//! The operator's page in a real browser: headless Chromium (Debian's
+//! `chromium`, driven over the DevTools protocol by
+//! `osproxy_test_support::Browser`) against running `serve --etcd`
+//! instances on real etcd. The page lists a published directive, its
+//! countdown decreases, an instance's rejection appears, a target carrying
+//! `<script>` renders as text, and with a token the page asks for it.
+//!
+//! Set `OSPROXY_PAGE_SCREENSHOT=docs/page.png` to keep the screenshot the
+//! fleet test takes (that is how the README's picture is made).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use osproxy_test_support::{Browser, Tab};
+use serde_json::Value;
+
+/// The tenant target the page must show as text (ids cannot carry `<`;
+/// targets, which come from etcd as well, can).
+const HOSTILE_TENANT: &str = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>";
+
+fn body(ttl_secs: u64) -> String {
+    serde_json::json!({"directives": [
+        {"id": "acme-timing", "level": "ShapeTiming", "tenant": "acme", "endpoint": "Search",
+         "sample_per_mille": 100, "ttl_secs": ttl_secs},
+        {"id": "hostile-target", "level": "Shape", "tenant": HOSTILE_TENANT, "capture": true,
+         "ttl_secs": 900},
+    ]})
+    .to_string()
+}
+
+/// Text of the cell `class` in the row of directive `id`, or null.
+fn directive_cell(tab: &Tab<'_>, id: &str, class: &str) -> Value {
+    let id = serde_json::to_string(id).unwrap();
+    tab.eval(&format!(
+        "(() => {{ for (const tr of document.querySelectorAll('#directives tbody tr')) {{
+            if (tr.querySelector('td.id').textContent === {id}) return tr.querySelector('td.{class}').textContent; }}
+          return null; }})()"
+    ))
+}
+
+/// Text of the cell `class` in the row of instance `id`, or null.
+fn instance_cell(tab: &Tab<'_>, id: &str, class: &str) -> Value {
+    let id = serde_json::to_string(id).unwrap();
+    tab.eval(&format!(
+        "(() => {{ for (const tr of document.querySelectorAll('#instances tbody tr')) {{
+            if (tr.querySelector('td.instance').textContent === {id}) return tr.querySelector('td.{class}').textContent; }}
+          return null; }})()"
+    ))
+}
+
+/// Seconds in a countdown such as `9m58s`, `1h2m`, `44s`.
+fn seconds(text: &str) -> u64 {
+    let mut total = 0;
+    let mut n = 0;
+    for c in text.chars() {
+        match c {
+            '0'..='9' => n = n * 10 + u64::from(c.to_digit(10).unwrap()),
+            'd' => (total, n) = (total + n * 86_400, 0),
+            'h' => (total, n) = (total + n * 3_600, 0),
+            'm' => (total, n) = (total + n * 60, 0),
+            's' => (total, n) = (total + n, 0),
+            _ => panic!("not a countdown: {text:?}"),
+        }
+    }
+    total
+}
+
+fn serve_instance(
+    cluster: &EtcdCluster,
+    key: &str,
+    status: &str,
+    id: &str,
+    extra: &[&str],
+) -> Serve {
+    let endpoints = endpoints_arg(cluster);
+    let mut args = vec![
+        "--etcd",
+        "--endpoints",
+        &endpoints,
+        "--key",
+        key,
+        "--instance-id",
+        id,
+        "--status-prefix",
+        status,
+    ];
+    args.extend_from_slice(extra);
+    Serve::start(&args)
+}
+
+#[test]
+fn the_page_shows_directives_counting_down_and_an_instance_rejecting() {
+    let cluster = shared_cluster();
+    let key = unique_key("page");
+    let status = format!("{}/", unique_key("page-status"));
+    let a = serve_instance(cluster, &key, &status, "proxy-a", &[]);
+    let b = serve_instance(cluster, &key, &status, "proxy-b", &["--max-lifetime", "1h"]);
+    let (code, answer) = http_post(&a.at("/admin/directives"), body(600).into_bytes(), None);
+    assert_eq!(code, 200, "{answer}");
+
+    let browser = Browser::launch();
+    let tab = browser.open(&a.at("/ui"));
+    tab.wait_for(
+        "the page lists the published directive",
+        "[...document.querySelectorAll('#directives td.id')].map(e => e.textContent).join(',') === 'acme-timing,hostile-target'",
+    );
+    assert_eq!(
+        directive_cell(&tab, "acme-timing", "targets"),
+        "tenant=acme, endpoint=Search"
+    );
+    assert_eq!(directive_cell(&tab, "acme-timing", "sample"), "100");
+    assert_eq!(directive_cell(&tab, "hostile-target", "flags"), "capture");
+
+    // The hostile target is text: no element, no script ran.
+    assert_eq!(
+        directive_cell(&tab, "hostile-target", "targets"),
+        Value::String(format!("tenant={HOSTILE_TENANT}"))
+    );
+    assert_eq!(
+        tab.eval(
+            "document.querySelectorAll('#directives tbody img, #directives tbody script').length"
+        ),
+        0
+    );
+    assert_eq!(tab.eval("typeof window.pwned"), "undefined");
+    assert_eq!(
+        tab.eval("document.scripts.length"),
+        2,
+        "only the page's two files"
+    );
+    // The server-rendered HTML escaped it too.
+    let (_, html) = http_get(&a.at("/ui"));
+    assert!(html.contains("tenant=&lt;script&gt;window.pwned=1&lt;/script&gt;"));
+    assert!(!html.contains("<img src=x"));
+
+    // The countdown ticks without a reload.
+    let first = directive_cell(&tab, "acme-timing", "remaining");
+    let first_secs = seconds(first.as_str().unwrap());
+    assert!((590..=600).contains(&first_secs), "{first}");
+    let first_json = serde_json::to_string(&first).unwrap();
+    tab.wait_for(
+        "the countdown moves",
+        &format!(
+            "(() => {{ for (const tr of document.querySelectorAll('#directives tbody tr'))
+                if (tr.querySelector('td.id').textContent === 'acme-timing')
+                  return tr.querySelector('td.remaining').textContent !== {first_json};
+              return false; }})()"
+        ),
+    );
+    let later = directive_cell(&tab, "acme-timing", "remaining");
+    assert!(
+        seconds(later.as_str().unwrap()) < first_secs,
+        "{first} then {later}"
+    );
+
+    // Both instances report; then proxy-b rejects a set beyond its cap.
+    tab.wait_for(
+        "both instances are current",
+        "[...document.querySelectorAll('#instances tbody tr')].filter(tr => tr.querySelector('td.state').textContent === 'current').length === 2",
+    );
+    let (code, answer) = http_post(&a.at("/admin/directives"), body(7_200).into_bytes(), None);
+    assert_eq!(code, 200, "{answer}");
+    tab.wait_for(
+        "proxy-b's rejection appears",
+        "[...document.querySelectorAll('#instances tbody tr')].some(tr => tr.querySelector('td.instance').textContent === 'proxy-b' && tr.querySelector('td.state').textContent === 'rejecting')",
+    );
+    let rejected = instance_cell(&tab, "proxy-b", "rejected");
+    assert!(
+        rejected
+            .as_str()
+            .unwrap()
+            .starts_with("lifetime_too_long at revision "),
+        "{rejected}"
+    );
+    assert_eq!(instance_cell(&tab, "proxy-a", "state"), "current");
+    assert_eq!(instance_cell(&tab, "proxy-a", "rejected"), "-");
+    tab.wait_for(
+        "the new lifetime shows",
+        "(() => { const c = [...document.querySelectorAll('#directives tbody tr')].find(tr => tr.querySelector('td.id').textContent === 'acme-timing'); return c && c.querySelector('td.remaining').textContent.startsWith('1h59m'); })()",
+    );
+
+    tab.wait_for(
+        "the history lists both publishes",
+        "document.querySelectorAll('#history tbody tr').length >= 2",
+    );
+    let png = tab.screenshot_png();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    if let Some(path) = std::env::var_os("OSPROXY_PAGE_SCREENSHOT") {
+        std::fs::write(&path, &png).unwrap();
+    }
+    drop(b);
+}
+
+#[test]
+fn with_a_token_the_page_asks_for_it_and_then_shows_the_data() {
+    let serve = Serve::start_with_env(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("OSPROXY_ADMIN_TOKEN", "s3cret")],
+    );
+    let one = r#"{"directives":[{"id":"token-page","level":"Shape","ttl_secs":300}]}"#;
+    let (code, _) = block_post_with_token(&serve.at("/admin/directives"), one, "s3cret");
+    assert_eq!(code, 200);
+
+    let browser = Browser::launch();
+    let tab = browser.open(&serve.at("/ui"));
+    tab.wait_for(
+        "the page asks for the token",
+        "!document.getElementById('auth').hidden && document.getElementById('data').hidden",
+    );
+    assert_eq!(
+        tab.eval("document.querySelectorAll('#directives tbody tr').length"),
+        0
+    );
+    tab.eval("document.getElementById('token').value = 'wrong'");
+    tab.click("#use-token");
+    tab.wait_for(
+        "a wrong token is refused",
+        "document.getElementById('auth-error').textContent === 'the token was refused'",
+    );
+    tab.eval("document.getElementById('token').value = 's3cret'");
+    tab.click("#use-token");
+    tab.wait_for(
+        "the data shows with the token",
+        "document.getElementById('auth').hidden && [...document.querySelectorAll('#directives td.id')].some(e => e.textContent === 'token-page')",
+    );
+    assert_eq!(tab.eval("document.cookie"), "", "the token is no cookie");
+}
+
+/// A POST with the bearer token (the common helper sends none).
+fn block_post_with_token(url: &str, body: &str, token: &str) -> (u16, String) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .body(body.to_owned())
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        })
+}
+
+/// The reason recorded with the first publish: an etcd-sourced field that
+/// can carry `<` (authors cannot).
+const HOSTILE_REASON: &str = "<script>window.pwned=3</script> incident 42";
+
+/// Publishes `ids` (10 min each) with a note into the single-key `key`;
+/// returns the revision written and the canonical set (absolute expiries).
+fn publish_noted(
+    cluster: &EtcdCluster,
+    key: &str,
+    ids: &[&str],
+    author: &str,
+    reason: &str,
+) -> (i64, Value) {
+    use std::sync::Arc;
+
+    use osproxy_core::SystemClock;
+    use osproxy_etcd::config::ConnectionConfig;
+    use osproxy_etcd::{Layout, Publisher};
+    use osproxy_observe::{decode_directive_set, PublishNote};
+
+    let body = set_body(ids, 600);
+    let set = decode_directive_set(body.as_bytes(), &SystemClock).unwrap();
+    let note = PublishNote::new()
+        .with_author(author)
+        .unwrap()
+        .with_reason(reason)
+        .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let publisher = Publisher::connect(
+                ConnectionConfig::new(&cluster.endpoints()),
+                Layout::Key(key.to_owned()),
+                Arc::new(SystemClock),
+            )
+            .await
+            .unwrap();
+            let revision = publisher.publish_noted(&set, None, &note).await.unwrap();
+            (revision, osproxy_observe::encode::to_value(&set))
+        })
+}
+
+/// The ids the page lists as applied, comma-joined.
+const LISTED_IDS: &str =
+    "[...document.querySelectorAll('#directives td.id')].map(e => e.textContent).join(',')";
+
+/// Text of the cell `class` in the history row of `revision`, or null.
+fn history_cell(tab: &Tab<'_>, revision: i64, class: &str) -> Value {
+    tab.eval(&format!(
+        "(() => {{ for (const tr of document.querySelectorAll('#history tbody tr'))
+            if (tr.querySelector('td.revision').textContent === '{revision}') return tr.querySelector('td.{class}').textContent;
+          return null; }})()"
+    ))
+}
+
+#[test]
+fn the_history_shows_diffs_and_a_confirmed_rollback_restores_the_previous_set() {
+    let cluster = shared_cluster();
+    let key = unique_key("page-history");
+    let status = format!("{}/", unique_key("page-history-status"));
+    let serve = serve_instance(cluster, &key, &status, "proxy-h", &[]);
+    let (r1, set_r1) = publish_noted(
+        cluster,
+        &key,
+        &["first-a", "first-b"],
+        "alice",
+        HOSTILE_REASON,
+    );
+    let (r2, _) = publish_noted(cluster, &key, &["second"], "bob", "swap for the test");
+
+    let browser = Browser::launch();
+    let tab = browser.open(&serve.at("/ui"));
+    tab.wait_for("the live set shows", &format!("{LISTED_IDS} === 'second'"));
+    tab.wait_for(
+        "both revisions are listed",
+        &format!("document.querySelectorAll('#history tbody tr').length >= 2 && document.querySelector('#history tbody td.revision').textContent === '{r2}'"),
+    );
+    assert_eq!(history_cell(&tab, r2, "reason"), "swap for the test");
+    let who = history_cell(&tab, r2, "who");
+    assert!(who.as_str().unwrap().starts_with("bob, 20"), "{who}");
+    assert_eq!(
+        history_cell(&tab, r2, "diff"),
+        "+ second\n- first-a\n- first-b"
+    );
+    assert_eq!(history_cell(&tab, r1, "set"), "first-a, first-b");
+    // The hostile reason is text.
+    assert_eq!(history_cell(&tab, r1, "reason"), HOSTILE_REASON);
+    assert_eq!(tab.eval("typeof window.pwned"), "undefined");
+    assert_eq!(
+        tab.eval("document.querySelectorAll('#history tbody script').length"),
+        0
+    );
+
+    // A rollback asked for, then overtaken by another publish: the
+    // compare-and-swap refuses it and the page says so; nothing is written.
+    tab.click(&format!("#history button.rollback[data-revision='{r1}']"));
+    tab.wait_for(
+        "the confirmation shows",
+        "!document.getElementById('confirm').hidden",
+    );
+    let question = tab.eval("document.getElementById('confirm-text').textContent");
+    assert!(
+        question
+            .as_str()
+            .unwrap()
+            .contains(&format!("over live revision {r2}")),
+        "{question}"
+    );
+    let (r3, _) = publish_noted(cluster, &key, &["third"], "carol", "overtakes the rollback");
+    tab.wait_for("the new set shows", &format!("{LISTED_IDS} === 'third'"));
+    tab.click("#confirm-yes");
+    let outcome = tab.wait_for(
+        "the conflict shows",
+        "(() => { const t = document.getElementById('rollback-outcome').textContent; return t.startsWith('conflict') ? t : ''; })()",
+    );
+    assert!(
+        outcome.as_str().unwrap().contains("nothing was written"),
+        "{outcome}"
+    );
+    assert_eq!(
+        tab.eval("document.getElementById('rollback-outcome').className"),
+        "outcome-error"
+    );
+    assert_eq!(tab.eval(LISTED_IDS), "third");
+
+    // Asked again over the new live revision, confirmed: the set as of r1
+    // is back, with its expiries, and history records who did it.
+    tab.wait_for(
+        "the history is reloaded",
+        &format!("document.querySelector('#history tbody td.revision').textContent === '{r3}'"),
+    );
+    tab.click(&format!("#history button.rollback[data-revision='{r1}']"));
+    tab.wait_for(
+        "the confirmation shows",
+        "!document.getElementById('confirm').hidden",
+    );
+    tab.click("#confirm-yes");
+    let outcome = tab.wait_for(
+        "the rollback succeeds",
+        "(() => { const t = document.getElementById('rollback-outcome').textContent; return t.startsWith('rolled back') ? t : ''; })()",
+    );
+    assert!(
+        outcome
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("rolled back to revision {r1}: wrote revision ")),
+        "{outcome}"
+    );
+    tab.wait_for(
+        "the previous set shows again",
+        &format!("{LISTED_IDS} === 'first-a,first-b'"),
+    );
+    let r4: i64 = outcome
+        .as_str()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    tab.wait_for(
+        "the rollback is listed",
+        &format!("document.querySelector('#history tbody td.revision').textContent === '{r4}'"),
+    );
+    assert_eq!(
+        history_cell(&tab, r4, "reason"),
+        format!("rollback to {r1}")
+    );
+    assert!(history_cell(&tab, r4, "who")
+        .as_str()
+        .unwrap()
+        .starts_with("admin-page, "));
+    assert_eq!(
+        history_cell(&tab, r4, "diff"),
+        "+ first-a\n+ first-b\n- third"
+    );
+    // The expiries are the ones published at r1, not new ones.
+    let (_, admin) = http_get(&serve.at("/admin/directives"));
+    let admin: Value = serde_json::from_str(&admin).unwrap();
+    assert_eq!(admin["directives"], set_r1["directives"], "{admin}");
+}
