@@ -66,7 +66,18 @@
 //! One *live revision* (a revision marker written with every change, see
 //! [`publisher`]) moves on deletes too, for compare-and-swap and status; a
 //! write whose answer is lost is reported as an unknown outcome, never
-//! cleaned up after.
+//! cleaned up after. The marker's value is the write's
+//! [`PublishNote`](osproxy_observe::PublishNote) (author, reason, time),
+//! read back as a [`RecordedNote`].
+//!
+//! # History
+//! [`Publisher::history`], [`Publisher::set_at`], [`Publisher::diff`] and
+//! [`Publisher::rollback`] read etcd's MVCC history (range reads at a
+//! revision, bounded by [`MAX_HISTORY_LIMIT`]): each revision of the set
+//! with its note and [`SetChanges`]; a rollback republishes an earlier set
+//! with compare-and-swap, keeping its absolute expiries and leaving out what
+//! has expired. A compacted revision is [`PublishError::Compacted`], naming
+//! the oldest available one.
 //!
 //! # Seed compatibility
 //! A program written against the seed's `osproxy-etcd` 1.0.2 compiles

@@ -338,3 +338,24 @@ async fn a_compacted_revision_names_the_oldest_available_in_both_layouts() {
         assert_eq!(sorted_ids(&p.set_at(r3).await.unwrap().state.set), ["c"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_api_runs_on_spawned_tasks_as_an_admin_handler_would() {
+    let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let p = Arc::new(publisher(cluster, Layout::Key(unique_key("hist-send")), clock.clone()).await);
+    let r1 = p
+        .publish(&set_on(&clock, &[("a", 600)]), Some(0))
+        .await
+        .unwrap();
+    let task = {
+        let p = Arc::clone(&p);
+        tokio::spawn(async move {
+            let h = p.history(5).await?;
+            let d = p.diff(r1, None).await?;
+            let plan = p.rollback(r1, None, &PublishNote::new(), true).await?;
+            Ok::<_, PublishError>((h.entries.len(), d.changes.is_empty(), plan.revision))
+        })
+    };
+    assert_eq!(task.await.unwrap().unwrap(), (1, true, None));
+}

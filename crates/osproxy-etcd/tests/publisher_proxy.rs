@@ -100,3 +100,35 @@ async fn leases_through_the_proxy_expire_keys_and_are_tidied() {
     .await;
     assert_eq!(ids(&store), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_a_compacted_revision_through_the_proxy() {
+    // Its own etcd: the test compacts it.
+    let cluster = EtcdCluster::single();
+    let proxy = EtcdProxy::start(&cluster);
+    let publisher = Publisher::connect(
+        ConnectionConfig::new(&[proxy.endpoint()]),
+        Layout::Key(unique_key("proxy-history")),
+        clock(),
+    )
+    .await
+    .expect("the publisher connects through the proxy");
+    let r1 = publisher
+        .publish(&decoded_set(&["a"], 600), Some(0))
+        .await
+        .expect("publish");
+    let r2 = publisher
+        .publish(&decoded_set(&["b"], 600), None)
+        .await
+        .expect("publish");
+    let history = publisher.history(10).await.expect("history");
+    let revisions: Vec<i64> = history.entries.iter().map(|e| e.revision).collect();
+    assert_eq!(revisions, [r2, r1]);
+    cluster.compact(r2);
+    match publisher.set_at(r1).await {
+        Err(PublishError::Compacted { requested, oldest }) => {
+            assert_eq!((requested, oldest), (r1, r2));
+        }
+        other => panic!("expected compacted through the proxy, got {other:?}"),
+    }
+}
