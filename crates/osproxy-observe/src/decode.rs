@@ -235,6 +235,16 @@ fn decode_one(
     Ok(TimedDirective::new(directive, expires_at_unix_nanos))
 }
 
+/// Decodes one already parsed directive object anchored at `clock`'s now
+/// (the token payload's directive goes through here, [`crate::token`]).
+pub(crate) fn decode_parsed(
+    value: Json,
+    clock: &dyn Clock,
+    limits: &DecodeLimits,
+) -> Result<TimedDirective, RejectReason> {
+    decode_one(value, Anchor::now(clock), limits)
+}
+
 fn string(v: Json) -> Result<String, RejectReason> {
     match v {
         Json::String(s) => Ok(s),

@@ -29,6 +29,12 @@
 //!   - [`set`] → `rules`, `directive`, `sample`, `timed`;
 //!   - [`store`] → `set`; [`verifier`] → `directive`;
 //!   - [`view`] → `encode`, `set`, `timed`.
+//! * Trust (SPEC §9):
+//!   - [`keys`] → nothing: Ed25519 [`SignerKey`] and [`TrustStore`] by key id;
+//!   - [`signed`] → `keys`, `rules`: signed etcd values;
+//!   - [`token`] → `keys`, `decode`, `json`, `directive`, `encode`, `set`,
+//!     `timed`, `verifier`: the `X-Debug-Directive` token and
+//!     [`TokenVerifier`].
 //!
 //! Seed compatibility: every public item of the seed's `osproxy-observe`
 //! 1.0.2 directive subsystem is here with its seed signature (SPEC §4);
@@ -60,11 +66,14 @@ pub mod decode;
 pub mod directive;
 pub mod encode;
 mod json;
+pub mod keys;
 mod rules;
 pub mod sample;
 pub mod set;
+pub mod signed;
 pub mod store;
 pub mod timed;
+pub mod token;
 pub mod verifier;
 pub mod view;
 
@@ -74,11 +83,13 @@ pub use decode::{
 };
 pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};
+pub use keys::{KeyError, SignerKey, TrustStore};
 pub use set::{Decision, DirectiveSet};
 pub use store::{
     DirectiveReader, DirectiveStore, InMemoryDirectiveStore, RevisionConflict, SharedDirectiveSet,
     Snapshot,
 };
 pub use timed::TimedDirective;
+pub use token::{HeaderVerdict, Judgement, TokenVerifier};
 pub use verifier::{DirectiveVerifier, NoVerifier};
 pub use view::DirectiveView;

@@ -59,11 +59,18 @@ pub enum RejectReason {
     InvalidExpiresAt,
     /// The lifetime exceeds [`DecodeLimits::max_lifetime`].
     LifetimeTooLong,
+    /// A trust store is configured and the value carries no signature
+    /// (SPEC §9, [`crate::signed`]).
+    Unsigned,
+    /// The value's signature is malformed or does not verify over its bytes.
+    BadSignature,
+    /// The value is signed by a key id the trust store does not hold.
+    UnknownKey,
 }
 
 impl RejectReason {
     /// Every reason, for tables and metrics.
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 24] = [
         RejectReason::TooLarge,
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
@@ -85,6 +92,9 @@ impl RejectReason {
         RejectReason::ConflictingExpiry,
         RejectReason::InvalidExpiresAt,
         RejectReason::LifetimeTooLong,
+        RejectReason::Unsigned,
+        RejectReason::BadSignature,
+        RejectReason::UnknownKey,
     ];
 
     /// The stable, value-free slug (`unknown_field`, `zero_ttl`, …).
@@ -111,6 +121,9 @@ impl RejectReason {
             RejectReason::ConflictingExpiry => "conflicting_expiry",
             RejectReason::InvalidExpiresAt => "invalid_expires_at",
             RejectReason::LifetimeTooLong => "lifetime_too_long",
+            RejectReason::Unsigned => "unsigned",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::UnknownKey => "unknown_key",
         }
     }
 
