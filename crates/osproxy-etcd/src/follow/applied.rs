@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use osproxy_core::Clock;
+use osproxy_observe::signed::open_value;
 use osproxy_observe::{
     decode_directive, decode_directive_set_with, DecodeError, DecodeLimits, DirectiveSet,
-    RejectReason,
+    RejectReason, TrustStore,
 };
 
 use super::types::Kv;
@@ -47,6 +48,9 @@ pub(crate) enum Outcome {
 pub(crate) struct AppliedState {
     prefix_layout: bool,
     limits: DecodeLimits,
+    /// With a trust store, only values signed by a trusted key apply
+    /// (SPEC §9); without, a signed value's payload applies unchecked.
+    trust: Option<Arc<TrustStore>>,
     entries: BTreeMap<Vec<u8>, Entry>,
     /// Highest modification revision of any applied change.
     revision: i64,
@@ -61,11 +65,17 @@ impl AppliedState {
         AppliedState {
             prefix_layout,
             limits,
+            trust: None,
             entries: BTreeMap::new(),
             revision: 0,
             compose_rejections: Vec::new(),
             empty: Arc::new(DirectiveSet::new()),
         }
+    }
+
+    /// Applies only values signed by a key in `trust` from now on.
+    pub(crate) fn set_trust(&mut self, trust: Option<Arc<TrustStore>>) {
+        self.trust = trust;
     }
 
     /// The newest applied change's revision.
@@ -127,7 +137,7 @@ impl AppliedState {
                 return Outcome::Unchanged;
             }
         }
-        let decoded = self.decode(&kv.value, clock);
+        let decoded = self.decode(&kv.key, &kv.value, clock);
         let previous_good = previous.and_then(|p| p.good.clone());
         let entry = match decoded {
             Ok(directives) => Entry {
@@ -161,7 +171,13 @@ impl AppliedState {
         }
     }
 
-    fn decode(&self, value: &[u8], clock: &dyn Clock) -> Result<Arc<DirectiveSet>, DecodeError> {
+    fn decode(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        clock: &dyn Clock,
+    ) -> Result<Arc<DirectiveSet>, DecodeError> {
+        let value = open_value(value, key, self.trust.as_deref())?;
         let set = if self.prefix_layout {
             decode_directive(value, clock, &self.limits)
                 .and_then(|d| DirectiveSet::try_from_directives(vec![d]))?

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use osproxy_core::Clock;
-use osproxy_observe::{DecodeLimits, DirectiveSet, RejectReason};
+use osproxy_observe::{DecodeLimits, DirectiveSet, RejectReason, TrustStore};
 
 use super::applied::{AppliedState, Outcome};
 use super::types::{Event, LivenessRead, Snapshot, WatchMsg};
@@ -81,6 +81,12 @@ impl Follower {
             header_revision: 0,
             cluster_id: None,
         }
+    }
+
+    /// Applies only values signed by a key in `trust` (SPEC §9).
+    pub(crate) fn trusting(mut self, trust: Option<Arc<TrustStore>>) -> Follower {
+        self.applied.set_trust(trust);
+        self
     }
 
     /// The newest applied change's revision (deletes included).
