@@ -12,7 +12,9 @@ use axum::http::StatusCode;
 use osproxy_core::{Clock, Revision};
 use osproxy_etcd::config::Connection;
 use osproxy_etcd::{EtcdDirectiveStore, Layout, PublishError, Publisher};
-use osproxy_observe::{DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore};
+use osproxy_observe::{
+    DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore, SignerKey,
+};
 
 use super::error::ApiError;
 
@@ -33,6 +35,8 @@ pub struct EtcdBackend {
     connection: Connection,
     layout: Layout,
     publisher: tokio::sync::Mutex<Option<Arc<Publisher>>>,
+    /// Signs admin publishes (SPEC §9).
+    signer: Option<SignerKey>,
 }
 
 impl fmt::Debug for EtcdBackend {
@@ -59,7 +63,15 @@ impl EtcdBackend {
             connection,
             layout,
             publisher: tokio::sync::Mutex::new(None),
+            signer: None,
         }
+    }
+
+    /// Signs every admin publish with `signer` (when given).
+    #[must_use]
+    pub fn signing(mut self, signer: Option<SignerKey>) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// The store.
@@ -93,6 +105,10 @@ impl EtcdBackend {
         )
         .await?
         .with_decode_limits(limits);
+        let p = match &self.signer {
+            Some(s) => p.with_signer(s.clone()),
+            None => p,
+        };
         let p = Arc::new(p);
         *slot = Some(Arc::clone(&p));
         Ok(p)

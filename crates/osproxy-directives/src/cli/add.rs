@@ -68,6 +68,9 @@ pub struct AddOpts {
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Signing (SPEC §9).
+    #[command(flatten)]
+    pub sign: super::trust::SignArgs,
 }
 
 /// Runs `add`.
@@ -80,6 +83,7 @@ async fn execute(opts: &AddOpts) -> Result<(), CliError> {
     let directive = build(opts)?;
     let layout = opts.fleet.layout.layout()?;
     let publisher = opts.fleet.etcd.publisher(layout, limits).await?;
+    let publisher = opts.sign.apply(publisher)?;
     let written = publisher.add(directive.clone()).await?;
     let remaining = directive
         .expires_at

@@ -29,12 +29,15 @@ pub struct RemoveOpts {
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Signing (SPEC §9).
+    #[command(flatten)]
+    pub sign: super::trust::SignArgs,
 }
 
 /// Runs `remove`.
 pub async fn run(opts: RemoveOpts) -> ExitCode {
     finish(opts.fleet.output.json, async {
-        let publisher = opts.fleet.publisher().await?;
+        let publisher = opts.sign.apply(opts.fleet.publisher().await?)?;
         let written = publisher.remove(&opts.id).await.map_err(CliError::from)?;
         if opts.fleet.output.json {
             print_json(&json!({"revision": written.revision, "id": opts.id}));

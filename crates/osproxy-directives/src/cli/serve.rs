@@ -129,6 +129,20 @@ pub struct ServeOpts {
     /// Fail-safe and local ceilings (SPEC §8).
     #[command(flatten)]
     pub safety: SafetyArgs,
+    /// Apply only directive values signed by a key in this trust store file
+    /// (SPEC §9; public-key lines from `keygen`). Unsigned values are
+    /// rejected (`unsigned`) and the last good set keeps serving.
+    #[arg(
+        long,
+        env = "OSPROXY_TRUST_STORE",
+        value_name = "FILE",
+        requires = "etcd",
+        help_heading = "Trust"
+    )]
+    pub trust_store: Option<std::path::PathBuf>,
+    /// Sign what `POST /admin/directives` publishes into etcd with this key.
+    #[command(flatten)]
+    pub sign: super::trust::SignArgs,
 }
 
 /// Runs `serve` until SIGINT or SIGTERM.
@@ -181,6 +195,9 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
             .backoff(opts.backoff_initial, opts.backoff_max)
             .decode_limits(limits);
         let mut builder = opts.safety.apply(builder);
+        if let Some(path) = &opts.trust_store {
+            builder = builder.trust_store(super::trust::read_trust_store(path)?);
+        }
         if let Some(id) = &opts.instance_id {
             builder = builder.instance(InstanceReport {
                 instance_id: id.clone(),
@@ -194,12 +211,15 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
             line.push_str(&format!(", instance {id}"));
         }
         (
-            Backend::Etcd(Box::new(EtcdBackend::new(
-                store,
-                opts.stale_after,
-                connection,
-                layout,
-            ))),
+            Backend::Etcd(Box::new(
+                EtcdBackend::new(store, opts.stale_after, connection, layout).signing(
+                    opts.sign
+                        .sign_key
+                        .as_deref()
+                        .map(super::trust::read_signer)
+                        .transpose()?,
+                ),
+            )),
             line,
         )
     } else {
