@@ -5,6 +5,8 @@
 //! rejected with their slugs, `status` shows it, the last good set keeps
 //! serving, and an admin POST signed with the server-side key applies.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
