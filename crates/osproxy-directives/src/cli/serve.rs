@@ -40,6 +40,7 @@ Examples:
   osproxy-directives serve --listen 127.0.0.1:0
   osproxy-directives serve --etcd --endpoints 127.0.0.1:2379 --instance-id proxy-a
   OSPROXY_ADMIN_TOKEN=s3cret osproxy-directives serve --listen 0.0.0.0:9464
+  osproxy-directives serve --etcd --trust-store fleet.trust --sign-key ops.key   # signed sets only
 
 Then: curl -s http://127.0.0.1:9464/admin/directives
       curl -s -X POST --data @directives.json http://127.0.0.1:9464/admin/directives
