@@ -390,6 +390,9 @@ pub struct StoreConfig {
     pub failsafe: Option<crate::FailsafePolicy>,
     /// Local ceilings every applied set is clamped to; default none.
     pub ceilings: crate::Ceilings,
+    /// With a trust store, only values signed by one of its keys apply
+    /// (SPEC §9, `osproxy_observe::signed`); default none.
+    pub trust: Option<Arc<osproxy_observe::TrustStore>>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
 }

@@ -44,6 +44,19 @@
 //! Both act when a set is applied or the fail-safe switches: the request
 //! path stays one atomic load of the snapshot the watcher swapped in.
 //!
+//! # Trust (SPEC §9, [`trust`])
+//! With [`trust_store`](EtcdStoreBuilder::trust_store) an instance applies
+//! only values signed by a trusted Ed25519 key over exactly the bytes it
+//! decodes, under the key they are stored at (`osproxy_observe::signed`);
+//! an unsigned value is rejected as `unsigned`, a signature that does not
+//! verify as `bad_signature`, an untrusted key id as `unknown_key`, through
+//! the same per-key rejection path as a malformed value (the last good set
+//! keeps serving; `status().rejected` and the instance report name it).
+//! Without a trust store a signed value's payload applies unchecked.
+//! [`Publisher::with_signer`] signs what it writes. [`trust::decide_with_header`]
+//! folds a signed `X-Debug-Directive` request header into a decision, under
+//! the same ceilings.
+//!
 //! # What `status()` shows during faults
 //! | fault | `status()` |
 //! |---|---|
@@ -113,6 +126,7 @@ mod serving;
 pub mod status;
 mod store;
 mod timers;
+pub mod trust;
 mod watcher;
 mod wire;
 

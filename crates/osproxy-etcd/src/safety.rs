@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use osproxy_observe::{DiagLevel, DirectiveSet, TimedDirective};
+use osproxy_observe::{DiagLevel, DiagnosticsDirective, DirectiveSet, TimedDirective};
 use serde::Serialize;
 
 /// The level at or below which directives keep applying in fail-safe, by
@@ -117,26 +117,7 @@ pub fn clamp(
         .iter()
         .map(|d| {
             let mut d = d.clone();
-            let mut clamps = Vec::new();
-            if let Some(max) = ceilings.max_level.filter(|max| d.level > *max) {
-                d.level = max;
-                clamps.push(Clamp::Level);
-            }
-            if let Some(max) = ceilings
-                .max_sample_per_mille
-                .filter(|max| d.sample_per_mille > *max)
-            {
-                d.sample_per_mille = max;
-                clamps.push(Clamp::SamplePerMille);
-            }
-            if d.capture && !ceilings.capture_allowed {
-                d.capture = false;
-                clamps.push(Clamp::Capture);
-            }
-            if d.ring_buffer && !ceilings.ring_buffer_allowed {
-                d.ring_buffer = false;
-                clamps.push(Clamp::RingBuffer);
-            }
+            let clamps = clamp_directive(&mut d, ceilings);
             if !clamps.is_empty() {
                 report.push(ClampedDirective {
                     id: d.id.clone(),
@@ -150,6 +131,34 @@ pub fn clamp(
         return None;
     }
     Some((rebuild(directives, set), report))
+}
+
+/// Lowers one directive to the ceilings; the clamps applied, in
+/// [`Clamp::ALL`] order (empty: it was within them). The one rule for sets
+/// ([`clamp`]) and for single-request directives
+/// ([`crate::trust::clamp_header`]).
+pub fn clamp_directive(d: &mut DiagnosticsDirective, ceilings: &Ceilings) -> Vec<Clamp> {
+    let mut clamps = Vec::new();
+    if let Some(max) = ceilings.max_level.filter(|max| d.level > *max) {
+        d.level = max;
+        clamps.push(Clamp::Level);
+    }
+    if let Some(max) = ceilings
+        .max_sample_per_mille
+        .filter(|max| d.sample_per_mille > *max)
+    {
+        d.sample_per_mille = max;
+        clamps.push(Clamp::SamplePerMille);
+    }
+    if d.capture && !ceilings.capture_allowed {
+        d.capture = false;
+        clamps.push(Clamp::Capture);
+    }
+    if d.ring_buffer && !ceilings.ring_buffer_allowed {
+        d.ring_buffer = false;
+        clamps.push(Clamp::RingBuffer);
+    }
+    clamps
 }
 
 /// When a store without confirmation from etcd withholds its riskiest

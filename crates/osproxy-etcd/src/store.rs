@@ -13,7 +13,7 @@ use std::time::Duration;
 use osproxy_core::Clock;
 use osproxy_observe::{
     DecodeLimits, DiagLevel, DirectiveReader, DirectiveSet, DirectiveStore, SharedDirectiveSet,
-    Snapshot,
+    Snapshot, TrustStore,
 };
 use tokio::runtime::Handle;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -119,6 +119,7 @@ impl EtcdDirectiveStore {
                 instance: None,
                 failsafe: None,
                 ceilings: Ceilings::NONE,
+                trust: None,
                 clock,
             },
             runtime: None,
@@ -267,6 +268,15 @@ impl EtcdStoreBuilder {
         self
     }
 
+    /// Applies only values signed by a key in `trust` (SPEC §9): an
+    /// unsigned value is rejected as `unsigned`, a bad or foreign signature
+    /// as `bad_signature` / `unknown_key`, and the last good set keeps
+    /// serving. Default: none (a signed value's payload applies unchecked).
+    pub fn trust_store(mut self, trust: TrustStore) -> Self {
+        self.config.trust = Some(Arc::new(trust));
+        self
+    }
+
     /// Report this instance's status under a leased key.
     pub fn instance(mut self, report: InstanceReport) -> Self {
         self.config.instance = Some(report);
@@ -310,7 +320,8 @@ impl EtcdStoreBuilder {
         ));
         let mut watcher = Watcher {
             follower: Follower::new(config.layout.is_prefix(), config.decode_limits)
-                .with_shared_decodes(SharedDecodes::for_clock(&config.clock)),
+                .with_shared_decodes(SharedDecodes::for_clock(&config.clock))
+                .trusting(config.trust.clone()),
             backoff: Backoff::new(config.backoff),
             serving,
             status: Arc::clone(&status),

@@ -249,6 +249,16 @@ fn max_per_sec(v: Json) -> Result<std::num::NonZeroU32, RejectReason> {
         .ok_or(RejectReason::InvalidMaxPerSec)
 }
 
+/// Decodes one already parsed directive object anchored at `clock`'s now
+/// (the token payload's directive goes through here, [`crate::token`]).
+pub(crate) fn decode_parsed(
+    value: Json,
+    clock: &dyn Clock,
+    limits: &DecodeLimits,
+) -> Result<TimedDirective, RejectReason> {
+    decode_one(value, Anchor::now(clock), limits)
+}
+
 fn string(v: Json) -> Result<String, RejectReason> {
     match v {
         Json::String(s) => Ok(s),

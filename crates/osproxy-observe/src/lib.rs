@@ -30,6 +30,12 @@
 //!   - [`explain`] → `set`, `directive`, `sample`;
 //!   - [`store`] → `set`; [`verifier`] → `directive`;
 //!   - [`view`] → `encode`, `set`, `timed`.
+//! * Trust (SPEC §9):
+//!   - [`keys`] → nothing: Ed25519 [`SignerKey`] and [`TrustStore`] by key id;
+//!   - [`signed`] → `keys`, `rules`: signed etcd values;
+//!   - [`token`] → `keys`, `decode`, `json`, `directive`, `encode`, `set`,
+//!     `timed`, `verifier`: the `X-Debug-Directive` token and
+//!     [`TokenVerifier`].
 //!
 //! Seed compatibility: every public item of the seed's `osproxy-observe`
 //! 1.0.2 directive subsystem is here with its seed signature (SPEC §4);
@@ -62,13 +68,16 @@ pub mod directive;
 pub mod encode;
 pub mod explain;
 mod json;
+pub mod keys;
 pub mod note;
 mod rules;
 pub mod sample;
 pub mod set;
+pub mod signed;
 mod stats;
 pub mod store;
 pub mod timed;
+pub mod token;
 pub mod verifier;
 pub mod view;
 
@@ -79,6 +88,7 @@ pub use decode::{
 pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};
 pub use explain::{DirectiveExplanation, Explanation};
+pub use keys::{KeyError, SignerKey, TrustStore};
 pub use note::{decode_publish_note, NoteError, PublishNote};
 pub use set::{Decision, DirectiveCounts, DirectiveSet};
 pub use store::{
@@ -86,5 +96,6 @@ pub use store::{
     Snapshot,
 };
 pub use timed::TimedDirective;
+pub use token::{HeaderVerdict, Judgement, TokenVerifier};
 pub use verifier::{DirectiveVerifier, NoVerifier};
 pub use view::DirectiveView;

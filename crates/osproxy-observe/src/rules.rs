@@ -61,11 +61,18 @@ pub enum RejectReason {
     LifetimeTooLong,
     /// `max_per_sec` is not an integer in 1–[`MAX_PER_SEC`].
     InvalidMaxPerSec,
+    /// A trust store is configured and the value carries no signature
+    /// (SPEC §9, [`crate::signed`]).
+    Unsigned,
+    /// The value's signature is malformed or does not verify over its bytes.
+    BadSignature,
+    /// The value is signed by a key id the trust store does not hold.
+    UnknownKey,
 }
 
 impl RejectReason {
     /// Every reason, for tables and metrics.
-    pub const ALL: [RejectReason; 22] = [
+    pub const ALL: [RejectReason; 25] = [
         RejectReason::TooLarge,
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
@@ -88,6 +95,9 @@ impl RejectReason {
         RejectReason::InvalidExpiresAt,
         RejectReason::LifetimeTooLong,
         RejectReason::InvalidMaxPerSec,
+        RejectReason::Unsigned,
+        RejectReason::BadSignature,
+        RejectReason::UnknownKey,
     ];
 
     /// The stable, value-free slug (`unknown_field`, `zero_ttl`, …).
@@ -115,6 +125,9 @@ impl RejectReason {
             RejectReason::InvalidExpiresAt => "invalid_expires_at",
             RejectReason::LifetimeTooLong => "lifetime_too_long",
             RejectReason::InvalidMaxPerSec => "invalid_max_per_sec",
+            RejectReason::Unsigned => "unsigned",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::UnknownKey => "unknown_key",
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Decision {
     /// applying directives at that level). `None` when `level` is `Off`.
     /// [`DirectiveSet::winner`] resolves it, so a proxy can stamp the
     /// directive's id on what it records without allocating per request.
+    /// (After `token::raise`, a level above `Off` without a winner came from
+    /// the request's signed header.)
     pub winner: Option<u32>,
     /// The revision of the set that decided ([`DirectiveSet::revision`]).
     pub revision: Option<u64>,

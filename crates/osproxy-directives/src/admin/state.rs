@@ -14,7 +14,9 @@ use osproxy_etcd::config::Connection;
 use osproxy_etcd::{
     EtcdDirectiveStore, FleetStatus, Layout, PublishError, Publisher, DEFAULT_STATUS_PREFIX,
 };
-use osproxy_observe::{DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore};
+use osproxy_observe::{
+    DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore, SignerKey,
+};
 
 use super::error::ApiError;
 
@@ -36,6 +38,8 @@ pub struct EtcdBackend {
     layout: Layout,
     status_prefix: String,
     publisher: tokio::sync::Mutex<Option<Arc<Publisher>>>,
+    /// Signs admin publishes (SPEC §9).
+    signer: Option<SignerKey>,
 }
 
 impl fmt::Debug for EtcdBackend {
@@ -63,6 +67,7 @@ impl EtcdBackend {
             layout,
             status_prefix: DEFAULT_STATUS_PREFIX.to_owned(),
             publisher: tokio::sync::Mutex::new(None),
+            signer: None,
         }
     }
 
@@ -81,6 +86,13 @@ impl EtcdBackend {
     /// The prefix the fleet's instance reports are read from.
     pub fn status_prefix(&self) -> &str {
         &self.status_prefix
+    }
+
+    /// Signs every admin publish with `signer` (when given).
+    #[must_use]
+    pub fn signing(mut self, signer: Option<SignerKey>) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// The store.
@@ -114,6 +126,10 @@ impl EtcdBackend {
         )
         .await?
         .with_decode_limits(limits);
+        let p = match &self.signer {
+            Some(s) => p.with_signer(s.clone()),
+            None => p,
+        };
         let p = Arc::new(p);
         *slot = Some(Arc::clone(&p));
         Ok(p)

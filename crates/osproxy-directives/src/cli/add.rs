@@ -72,6 +72,9 @@ pub struct AddOpts {
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Signing (SPEC §9).
+    #[command(flatten)]
+    pub sign: super::trust::SignArgs,
 }
 
 /// Runs `add`.
@@ -85,6 +88,7 @@ async fn execute(opts: &AddOpts) -> Result<(), CliError> {
     let note = opts.note.note()?;
     let layout = opts.fleet.layout.layout()?;
     let publisher = opts.fleet.etcd.publisher(layout, limits).await?;
+    let publisher = opts.sign.apply(publisher)?;
     let written = publisher.add_noted(directive.clone(), &note).await?;
     let remaining = directive
         .expires_at

@@ -19,13 +19,17 @@ pub mod diff;
 pub mod explain;
 pub mod get;
 pub mod history;
+pub mod keygen;
 pub mod publish;
 pub mod remove;
 pub mod rollback;
 pub mod safety;
 pub mod serve;
+pub mod sign_header;
 pub mod status;
+pub mod trust;
 pub mod validate;
+pub mod verify_header;
 pub mod watch;
 
 /// Diagnostics directives for an osproxy fleet: serve an instance, validate
@@ -89,6 +93,16 @@ pub enum Command {
     /// reaching all of them and expiring.
     #[command(after_help = demo::EXAMPLES)]
     Demo(demo::DemoOpts),
+    /// Create an Ed25519 signing key (private file, mode 0600) and print its
+    /// public key for the instances' trust store.
+    #[command(after_help = keygen::EXAMPLES)]
+    Keygen(keygen::KeygenOpts),
+    /// Print a signed X-Debug-Directive header value for one request.
+    #[command(after_help = sign_header::EXAMPLES)]
+    SignHeader(sign_header::SignHeaderOpts),
+    /// Say whether a trust store accepts an X-Debug-Directive header, and why not.
+    #[command(after_help = verify_header::EXAMPLES)]
+    VerifyHeader(verify_header::VerifyHeaderOpts),
 }
 
 impl Command {
@@ -108,6 +122,9 @@ impl Command {
             Command::Status(o) => status::run(o).await,
             Command::Explain(o) => explain::run(o).await,
             Command::Demo(o) => demo::run(o).await,
+            Command::Keygen(o) => keygen::run(o).await,
+            Command::SignHeader(o) => sign_header::run(o).await,
+            Command::VerifyHeader(o) => verify_header::run(o).await,
         }
     }
 

@@ -18,6 +18,7 @@ use super::common::{
     FleetArgs, NoteArgs,
 };
 use super::status::{print_view, wait_for_fleet, InstanceState, DEFAULT_WAIT_TIMEOUT};
+use super::trust::SignArgs;
 use crate::diff::SetDiff;
 use crate::duration::{duration_default, parse_duration};
 
@@ -69,6 +70,9 @@ pub struct PublishOpts {
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Signing (SPEC §9).
+    #[command(flatten)]
+    pub sign: SignArgs,
 }
 
 /// Runs `publish`.
@@ -89,6 +93,7 @@ async fn execute(opts: &PublishOpts) -> Result<ExitCode, CliError> {
     }
     let layout = opts.fleet.layout.layout()?;
     let publisher = opts.fleet.etcd.publisher(layout.clone(), limits).await?;
+    let publisher = opts.sign.apply(publisher)?;
     let live = publisher.live().await?;
     let live_rejected: Vec<&'static str> = live.rejected.iter().map(|r| r.error.slug()).collect();
     let diff = SetDiff::between(&live.set, &set);

@@ -33,13 +33,16 @@ pub struct RemoveOpts {
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Signing (SPEC §9).
+    #[command(flatten)]
+    pub sign: super::trust::SignArgs,
 }
 
 /// Runs `remove`.
 pub async fn run(opts: RemoveOpts) -> ExitCode {
     finish(opts.fleet.output.json, async {
         let note = opts.note.note()?;
-        let publisher = opts.fleet.publisher().await?;
+        let publisher = opts.sign.apply(opts.fleet.publisher().await?)?;
         let written = publisher
             .remove_noted(&opts.id, &note)
             .await

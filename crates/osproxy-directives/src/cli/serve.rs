@@ -40,6 +40,7 @@ Examples:
   osproxy-directives serve --listen 127.0.0.1:0
   osproxy-directives serve --etcd --endpoints 127.0.0.1:2379 --instance-id proxy-a
   OSPROXY_ADMIN_TOKEN=s3cret osproxy-directives serve --listen 0.0.0.0:9464
+  osproxy-directives serve --etcd --trust-store fleet.trust --sign-key ops.key   # signed sets only
 
 Then: open http://127.0.0.1:9464/ui (the operator's page)
       curl -s http://127.0.0.1:9464/admin/directives
@@ -130,6 +131,20 @@ pub struct ServeOpts {
     /// Fail-safe and local ceilings (SPEC §8).
     #[command(flatten)]
     pub safety: SafetyArgs,
+    /// Apply only directive values signed by a key in this trust store file
+    /// (SPEC §9; public-key lines from `keygen`). Unsigned values are
+    /// rejected (`unsigned`) and the last good set keeps serving.
+    #[arg(
+        long,
+        env = "OSPROXY_TRUST_STORE",
+        value_name = "FILE",
+        requires = "etcd",
+        help_heading = "Trust"
+    )]
+    pub trust_store: Option<std::path::PathBuf>,
+    /// Sign what `POST /admin/directives` publishes into etcd with this key.
+    #[command(flatten)]
+    pub sign: super::trust::SignArgs,
 }
 
 /// Runs `serve` until SIGINT or SIGTERM.
@@ -182,6 +197,9 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
             .backoff(opts.backoff_initial, opts.backoff_max)
             .decode_limits(limits);
         let mut builder = opts.safety.apply(builder);
+        if let Some(path) = &opts.trust_store {
+            builder = builder.trust_store(super::trust::read_trust_store(path)?);
+        }
         if let Some(id) = &opts.instance_id {
             builder = builder.instance(InstanceReport {
                 instance_id: id.clone(),
@@ -197,7 +215,14 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         (
             Backend::Etcd(Box::new(
                 EtcdBackend::new(store, opts.stale_after, connection, layout)
-                    .with_status_prefix(opts.status_prefix.clone()),
+                    .with_status_prefix(opts.status_prefix.clone())
+                    .signing(
+                        opts.sign
+                            .sign_key
+                            .as_deref()
+                            .map(super::trust::read_signer)
+                            .transpose()?,
+                    ),
             )),
             line,
         )

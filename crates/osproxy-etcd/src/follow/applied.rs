@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use osproxy_core::Clock;
+use osproxy_observe::signed::open_value;
 use osproxy_observe::{
     decode_directive, decode_directive_set_with, DecodeError, DecodeLimits, DirectiveSet,
-    RejectReason,
+    RejectReason, TrustStore,
 };
 
 use super::shared::{DecodeInput, Decoded, SharedDecodes};
@@ -56,6 +57,9 @@ pub(crate) enum Outcome {
 pub(crate) struct AppliedState {
     prefix_layout: bool,
     limits: DecodeLimits,
+    /// With a trust store, only values signed by a trusted key apply
+    /// (SPEC §9); without, a signed value's payload applies unchecked.
+    trust: Option<Arc<TrustStore>>,
     entries: BTreeMap<Vec<u8>, Entry>,
     /// Highest modification revision of any applied change.
     revision: i64,
@@ -72,6 +76,7 @@ impl AppliedState {
         AppliedState {
             prefix_layout,
             limits,
+            trust: None,
             entries: BTreeMap::new(),
             revision: 0,
             compose_rejections: Vec::new(),
@@ -84,6 +89,11 @@ impl AppliedState {
     /// clock decoded is not decoded again (see [`SharedDecodes`]).
     pub(crate) fn share_decodes(&mut self, shared: Arc<SharedDecodes>) {
         self.shared = Some(shared);
+    }
+
+    /// Applies only values signed by a key in `trust` from now on.
+    pub(crate) fn set_trust(&mut self, trust: Option<Arc<TrustStore>>) {
+        self.trust = trust;
     }
 
     /// The newest applied change's revision.
@@ -145,19 +155,24 @@ impl AppliedState {
                 return Outcome::Unchanged;
             }
         }
-        let decoded = match &self.shared {
-            Some(shared) => shared.get_or_decode(
-                &DecodeInput {
-                    prefix_layout: self.prefix_layout,
-                    limits: self.limits,
-                    key: &kv.key,
-                    mod_revision: kv.mod_revision,
-                    create_revision: kv.create_revision,
-                    value: &kv.value,
-                },
-                || self.decode(&kv.value, kv.mod_revision, clock),
-            ),
-            None => self.decode(&kv.value, kv.mod_revision, clock),
+        let decoded = match open_value(&kv.value, &kv.key, self.trust.as_deref()) {
+            // The signature is this store's to check (its trust store); the
+            // decode of what it opened is shared.
+            Err(e) => Err(e.into()),
+            Ok(payload) => match &self.shared {
+                Some(shared) => shared.get_or_decode(
+                    &DecodeInput {
+                        prefix_layout: self.prefix_layout,
+                        limits: self.limits,
+                        key: &kv.key,
+                        mod_revision: kv.mod_revision,
+                        create_revision: kv.create_revision,
+                        value: payload,
+                    },
+                    || self.decode(payload, kv.mod_revision, clock),
+                ),
+                None => self.decode(payload, kv.mod_revision, clock),
+            },
         };
         let previous_good = previous.and_then(|p| p.good.clone());
         let entry = match decoded {
@@ -192,7 +207,7 @@ impl AppliedState {
         }
     }
 
-    /// Decodes one value, stamped with the revision it was written at.
+    /// Decodes one opened value, stamped with the revision it was written at.
     fn decode(&self, value: &[u8], mod_revision: i64, clock: &dyn Clock) -> Decoded {
         let set = if self.prefix_layout {
             decode_directive(value, clock, &self.limits)

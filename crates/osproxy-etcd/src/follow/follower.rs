@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use osproxy_core::Clock;
-use osproxy_observe::{DecodeLimits, DirectiveSet, RejectReason};
+use osproxy_observe::{DecodeLimits, DirectiveSet, RejectReason, TrustStore};
 
 use super::applied::{AppliedState, Outcome};
 use super::types::{Event, LivenessRead, Snapshot, WatchMsg};
@@ -86,6 +86,12 @@ impl Follower {
     /// Decodes through `shared` (see [`super::shared::SharedDecodes`]).
     pub(crate) fn with_shared_decodes(mut self, shared: Arc<super::shared::SharedDecodes>) -> Self {
         self.applied.share_decodes(shared);
+        self
+    }
+
+    /// Applies only values signed by a key in `trust` (SPEC §9).
+    pub(crate) fn trusting(mut self, trust: Option<Arc<TrustStore>>) -> Follower {
+        self.applied.set_trust(trust);
         self
     }
 

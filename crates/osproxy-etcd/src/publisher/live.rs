@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
+use osproxy_observe::signed::{open_value, payload_of};
 use osproxy_observe::{
     decode_directive, decode_directive_set_with, DecodeError, DirectiveSet, RejectReason,
 };
@@ -168,6 +169,11 @@ impl Publisher {
         read_live(&self.client, &self.layout, self.request_timeout, false).await
     }
 
+    /// A live value's payload, checked against the trust store when set.
+    fn open<'a>(&self, kv: &'a KeyValue) -> Result<&'a [u8], DecodeError> {
+        Ok(open_value(kv.value(), kv.key(), self.trust.as_deref())?)
+    }
+
     pub(crate) fn decode_live(&self, live: &Live) -> LiveSet {
         let clock = self.clock.as_ref();
         let mut out = LiveSet {
@@ -184,9 +190,12 @@ impl Publisher {
         match &self.layout {
             Layout::Key(_) => {
                 if let Some(kv) = live.kvs.first() {
-                    match decode_directive_set_with(kv.value(), clock, &self.limits) {
+                    match self
+                        .open(kv)
+                        .and_then(|v| decode_directive_set_with(v, clock, &self.limits))
+                    {
                         Ok(set) => {
-                            out.relative = relative_lifetimes(kv.value(), false);
+                            out.relative = relative_lifetimes(payload_of(kv.value()), false);
                             out.set = set;
                         }
                         Err(e) => out.rejected.push(reject(kv, e)),
@@ -197,12 +206,16 @@ impl Publisher {
                 let mut list = Vec::with_capacity(live.kvs.len());
                 let mut ids = HashSet::new();
                 for kv in &live.kvs {
-                    match decode_directive(kv.value(), clock, &self.limits) {
+                    match self
+                        .open(kv)
+                        .and_then(|v| decode_directive(v, clock, &self.limits))
+                    {
                         Ok(d) if !ids.insert(d.id.clone()) => out
                             .rejected
                             .push(reject(kv, DecodeError::whole(RejectReason::DuplicateId))),
                         Ok(d) => {
-                            out.relative.extend(relative_lifetimes(kv.value(), true));
+                            out.relative
+                                .extend(relative_lifetimes(payload_of(kv.value()), true));
                             list.push(d);
                         }
                         Err(e) => out.rejected.push(reject(kv, e)),

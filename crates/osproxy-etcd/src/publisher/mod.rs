@@ -113,7 +113,7 @@ use crate::config::{Connection, Layout};
 use crate::error::{bounded, ConfigError};
 use etcd_client::{Client, GetOptions};
 use osproxy_core::Clock;
-use osproxy_observe::DecodeLimits;
+use osproxy_observe::{DecodeLimits, SignerKey, TrustStore};
 
 pub use changes::{Change, Changes};
 pub use error::PublishError;
@@ -139,6 +139,10 @@ pub struct Publisher {
     request_timeout: Duration,
     clock: Arc<dyn Clock>,
     limits: DecodeLimits,
+    /// Signs every value written (SPEC §9).
+    signer: Option<SignerKey>,
+    /// Checks live values before they are read back (and re-signed).
+    trust: Option<Arc<TrustStore>>,
 }
 
 impl fmt::Debug for Publisher {
@@ -199,7 +203,48 @@ impl Publisher {
             layout,
             clock,
             limits: DecodeLimits::default(),
+            signer: None,
+            trust: None,
         })
+    }
+
+    /// Signs every value this publisher writes with `signer`
+    /// (`osproxy_observe::signed`), in both layouts: the signature covers the
+    /// exact bytes instances decode, under the key they are stored at.
+    ///
+    /// Live values read back for an edit (`add`/`remove` in the key layout
+    /// re-sign the whole set) must then verify too, so a value someone wrote
+    /// around the signers is never signed by accident: by the signer's own
+    /// key unless [`with_trust_store`](Self::with_trust_store) says otherwise
+    /// (a refused value is [`PublishError::Malformed`] with its slug).
+    #[must_use]
+    pub fn with_signer(mut self, signer: SignerKey) -> Self {
+        if self.trust.is_none() {
+            let mut own = TrustStore::new();
+            // A fresh store holds no id yet, so this cannot fail.
+            let _ = own.trust(&signer);
+            self.trust = Some(Arc::new(own));
+        }
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Checks live values against `trust` when reading them (for `current`,
+    /// edits and diffs): unsigned or badly signed values are reported as
+    /// rejected with their slug.
+    #[must_use]
+    pub fn with_trust_store(mut self, trust: TrustStore) -> Self {
+        self.trust = Some(Arc::new(trust));
+        self
+    }
+
+    /// The bytes to store under `key`: `payload`, signed when a signer is
+    /// set.
+    fn seal(&self, key: &[u8], payload: Vec<u8>) -> Vec<u8> {
+        match &self.signer {
+            Some(signer) => osproxy_observe::signed::sign_value(signer, key, &payload),
+            None => payload,
+        }
     }
 
     /// Uses these limits to check what is written and to decode live values.

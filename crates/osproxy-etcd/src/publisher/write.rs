@@ -11,6 +11,7 @@ use etcd_client::{
 };
 use osproxy_core::Instant;
 use osproxy_observe::encode::directive_value;
+use osproxy_observe::signed::payload_of;
 use osproxy_observe::{
     decode_directive, decode_directive_set_with, encode_directive_set, DirectiveSet, PublishNote,
     TimedDirective,
@@ -59,7 +60,7 @@ impl Publisher {
     ) -> Result<i64, PublishError> {
         match &self.layout {
             Layout::Key(key) => {
-                let bytes = self.checked_set_bytes(set)?;
+                let bytes = self.seal(key.as_bytes(), self.checked_set_bytes(set)?);
                 let live = self.read().await?;
                 let since = compare_base(expected, &live)?;
                 if live.kvs.first().is_some_and(|kv| kv.value() == bytes) {
@@ -233,7 +234,7 @@ impl Publisher {
         for attempt in 1..=MAX_ATTEMPTS {
             let live = self.read().await?;
             if let Some(kv) = live.kvs.first() {
-                let relative = relative_lifetimes(kv.value(), false);
+                let relative = relative_lifetimes(payload_of(kv.value()), false);
                 if !relative.is_empty() {
                     return Err(PublishError::ForeignRelativeLifetime {
                         key: key.to_owned(),
@@ -250,7 +251,7 @@ impl Publisher {
                 });
             }
             let (next, replaced) = edit(&decoded.set, self.clock.now())?;
-            let bytes = self.checked_set_bytes(&next)?;
+            let bytes = self.seal(key.as_bytes(), self.checked_set_bytes(&next)?);
             let txn = Txn::new()
                 .when(self.guard(live.revision))
                 .and_then([TxnOp::put(key, bytes, None), self.marker_put(note)])
@@ -277,8 +278,9 @@ impl Publisher {
     ) -> Result<i64, PublishError> {
         let mut wanted: BTreeMap<Vec<u8>, (Vec<u8>, &TimedDirective)> = BTreeMap::new();
         for d in set.directives() {
-            let bytes = self.checked_directive_bytes(d)?;
-            wanted.insert(directive_key(prefix, &d.id).into_bytes(), (bytes, d));
+            let key = directive_key(prefix, &d.id).into_bytes();
+            let bytes = self.seal(&key, self.checked_directive_bytes(d)?);
+            wanted.insert(key, (bytes, d));
         }
         let live = self.read().await?;
         let since = compare_base(expected, &live)?;
@@ -362,13 +364,14 @@ impl Publisher {
         directive: &TimedDirective,
         note: &PublishNote,
     ) -> Result<Written, PublishError> {
-        let bytes = self.checked_directive_bytes(directive)?;
+        let key = directive_key(prefix, &directive.id);
+        let bytes = self.seal(key.as_bytes(), self.checked_directive_bytes(directive)?);
         let before = self.revision().await?;
         let lease = self
             .grant_lease(lease_ttl_secs(directive, self.now()))
             .await?;
         let put = TxnOp::put(
-            directive_key(prefix, &directive.id),
+            key,
             bytes,
             Some(PutOptions::new().with_lease(lease).with_prev_key()),
         );
@@ -410,7 +413,8 @@ impl Publisher {
                 .find(|kv| kv.key() == by_name.as_slice())
                 .or_else(|| {
                     live.kvs.iter().find(|kv| {
-                        decode_directive(kv.value(), clock, &self.limits).is_ok_and(|d| d.id == id)
+                        decode_directive(payload_of(kv.value()), clock, &self.limits)
+                            .is_ok_and(|d| d.id == id)
                     })
                 });
             let Some(kv) = found else {

@@ -1,0 +1,78 @@
+//! What the trust subcommands and flags share (SPEC §9): reading a private
+//! key file ([`read_signer`], `--sign-key`) and a trust store file
+//! ([`read_trust_store`], `--trust-store`), and [`SignArgs`], the
+//! `--sign-key` flag of `publish`, `add` and `remove`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use osproxy_etcd::Publisher;
+use osproxy_observe::{KeyError, SignerKey, TrustStore};
+
+use super::common::CliError;
+
+/// Longest key or trust store file read, in bytes.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// `--sign-key`: sign every value written.
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Signing")]
+pub struct SignArgs {
+    /// Sign what is written with this private key file (from `keygen`), for
+    /// instances that enforce a trust store.
+    #[arg(long, env = "OSPROXY_SIGN_KEY", value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+}
+
+impl SignArgs {
+    /// `publisher`, signing with the key when one is given.
+    ///
+    /// # Errors
+    /// A usage error when the key file cannot be read.
+    pub fn apply(&self, publisher: Publisher) -> Result<Publisher, CliError> {
+        Ok(match &self.sign_key {
+            Some(path) => publisher.with_signer(read_signer(path)?),
+            None => publisher,
+        })
+    }
+}
+
+/// Reads a private key file.
+///
+/// # Errors
+/// `unreadable_key` or the key's slug (`malformed_key`, …); never echoes the
+/// file's content.
+pub fn read_signer(path: &Path) -> Result<SignerKey, CliError> {
+    SignerKey::parse(&read_small(path)?).map_err(|e| key_error(e, path))
+}
+
+/// Reads a trust store file (public-key lines).
+///
+/// # Errors
+/// `unreadable_key` or the store's slug (`duplicate_key_id`, …).
+pub fn read_trust_store(path: &Path) -> Result<TrustStore, CliError> {
+    TrustStore::parse(&read_small(path)?).map_err(|e| key_error(e, path))
+}
+
+fn read_small(path: &Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let unreadable = |e: &std::io::Error| {
+        CliError::usage("unreadable_key", format!("cannot read {}", path.display())).caused_by(e)
+    };
+    let file = std::fs::File::open(path).map_err(|e| unreadable(&e))?;
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| unreadable(&e))?;
+    if text.len() as u64 > MAX_KEY_FILE {
+        return Err(CliError::usage(
+            "too_large",
+            format!("{} is larger than a key file can be", path.display()),
+        ));
+    }
+    Ok(text)
+}
+
+fn key_error(e: KeyError, path: &Path) -> CliError {
+    CliError::usage(e.slug(), format!("{}: {e}", path.display()))
+}
