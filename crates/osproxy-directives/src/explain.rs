@@ -11,12 +11,19 @@
 //! `endpoint` defaults to `Unknown` and `request_id` to the empty id (its
 //! sample bucket is shown, so a sampled directive's verdict can be read).
 //!
+//! With `header` (a signed `X-Debug-Directive` value) the document also says
+//! how this instance judges it (`header.verdict`: `accepted`, or why not)
+//! and the decision it raises to (`raised`), when the instance has a header
+//! trust store (`serve --header-trust-store`).
+//!
 //! Explaining only looks: budgets are not used and nothing is counted.
 
 use osproxy_core::{EndpointKind, IndexName, Instant, PartitionId, PrincipalId, RequestId};
-use osproxy_etcd::ClampedDirective;
+use osproxy_etcd::{Ceilings, ClampedDirective};
 use osproxy_observe::decode::is_valid_target;
-use osproxy_observe::{format_rfc3339, DirectiveSet, RequestAttrs};
+use osproxy_observe::encode::directive_value;
+use osproxy_observe::token::raise;
+use osproxy_observe::{format_rfc3339, DirectiveSet, Judgement, RequestAttrs, TokenVerifier};
 use serde_json::{json, Value};
 
 /// The request to explain.
@@ -32,10 +39,20 @@ pub struct ExplainRequest {
     pub endpoint: Option<EndpointKind>,
     /// Its id (sampling hashes it); empty by default.
     pub request_id: String,
+    /// A signed single-request header (`X-Debug-Directive`) to judge and
+    /// fold into the decision, when given (SPEC §9).
+    pub header: Option<String>,
 }
 
 /// The parameter names, in the order they are documented.
-pub const PARAMETERS: [&str; 5] = ["tenant", "index", "principal", "endpoint", "request_id"];
+pub const PARAMETERS: [&str; 6] = [
+    "tenant",
+    "index",
+    "principal",
+    "endpoint",
+    "request_id",
+    "header",
+];
 
 impl ExplainRequest {
     /// Builds the request from `name=value` pairs (a query string's).
@@ -75,6 +92,7 @@ impl ExplainRequest {
                             .map_err(|_| "invalid_endpoint")?,
                     );
                 }
+                "header" => req.header = Some(value.to_owned()),
                 _ => {
                     if value.chars().count() > 256 {
                         return Err("invalid_target");
@@ -185,6 +203,55 @@ pub fn explain_json(
         },
         "directives": directives,
     })
+}
+
+/// A header's judgement as JSON: `verdict` (slug), `accepted`, `key_id`,
+/// `request_id` (its binding), `decode_reason` and the `directive` it grants.
+pub fn judgement_json(j: &Judgement) -> Value {
+    json!({
+        "verdict": j.verdict.slug(),
+        "accepted": j.is_accepted(),
+        "key_id": j.key_id,
+        "request_id": j.bound_request.as_ref().map(|r| r.as_str().to_owned()),
+        "decode_reason": j.decode_reason.map(|r| r.slug()),
+        "directive": j.directive.as_ref().map(directive_value),
+    })
+}
+
+/// Adds the judgement of `req.header` to an [`explain_json`] document:
+/// `"header"` (see [`judgement_json`]; `{"verdict": "no_trust_store"}` when
+/// the instance trusts no header key), and `"raised"`, the decision once an
+/// accepted header's directive (clamped to `ceilings`, as instances apply
+/// it) is folded in: the higher level wins. Looks only, like explain.
+pub fn explain_header(
+    doc: &mut Value,
+    set: &DirectiveSet,
+    req: &ExplainRequest,
+    now: Instant,
+    verifier: Option<&TokenVerifier>,
+    ceilings: &Ceilings,
+) {
+    let Some(header) = &req.header else { return };
+    let Some(verifier) = verifier else {
+        doc["header"] = json!({ "verdict": "no_trust_store", "accepted": false });
+        return;
+    };
+    let id = RequestId::from(req.request_id.as_str());
+    let judgement = verifier.judge(header, Some(&id));
+    doc["header"] = judgement_json(&judgement);
+    if let Some(directive) = judgement.accepted_directive() {
+        let (directive, clamps) = osproxy_etcd::trust::clamp_header(directive, ceilings);
+        let attrs = req.attrs();
+        let base = set.explain(&attrs, now, &id).decision;
+        let raised = raise(base, Some(&directive), &attrs, now, &id);
+        doc["raised"] = json!({
+            "level": raised.level.wire_name(),
+            "ring_buffer": raised.ring_buffer,
+            "capture": raised.capture,
+            "by_header": raised.level > base.level,
+            "clamped": clamps,
+        });
+    }
 }
 
 #[cfg(test)]

@@ -183,3 +183,70 @@ async fn per_directive_counters_pass_promtool_and_vanish_with_their_directive() 
     assert!(!text.contains("acme-timing"), "{text}");
     assert!(text.contains("directive=\"search-diff\""));
 }
+
+/// With a header trust store, explain judges a signed single-request header
+/// and shows the decision it raises to, clamped to the instance's ceilings;
+/// a tampered header is refused with its slug; without a store the answer
+/// is `no_trust_store`.
+#[tokio::test]
+async fn explain_judges_a_signed_header_and_shows_the_raised_decision() {
+    use osproxy_observe::token::sign_token;
+    use osproxy_observe::{decode_directive, DecodeLimits, SignerKey, TrustStore};
+
+    let clock = Arc::new(ManualClock::new());
+    let signer = SignerKey::from_seed("ops-1", [3; 32]).unwrap();
+    let mut trust = TrustStore::new();
+    trust.trust(&signer).unwrap();
+    let store = InMemoryDirectiveStore::new();
+    let mut options = AdminOptions::new(clock.clone());
+    options.header_verifier = Some(Arc::new(osproxy_observe::TokenVerifier::new(
+        trust,
+        clock.clone(),
+    )));
+    options.header_ceilings.max_level = Some(DiagLevel::ShapeTiming);
+    let app = router(AdminState::new(Backend::InMemory(store.clone()), options));
+    call(
+        &app,
+        Request::post("/admin/directives")
+            .body(Body::from(SET))
+            .unwrap(),
+    )
+    .await;
+
+    let body = r#"{"id":"trace-r42","level":"ShapeRewriteDiff","tenant":"acme","ttl_secs":300}"#;
+    let d = decode_directive(body.as_bytes(), clock.as_ref(), &DecodeLimits::default()).unwrap();
+    let token = sign_token(&signer, &d, Some(&RequestId::from("r-42"))).unwrap();
+    let q = |token: &str, id: &str| {
+        format!("/admin/explain?tenant=acme&endpoint=Count&request_id={id}&header={token}")
+    };
+    let (s, text) = call(&app, get(&q(&token, "r-42"))).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["header"]["verdict"], "accepted");
+    assert_eq!(doc["header"]["key_id"], "ops-1");
+    // The set alone says ShapeTiming (acme-timing); the header asks for
+    // ShapeRewriteDiff, which this instance's ceiling clamps to ShapeTiming.
+    assert_eq!(doc["decision"]["level"], "ShapeTiming");
+    assert_eq!(doc["raised"]["level"], "ShapeTiming");
+    assert_eq!(doc["raised"]["clamped"][0], "level");
+
+    // Bound to r-42: for another request it is refused.
+    let (_, text) = call(&app, get(&q(&token, "r-43"))).await;
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["header"]["verdict"], "wrong_request");
+    assert!(doc.get("raised").is_none());
+    // One signature byte changed: refused.
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let (_, text) = call(&app, get(&q(&tampered, "r-42"))).await;
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["header"]["accepted"], false, "{text}");
+
+    // No header trust store on this instance.
+    let (plain, _) = self::app(clock.clone());
+    let (_, text) = call(&plain, get(&q(&token, "r-42"))).await;
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["header"]["verdict"], "no_trust_store");
+}

@@ -329,7 +329,7 @@ impl DirectiveSet {
         self.decide_with(attrs, now, id, true)
     }
 
-    #[inline]
+    #[inline(always)]
     fn decide_with(
         &self,
         attrs: &RequestAttrs<'_>,

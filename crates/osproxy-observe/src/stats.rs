@@ -6,7 +6,7 @@
 //! free of locks. What keeps them cheap on many cores:
 //!
 //! - **Counters are striped by thread.** Each thread adds to its own shard
-//!   (a block of atomics per thread slot, padded apart), so two threads
+//!   (a block of atomics per shard, padded apart, in one allocation), so two threads
 //!   counting the same directive never write the same cache line; a reader
 //!   sums the shards. Relaxed increments: the counts are statistics, not
 //!   synchronisation.
@@ -57,26 +57,29 @@ const PER_DIRECTIVE: usize = 3;
 /// blocks of two threads never share a cache line.
 const PAD: usize = 8;
 
-/// How many shards a set's counters have: one per core, at most 64.
+/// How many shards a set's counters have: one per core rounded up to a
+/// power of two (so a thread's shard is a mask, not a division), at most 64.
 fn shard_count() -> usize {
     static SHARDS: OnceLock<usize> = OnceLock::new();
     *SHARDS.get_or_init(|| {
         std::thread::available_parallelism()
             .map_or(1, usize::from)
             .clamp(1, 64)
+            .next_power_of_two()
     })
 }
 
-/// This thread's slot, assigned round-robin on its first count.
-fn thread_slot() -> usize {
+/// This thread's shard, assigned round-robin on its first count.
+#[inline]
+fn thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    SLOT.with(|slot| {
+    SHARD.with(|slot| {
         let mut s = slot.get();
         if s == usize::MAX {
-            s = NEXT.fetch_add(1, Ordering::Relaxed);
+            s = NEXT.fetch_add(1, Ordering::Relaxed) & (shard_count() - 1);
             slot.set(s);
         }
         s
@@ -162,7 +165,10 @@ impl Budget {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     directives: usize,
-    shards: Box<[Box<[AtomicU64]>]>,
+    /// Atomics per shard: the directives' counters between two paddings.
+    stride: usize,
+    /// `shard_count()` blocks of `stride` atomics, one allocation.
+    counts: Box<[AtomicU64]>,
     budgets: Box<[Option<Budget>]>,
 }
 
@@ -170,14 +176,12 @@ impl Stats {
     pub(crate) fn new(directives: &[TimedDirective]) -> Stats {
         let n = directives.len();
         let shards = if n == 0 { 0 } else { shard_count() };
+        let stride = n * PER_DIRECTIVE + PAD;
         Stats {
             directives: n,
-            shards: (0..shards)
-                .map(|_| {
-                    (0..n * PER_DIRECTIVE + 2 * PAD)
-                        .map(|_| AtomicU64::new(0))
-                        .collect()
-                })
+            stride,
+            counts: (0..shards * stride + PAD)
+                .map(|_| AtomicU64::new(0))
                 .collect(),
             budgets: directives
                 .iter()
@@ -192,14 +196,14 @@ impl Stats {
         self.budgets.get(pos).and_then(Option::as_ref)
     }
 
+    fn slot(&self, shard: usize, pos: usize, what: Counted) -> usize {
+        shard * self.stride + PAD + pos * PER_DIRECTIVE + what as usize
+    }
+
     /// Adds one decision of the directive at `pos` to this thread's shard.
     #[inline]
     pub(crate) fn count(&self, pos: usize, what: Counted) {
-        if self.shards.is_empty() {
-            return;
-        }
-        let shard = &self.shards[thread_slot() % self.shards.len()];
-        if let Some(c) = shard.get(PAD + pos * PER_DIRECTIVE + what as usize) {
+        if let Some(c) = self.counts.get(self.slot(thread_shard(), pos, what)) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -210,10 +214,11 @@ impl Stats {
         if pos >= self.directives {
             return out;
         }
-        for shard in self.shards.iter() {
+        let shards = self.counts.len() / self.stride.max(1);
+        for shard in 0..shards {
             let at = |what: Counted| {
-                shard
-                    .get(PAD + pos * PER_DIRECTIVE + what as usize)
+                self.counts
+                    .get(self.slot(shard, pos, what))
                     .map_or(0, |c| c.load(Ordering::Relaxed))
             };
             out.applied += at(Counted::Applied);

@@ -103,12 +103,18 @@ pub(crate) async fn get_explain(
     .map_err(bad)?;
     let (set, _) = state.applied();
     let clamped = store_status(&state).map(|s| s.clamped).unwrap_or_default();
-    Ok(Json(crate::explain::explain_json(
+    let now = state.clock().now();
+    let mut doc = crate::explain::explain_json(&set, &req, now, &clamped);
+    let options = state.options();
+    crate::explain::explain_header(
+        &mut doc,
         &set,
         &req,
-        state.clock().now(),
-        &clamped,
-    )))
+        now,
+        options.header_verifier.as_deref(),
+        &options.header_ceilings,
+    );
+    Ok(Json(doc))
 }
 
 /// `POST /admin/directives`.

@@ -154,15 +154,23 @@ pub struct AdminOptions {
     pub limits: DecodeLimits,
     /// The clock for anchoring `ttl_secs` and remaining lifetimes.
     pub clock: Arc<dyn Clock>,
+    /// Judges signed single-request headers for `GET /admin/explain`
+    /// (`serve --header-trust-store`); none: `header` is answered
+    /// `no_trust_store`.
+    pub header_verifier: Option<Arc<osproxy_observe::TokenVerifier>>,
+    /// The ceilings a header's directive is clamped to (the instance's).
+    pub header_ceilings: osproxy_etcd::Ceilings,
 }
 
 impl AdminOptions {
-    /// No token, default limits.
+    /// No token, default limits, no header verifier.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         AdminOptions {
             token: None,
             limits: DecodeLimits::default(),
             clock,
+            header_verifier: None,
+            header_ceilings: osproxy_etcd::Ceilings::default(),
         }
     }
 }
@@ -217,6 +225,10 @@ impl AdminState {
 
     pub(crate) fn limits(&self) -> &DecodeLimits {
         &self.inner.options.limits
+    }
+
+    pub(crate) fn options(&self) -> &AdminOptions {
+        &self.inner.options
     }
 
     pub(crate) fn clock(&self) -> &dyn Clock {

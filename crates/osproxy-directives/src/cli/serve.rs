@@ -145,6 +145,17 @@ pub struct ServeOpts {
     /// Sign what `POST /admin/directives` publishes into etcd with this key.
     #[command(flatten)]
     pub sign: super::trust::SignArgs,
+    /// Judge signed single-request headers (`X-Debug-Directive`) against
+    /// the keys in this trust store file, for `GET /admin/explain?header=…`
+    /// (SPEC §9); an accepted header's directive is clamped to this
+    /// instance's ceilings.
+    #[arg(
+        long,
+        env = "OSPROXY_HEADER_TRUST_STORE",
+        value_name = "FILE",
+        help_heading = "Trust"
+    )]
+    pub header_trust_store: Option<std::path::PathBuf>,
 }
 
 /// Runs `serve` until SIGINT or SIGTERM.
@@ -179,10 +190,23 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         ));
     }
     let limits = opts.limits.limits();
+    let header_verifier = match &opts.header_trust_store {
+        Some(path) => Some(std::sync::Arc::new(osproxy_observe::TokenVerifier::new(
+            super::trust::read_trust_store(path)?,
+            clock(),
+        ))),
+        None => None,
+    };
     let options = AdminOptions {
         token: opts.token.clone(),
         limits,
         clock: clock(),
+        header_verifier,
+        header_ceilings: if opts.etcd {
+            opts.safety.ceilings()
+        } else {
+            osproxy_etcd::Ceilings::default()
+        },
     };
     let (backend, store_line) = if opts.etcd {
         let layout = opts.layout.layout()?;

@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use clap::Args;
 use osproxy_core::RequestId;
-use osproxy_observe::encode::directive_value;
 use osproxy_observe::token::{
     Judgement, DEFAULT_MAX_TOKEN_LIFETIME, DEFAULT_TOKEN_CLOCK_SKEW, MAX_HEADER_BYTES,
 };
 use osproxy_observe::{format_rfc3339, TokenVerifier};
-use serde_json::{json, Value};
 
 use super::common::{clock, finish_with, print_json, CliError, Failure, OutputArgs};
 use super::trust::read_trust_store;
@@ -89,17 +87,7 @@ fn execute(opts: &VerifyHeaderOpts) -> Result<ExitCode, CliError> {
     })
 }
 
-/// A judgement as JSON: the verdict slug and what the header names.
-pub fn judgement_json(j: &Judgement) -> Value {
-    json!({
-        "verdict": j.verdict.slug(),
-        "accepted": j.is_accepted(),
-        "key_id": j.key_id,
-        "request_id": j.bound_request.as_ref().map(|r| r.as_str().to_owned()),
-        "decode_reason": j.decode_reason.map(|r| r.slug()),
-        "directive": j.directive.as_ref().map(directive_value),
-    })
-}
+pub use crate::explain::judgement_json;
 
 /// One line for humans.
 fn describe(j: &Judgement) -> String {
