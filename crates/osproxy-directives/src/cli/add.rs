@@ -38,19 +38,9 @@ pub struct AddOpts {
     /// Detail to record: Off, Shape, ShapeTiming or ShapeRewriteDiff.
     #[arg(long)]
     pub level: String,
-    /// Only requests of this tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Only requests to this index.
-    #[arg(long)]
-    pub index: Option<String>,
-    /// Only requests of this principal.
-    #[arg(long)]
-    pub principal: Option<String>,
-    /// Only this endpoint kind: IngestDoc, IngestBulk, Search, MultiSearch,
-    /// Count, GetById, MultiGet, DeleteById, DeleteByQuery, Cursor, Admin, Unknown.
-    #[arg(long)]
-    pub endpoint: Option<String>,
+    /// Which requests it applies to.
+    #[command(flatten)]
+    pub targets: super::common::TargetArgs,
     /// Share of matching requests sampled, 0–1000 (default 1000: all).
     #[arg(long, value_name = "N")]
     pub sample_per_mille: Option<u64>,
@@ -124,17 +114,7 @@ fn build(opts: &AddOpts) -> Result<TimedDirective, CliError> {
     let mut o = Map::new();
     o.insert("id".into(), opts.id.clone().into());
     o.insert("level".into(), opts.level.clone().into());
-    let targets = [
-        ("tenant", &opts.tenant),
-        ("index", &opts.index),
-        ("principal", &opts.principal),
-        ("endpoint", &opts.endpoint),
-    ];
-    for (name, value) in targets {
-        if let Some(v) = value {
-            o.insert(name.into(), v.clone().into());
-        }
-    }
+    opts.targets.insert_into(&mut o);
     if let Some(s) = opts.sample_per_mille {
         o.insert("sample_per_mille".into(), s.into());
     }

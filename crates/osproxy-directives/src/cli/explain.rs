@@ -35,18 +35,9 @@ const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 /// Options of `explain`.
 #[derive(Args, Debug)]
 pub struct ExplainOpts {
-    /// The request's tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// The index the request targets.
-    #[arg(long)]
-    pub index: Option<String>,
-    /// The request's principal.
-    #[arg(long)]
-    pub principal: Option<String>,
-    /// The endpoint kind (`Search`, `IngestBulk`, …); `Unknown` if unset.
-    #[arg(long)]
-    pub endpoint: Option<String>,
+    /// The request's attributes (unset: absent; endpoint `Unknown`).
+    #[command(flatten)]
+    pub targets: super::common::TargetArgs,
     /// The request id (sampling hashes it); empty if unset.
     #[arg(long, default_value = "")]
     pub request_id: String,
@@ -64,17 +55,7 @@ pub struct ExplainOpts {
 
 impl ExplainOpts {
     fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let mut pairs = Vec::new();
-        for (name, value) in [
-            ("tenant", &self.tenant),
-            ("index", &self.index),
-            ("principal", &self.principal),
-            ("endpoint", &self.endpoint),
-        ] {
-            if let Some(v) = value {
-                pairs.push((name, v.as_str()));
-            }
-        }
+        let mut pairs = self.targets.pairs();
         pairs.push(("request_id", self.request_id.as_str()));
         pairs
     }

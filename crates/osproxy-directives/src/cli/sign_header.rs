@@ -43,18 +43,9 @@ pub struct SignHeaderOpts {
     /// The directive's id, as it shows in explanations.
     #[arg(long, default_value = "header")]
     pub id: String,
-    /// Only requests of this tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Only requests to this index.
-    #[arg(long)]
-    pub index: Option<String>,
-    /// Only requests of this principal.
-    #[arg(long)]
-    pub principal: Option<String>,
-    /// Only this endpoint kind (Search, IngestBulk, …).
-    #[arg(long)]
-    pub endpoint: Option<String>,
+    /// Which requests it applies to.
+    #[command(flatten)]
+    pub targets: super::common::TargetArgs,
     /// Also keep the request in the ring buffer.
     #[arg(long)]
     pub ring_buffer: bool,
@@ -95,17 +86,7 @@ fn execute(opts: &SignHeaderOpts) -> Result<(), CliError> {
     let mut o = Map::new();
     o.insert("id".into(), opts.id.clone().into());
     o.insert("level".into(), opts.level.clone().into());
-    let targets = [
-        ("tenant", &opts.tenant),
-        ("index", &opts.index),
-        ("principal", &opts.principal),
-        ("endpoint", &opts.endpoint),
-    ];
-    for (name, value) in targets {
-        if let Some(v) = value {
-            o.insert(name.into(), v.clone().into());
-        }
-    }
+    opts.targets.insert_into(&mut o);
     if opts.ring_buffer {
         o.insert("ring_buffer".into(), true.into());
     }

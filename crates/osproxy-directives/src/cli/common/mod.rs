@@ -22,10 +22,12 @@ use crate::duration::{duration_default, parse_duration};
 
 mod error;
 mod note;
+mod targets;
 
 pub(crate) use error::config_error;
 pub use error::{CliError, Failure, EXIT_CODES};
 pub use note::{note_json, note_text, NoteArgs};
+pub use targets::TargetArgs;
 
 /// The endpoint the subcommands use when none is given: a local etcd.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:2379";
