@@ -26,13 +26,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use osproxy_bench::parallel::parallel_ops;
 use osproxy_bench::{
-    directives_for_distinct_tenants, distinct_tenants_body, linear_scan, BareAtomic, BenchRequest,
-    RwLockStore,
+    budgeted_for_distinct_tenants, directives_for_distinct_tenants, distinct_tenants_body,
+    linear_scan, BareAtomic, BenchRequest, RwLockStore,
 };
 use osproxy_core::{Clock, ManualClock};
 use osproxy_observe::{decode_directive_set, DirectiveSet, DirectiveStore, InMemoryDirectiveStore};
@@ -113,36 +114,15 @@ fn evaluate(c: &mut Criterion) {
     g.finish();
 }
 
-/// Times `iters` reads on each of `threads` threads, started together.
-/// `make` builds each thread's read closure (its own reader, request, …)
-/// before the clock starts.
+/// Times `iters` reads on each of `threads` threads (in total
+/// `iters × threads`, shared out in chunks: see
+/// [`osproxy_bench::parallel::parallel_ops`]).
 fn parallel_reads<M, R>(threads: usize, iters: u64, make: M) -> Duration
 where
     M: Fn() -> R,
     R: FnMut() + Send,
 {
-    let start = Barrier::new(threads + 1);
-    let end = Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let mut one_read = make();
-            let (start, end) = (&start, &end);
-            s.spawn(move || {
-                start.wait();
-                for _ in 0..iters {
-                    one_read();
-                }
-                end.wait();
-            });
-        }
-        start.wait();
-        // Wall time for the parallel section only: thread start-up and
-        // teardown stay outside. The clock seam has no use here.
-        #[allow(clippy::disallowed_methods)]
-        let t0 = std::time::Instant::now();
-        end.wait();
-        t0.elapsed()
-    })
+    parallel_ops(threads, iters.saturating_mul(threads as u64), make)
 }
 
 fn threads(c: &mut Criterion) {
@@ -215,20 +195,6 @@ fn threads(c: &mut Criterion) {
     g.finish();
 }
 
-/// `directives_for_distinct_tenants(n, true)` with every directive given a
-/// budget of `max_per_sec`.
-fn budgeted(n: usize, max_per_sec: u32, clock: &ManualClock) -> DirectiveSet {
-    let max = std::num::NonZeroU32::new(max_per_sec);
-    DirectiveSet::try_from_directives(
-        directives_for_distinct_tenants(n, true, clock)
-            .directives()
-            .iter()
-            .map(|d| d.clone().with_max_per_sec(max))
-            .collect(),
-    )
-    .unwrap()
-}
-
 fn budget(c: &mut Criterion) {
     const N: usize = 1_000;
     let clock = ManualClock::new();
@@ -238,7 +204,7 @@ fn budget(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .sample_size(50);
     for (case, max) in [("flood", 1_000u32), ("room", 1_000_000_000)] {
-        let store = store_with(budgeted(N, max, &clock));
+        let store = store_with(budgeted_for_distinct_tenants(N, max, &clock));
         for t in [1usize, 2] {
             g.throughput(Throughput::Elements(t as u64));
             g.bench_with_input(BenchmarkId::new(case, t), &t, |b, &t| {

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod hostile;
+pub mod parallel;
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -71,6 +72,30 @@ pub fn directives_for_distinct_tenants(
     match decode_directive_set(&distinct_tenants_body(n, matching), clock) {
         Ok(set) => set,
         Err(e) => panic!("synthetic set of {n} rejected: {e}"),
+    }
+}
+
+/// [`directives_for_distinct_tenants`] (`matching`) with every directive
+/// given a rate budget of `max_per_sec` (SPEC §8).
+///
+/// # Panics
+/// If `max_per_sec` is 0 or the set is rejected (bugs in the caller or the
+/// builder).
+pub fn budgeted_for_distinct_tenants(
+    n: usize,
+    max_per_sec: u32,
+    clock: &dyn Clock,
+) -> DirectiveSet {
+    let max = std::num::NonZeroU32::new(max_per_sec);
+    assert!(max.is_some(), "a budget is at least 1 per second");
+    let directives = directives_for_distinct_tenants(n, true, clock)
+        .directives()
+        .iter()
+        .map(|d| d.clone().with_max_per_sec(max))
+        .collect();
+    match DirectiveSet::try_from_directives(directives) {
+        Ok(set) => set,
+        Err(e) => panic!("budgeted set of {n} rejected: {e}"),
     }
 }
 
