@@ -33,7 +33,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use osproxy_bench::parallel::parallel_ops;
 use osproxy_bench::{
     budgeted_for_distinct_tenants, directives_for_distinct_tenants, distinct_tenants_body,
-    linear_scan, BareAtomic, BenchRequest, RwLockStore,
+    linear_scan, reader_op, BareAtomic, BenchRequest, RwLockStore,
 };
 use osproxy_core::{Clock, ManualClock};
 use osproxy_observe::{decode_directive_set, DirectiveSet, DirectiveStore, InMemoryDirectiveStore};
@@ -143,15 +143,9 @@ fn threads(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("reader_evaluate", t), &t, |b, &t| {
             b.iter_custom(|iters| {
                 parallel_reads(t, iters, || {
-                    let mut reader = store.reader();
-                    let req = BenchRequest::default();
-                    move || {
-                        black_box(
-                            reader
-                                .current()
-                                .evaluate(black_box(&req.attrs()), now, &req.id),
-                        );
-                    }
+                    reader_op(&store, now, |set, attrs, now, id| {
+                        black_box(set.evaluate(attrs, now, id));
+                    })
                 })
             })
         });
@@ -210,15 +204,9 @@ fn budget(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new(case, t), &t, |b, &t| {
                 b.iter_custom(|iters| {
                     parallel_reads(t, iters, || {
-                        let mut reader = store.reader();
-                        let req = BenchRequest::default();
-                        move || {
-                            black_box(reader.current().decide(
-                                black_box(&req.attrs()),
-                                now,
-                                &req.id,
-                            ));
-                        }
+                        reader_op(&store, now, |set, attrs, now, id| {
+                            black_box(set.decide(attrs, now, id));
+                        })
                     })
                 })
             });

@@ -27,7 +27,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use osproxy_bench::parallel::window;
-use osproxy_bench::{budgeted_for_distinct_tenants, BenchRequest};
+use osproxy_bench::{budgeted_for_distinct_tenants, reader_op};
 use osproxy_core::{Clock, ManualClock};
 use osproxy_observe::InMemoryDirectiveStore;
 
@@ -196,26 +196,14 @@ fn main() {
     store.publish(budgeted_for_distinct_tenants(DIRECTIVES, BUDGET, &clock));
 
     let flood = || {
-        let mut reader = store.reader();
-        let req = BenchRequest::default();
-        move || {
-            black_box(
-                reader
-                    .current()
-                    .decide(black_box(&req.attrs()), now, &req.id),
-            );
-        }
+        reader_op(&store, now, |set, attrs, now, id| {
+            black_box(set.decide(attrs, now, id));
+        })
     };
     let looks = || {
-        let mut reader = store.reader();
-        let req = BenchRequest::default();
-        move || {
-            black_box(
-                reader
-                    .current()
-                    .wants_capture(black_box(&req.attrs()), now, &req.id),
-            );
-        }
+        reader_op(&store, now, |set, attrs, now, id| {
+            black_box(set.wants_capture(attrs, now, id));
+        })
     };
 
     let mut cases = [

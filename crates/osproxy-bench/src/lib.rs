@@ -24,7 +24,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use osproxy_core::{Clock, EndpointKind, IndexName, Instant, PartitionId, PrincipalId, RequestId};
 use osproxy_observe::{
-    decode_directive_set, DiagLevel, DirectiveSet, DirectiveStore, RequestAttrs,
+    decode_directive_set, DiagLevel, DirectiveSet, DirectiveStore, InMemoryDirectiveStore,
+    RequestAttrs,
 };
 use serde_json::{json, Value};
 
@@ -135,6 +136,26 @@ impl BenchRequest {
             .with_tenant(&self.tenant)
             .with_index(&self.index)
             .with_principal(&self.principal)
+    }
+}
+
+/// One thread's request operation for the parallel drivers
+/// ([`parallel`]): its own reader of `store` and its own [`BenchRequest`],
+/// calling `call` on the current set for every operation (`call` should
+/// `black_box` what it computes).
+pub fn reader_op<F>(store: &InMemoryDirectiveStore, now: Instant, call: F) -> impl FnMut() + Send
+where
+    F: Fn(&DirectiveSet, &RequestAttrs<'_>, Instant, &RequestId) + Send,
+{
+    let mut reader = store.reader();
+    let req = BenchRequest::default();
+    move || {
+        call(
+            reader.current(),
+            std::hint::black_box(&req.attrs()),
+            now,
+            &req.id,
+        )
     }
 }
 
