@@ -14,8 +14,10 @@
 # Usage: scripts/bench-hot-path.sh [BASE_COMMIT] [ROUNDS]
 #   BASE_COMMIT defaults to 919fcec (the last commit before budgets and
 #   counters); ROUNDS to 8. The baseline is built once in its own worktree and
-#   target directory under ${TMPDIR:-/tmp} (kept for the next run; delete them
-#   with `git worktree remove --force DIR` and `rm -rf DIR-target`).
+#   target directory under ${TMPDIR:-/tmp}, this checkout in another (both
+#   kept for the next run: `git worktree remove --force DIR`, then
+#   `rm -rf DIR-target-aligned "${TMPDIR:-/tmp}/osproxy-bench-head-target-aligned"`
+#   deletes them). Needs python3 (scripts/install-deps.sh provides it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-919fcec}
@@ -43,13 +45,21 @@ for line in sys.stdin:
 '
 }
 
+# Both binaries are built with every loop aligned to 64 bytes: without it,
+# where the linker happens to place a benchmark's loop moves the
+# sub-nanosecond rows by 20 % between two builds of the same library code
+# (BENCHMARKS.md). Each build has its own target directory, so these flags
+# never invalidate the checkout's ordinary `target/`.
+export RUSTFLAGS="-C llvm-args=-align-loops=64"
+head_target="$tmp/osproxy-bench-head-target-aligned"
+
 if [ ! -d "$base_dir" ]; then
     git worktree add --detach "$base_dir" "$base_sha" >/dev/null
 fi
 echo "building the baseline ($base_sha) in $base_dir ..." >&2
-old=$(CARGO_TARGET_DIR="$base_dir-target" bench_binary "$base_dir" | tail -1)
+old=$(CARGO_TARGET_DIR="$base_dir-target-aligned" bench_binary "$base_dir" | tail -1)
 echo "building this checkout ..." >&2
-new=$(bench_binary . | tail -1)
+new=$(CARGO_TARGET_DIR="$head_target" bench_binary . | tail -1)
 if [ -z "$old" ] || [ -z "$new" ]; then
     echo "bench-hot-path: a benchmark binary did not build" >&2
     exit 1
@@ -60,6 +70,6 @@ trap 'rm -rf "$out"' EXIT
 echo "budget, one and two threads ..." >&2
 CRITERION_HOME="$out/home-new" "$new" --bench '^budget/flood/' >"$out/budget.txt" 2>/dev/null
 echo "scaling ..." >&2
-cargo bench -p osproxy-bench --bench scaling --locked 2>/dev/null >"$out/scaling.txt"
+CARGO_TARGET_DIR="$head_target" cargo bench -p osproxy-bench --bench scaling --locked 2>/dev/null >"$out/scaling.txt"
 
 python3 scripts/bench_ab.py "$old" "$new" "$rounds" "$out" "$base_sha" "$(git rev-parse --short HEAD)"
