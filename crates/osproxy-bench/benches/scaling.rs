@@ -71,10 +71,8 @@ fn cpu_ticks() -> Option<(u64, u64)> {
     Some((all, own))
 }
 
-fn ticks_per_sec() -> f64 {
-    // USER_HZ: 100 on every Linux architecture that matters here.
-    100.0
-}
+/// `USER_HZ`, the unit of `/proc/stat`: 100 on every Linux architecture.
+const TICKS_PER_SEC: f64 = 100.0;
 
 struct Sample {
     ops_per_sec: f64,
@@ -95,7 +93,7 @@ where
             let other_ticks = (a1 - a0).saturating_sub(o1 - o0);
             #[allow(clippy::cast_precision_loss)]
             let t = other_ticks as f64;
-            t / ticks_per_sec() / w.elapsed.as_secs_f64().max(1e-9)
+            t / TICKS_PER_SEC / w.elapsed.as_secs_f64().max(1e-9)
         }
         _ => 0.0,
     };

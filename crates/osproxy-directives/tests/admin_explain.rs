@@ -34,6 +34,12 @@ fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
+fn post_set(body: &'static str) -> Request<Body> {
+    Request::post("/admin/directives")
+        .body(Body::from(body))
+        .unwrap()
+}
+
 const SET: &str = r#"{"directives":[
   {"id":"acme-timing","level":"ShapeTiming","tenant":"acme","ttl_secs":60,"max_per_sec":2},
   {"id":"acme-half","level":"Shape","tenant":"acme","sample_per_mille":500,"ttl_secs":60},
@@ -43,13 +49,7 @@ const SET: &str = r#"{"directives":[
 async fn explain_names_the_winner_and_why_the_others_did_not_apply() {
     let clock = Arc::new(ManualClock::new());
     let (app, store) = app(clock.clone());
-    let (s, _) = call(
-        &app,
-        Request::post("/admin/directives")
-            .body(Body::from(SET))
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = call(&app, post_set(SET)).await;
     assert_eq!(s, StatusCode::OK);
     let (s, body) = call(
         &app,
@@ -131,13 +131,7 @@ fn promtool(text: &str) -> String {
 async fn per_directive_counters_pass_promtool_and_vanish_with_their_directive() {
     let clock = Arc::new(ManualClock::new());
     let (app, store) = app(clock.clone());
-    call(
-        &app,
-        Request::post("/admin/directives")
-            .body(Body::from(SET))
-            .unwrap(),
-    )
-    .await;
+    call(&app, post_set(SET)).await;
     let tenant = PartitionId::from("acme");
     let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&tenant);
     let set = store.load();
@@ -171,13 +165,7 @@ async fn per_directive_counters_pass_promtool_and_vanish_with_their_directive() 
 
     // A set without acme-timing: its series are gone.
     let rest = r#"{"directives":[{"id":"search-diff","level":"Shape","endpoint":"Search","ttl_secs":60}]}"#;
-    call(
-        &app,
-        Request::post("/admin/directives")
-            .body(Body::from(rest))
-            .unwrap(),
-    )
-    .await;
+    call(&app, post_set(rest)).await;
     let (_, text) = call(&app, get("/metrics")).await;
     assert_eq!(promtool(&text), "", "promtool check metrics:\n{text}");
     assert!(!text.contains("acme-timing"), "{text}");
@@ -205,13 +193,7 @@ async fn explain_judges_a_signed_header_and_shows_the_raised_decision() {
     )));
     options.header_ceilings.max_level = Some(DiagLevel::ShapeTiming);
     let app = router(AdminState::new(Backend::InMemory(store.clone()), options));
-    call(
-        &app,
-        Request::post("/admin/directives")
-            .body(Body::from(SET))
-            .unwrap(),
-    )
-    .await;
+    call(&app, post_set(SET)).await;
 
     let body = r#"{"id":"trace-r42","level":"ShapeRewriteDiff","tenant":"acme","ttl_secs":300}"#;
     let d = decode_directive(body.as_bytes(), clock.as_ref(), &DecodeLimits::default()).unwrap();

@@ -22,16 +22,6 @@ async fn prefix_store(cluster: &EtcdCluster, prefix: &str) -> EtcdDirectiveStore
         .expect("connect")
 }
 
-/// `(key, reason)` of every standing rejection.
-fn rejections(store: &EtcdDirectiveStore) -> Vec<(String, &'static str)> {
-    store
-        .status()
-        .rejected
-        .into_iter()
-        .map(|r| (r.key, r.reason))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directives_are_added_and_removed_independently() {
     let cluster = EtcdCluster::single();

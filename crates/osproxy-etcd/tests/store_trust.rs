@@ -47,16 +47,6 @@ async fn trusting_store(
         .expect("connect")
 }
 
-/// `(key, reason)` of every standing rejection.
-fn rejections(store: &EtcdDirectiveStore) -> Vec<(String, &'static str)> {
-    store
-        .status()
-        .rejected
-        .into_iter()
-        .map(|r| (r.key, r.reason))
-        .collect()
-}
-
 async fn wait_rejected(store: &EtcdDirectiveStore, want: &[(&str, &str)]) {
     let want: Vec<(String, &str)> = want.iter().map(|(k, r)| ((*k).to_owned(), *r)).collect();
     wait_status(store, &format!("rejections {want:?}"), PROMPTLY, |s| {

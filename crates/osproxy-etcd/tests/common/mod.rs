@@ -89,6 +89,16 @@ pub async fn key_store(cluster: &EtcdCluster, key: &str) -> EtcdDirectiveStore {
         .expect("connect")
 }
 
+/// `(key, reason)` of every standing rejection.
+pub fn rejections(store: &EtcdDirectiveStore) -> Vec<(String, &'static str)> {
+    store
+        .status()
+        .rejected
+        .into_iter()
+        .map(|r| (r.key, r.reason))
+        .collect()
+}
+
 /// A builder with the fault tests' quick settings: stale after 3 s, progress
 /// requested after 1 s of silence, reconnect backoff 100 ms to 1 s.
 pub fn quick(endpoints: &[String], layout: Layout) -> EtcdStoreBuilder {
