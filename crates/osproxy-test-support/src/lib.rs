@@ -30,7 +30,7 @@
 //! * [`Browser`]: a headless Chromium driven over the DevTools protocol
 //!   (pipes, no port), with a temporary profile, killed by pid on drop,
 //!   for the operator page's real-browser tests.
-//! * [`unique_key`], [`wait_until`], [`eventually`], [`poll_within`]: per-test
+//! * [`unique_key`], [`wait_until`], [`wait_within`], [`eventually`], [`poll_within`]: per-test
 //!   key names and bounded polling instead of sleeps.
 //! * [`fixtures`]: what the test crates share beyond that — directive bodies
 //!   ([`fixtures::set_body`], [`fixtures::directive_body`]), etcd read-backs
@@ -97,7 +97,7 @@ pub use forwarder::TcpForwarder;
 pub use keys::unique_key;
 pub use pki::{ClientCert, TestPki};
 pub use proxy::EtcdProxy;
-pub use wait::{eventually, poll_within, wait_until};
+pub use wait::{eventually, poll_within, wait_until, wait_within};
 
 #[cfg(test)]
 mod tests {

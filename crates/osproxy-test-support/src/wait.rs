@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use osproxy_core::{Clock, Instant, SystemClock};
 
-/// How long [`wait_until`], [`eventually`] and [`poll_within`] pause between
+/// How long [`wait_until`], [`wait_within`], [`eventually`] and [`poll_within`] pause between
 /// two checks.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -41,14 +41,23 @@ impl Deadline {
 ///     n >= 3
 /// });
 /// ```
-pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+pub fn wait_until(timeout: Duration, what: &str, check: impl FnMut() -> bool) {
+    if !wait_within(timeout, check) {
+        panic!("timed out after {timeout:?} waiting until {what}");
+    }
+}
+
+/// The poll behind [`wait_until`], without its panic: `true` as soon as
+/// `check` returns `true`, `false` once `timeout` has passed. For waits whose
+/// failure message must say more than `what`.
+pub fn wait_within(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Deadline::after(timeout);
     loop {
         if check() {
-            return;
+            return true;
         }
         if deadline.expired() {
-            panic!("timed out after {timeout:?} waiting until {what}");
+            return false;
         }
         std::thread::sleep(POLL_INTERVAL.min(deadline.remaining()));
     }

@@ -191,13 +191,19 @@ impl Proc {
         self.child.id()
     }
 
-    /// Waits for the process to exit (bounded) and returns its exit code.
+    /// Waits for the process to exit (bounded) and returns its exit code;
+    /// panics with what the process wrote to stderr when it does not exit.
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let mut status = None;
-        wait_until(within, "the process exits", || {
+        let exited = osproxy_test_support::wait_within(within, || {
             status = self.child.try_wait().ok().flatten();
             status.is_some()
         });
+        assert!(
+            exited,
+            "timed out after {within:?} waiting until the process exits; its stderr:\n{}",
+            self.stderr()
+        );
         status.and_then(|s| s.code())
     }
 
