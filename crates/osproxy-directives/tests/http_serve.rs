@@ -288,6 +288,27 @@ fn sigterm_and_sigint_stop_the_server_cleanly() {
     }
 }
 
+/// A signal sent the moment `listening on` is printed, before any request,
+/// still shuts down gracefully: the handlers exist before the line does.
+#[test]
+fn a_signal_right_after_the_listening_line_still_stops_cleanly() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for round in 0..5 {
+        for signal in [Signal::SIGTERM, Signal::SIGINT] {
+            let mut serve = Serve::start(&[]);
+            let pid = Pid::from_raw(i32::try_from(serve.proc.pid()).unwrap());
+            kill(pid, signal).unwrap();
+            assert_eq!(
+                serve.proc.wait_exit(PROMPTLY),
+                Some(0),
+                "round {round}, {signal}: {}",
+                serve.proc.stderr()
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_publishes_and_reads_lose_no_write_and_the_last_wins() {
     let serve = Serve::start(&[]);

@@ -257,6 +257,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         )
     };
     let state = AdminState::new(backend, options);
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| {
@@ -280,7 +281,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         max_connections: opts.max_connections,
         shutdown_grace: opts.shutdown_grace,
     };
-    server::serve(listener, app, limits, shutdown_signal())
+    server::serve(listener, app, limits, shutdown)
         .await
         .map_err(|e| CliError::runtime("serve_failed", "the admin server failed").caused_by(&e))?;
     // The store's watch and connection close as the last handle drops.
@@ -300,23 +301,28 @@ fn store_error(e: EtcdError) -> CliError {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. Both are listened for from the
+/// moment this returns, before the listener is bound: a signal that arrives
+/// before the accept loop first polls the future (or while it is taking a
+/// ready connection) is kept, not lost to the default action that would end
+/// the process without a graceful shutdown.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind| {
+        signal(kind).map_err(|e| {
+            CliError::runtime("signal_failed", "cannot listen for shutdown signals").caused_by(&e)
+        })
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut interrupt = listen(SignalKind::interrupt())?;
+    let mut terminate = listen(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            Some(()) = interrupt.recv() => {}
+            Some(()) = terminate.recv() => {}
+            // Neither stream can end on Unix; if both did, keep serving.
+            else => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
+    })
 }
 
 #[cfg(test)]
