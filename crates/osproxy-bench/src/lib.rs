@@ -131,6 +131,7 @@ impl Default for BenchRequest {
 
 impl BenchRequest {
     /// The borrowed attributes the evaluator takes.
+    #[inline]
     pub fn attrs(&self) -> RequestAttrs<'_> {
         RequestAttrs::new(self.endpoint)
             .with_tenant(&self.tenant)

@@ -37,7 +37,8 @@ pub enum EndpointKind {
 }
 
 impl EndpointKind {
-    /// Every kind, in wire order.
+    /// Every kind, in wire order, which is also declaration order: a kind's
+    /// discriminant (`kind as usize`) is its position here.
     pub const ALL: [EndpointKind; 12] = [
         EndpointKind::IngestDoc,
         EndpointKind::IngestBulk,
@@ -136,6 +137,13 @@ impl FromStr for EndpointKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_sits_at_its_discriminant_in_all() {
+        for (position, kind) in EndpointKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, position, "{kind:?}");
+        }
+    }
 
     #[test]
     fn endpoint_wire_names_round_trip_and_are_stable() {

@@ -141,10 +141,16 @@ impl DirectiveMatch {
     #[inline]
     pub fn matches(&self, attrs: &RequestAttrs<'_>) -> bool {
         self.tenant.as_ref().is_none_or(|t| attrs.tenant == Some(t))
-            && self
-                .index
-                .as_ref()
-                .is_none_or(|i| i.as_str() == attrs.index)
+            && self.matches_besides_tenant(attrs)
+    }
+
+    /// [`DirectiveMatch::matches`] without the tenant: for a directive found
+    /// under the request's own tenant, whose tenant is already known equal.
+    #[inline]
+    pub(crate) fn matches_besides_tenant(&self, attrs: &RequestAttrs<'_>) -> bool {
+        self.index
+            .as_ref()
+            .is_none_or(|i| i.as_str() == attrs.index)
             && self.principal.as_ref().is_none_or(|p| p == attrs.principal)
             && self.endpoint.is_none_or(|e| e == attrs.endpoint)
     }
@@ -237,6 +243,7 @@ pub struct RequestAttrs<'a> {
 impl<'a> RequestAttrs<'a> {
     /// Attributes with only the endpoint kind set: no tenant, no index (`""`)
     /// and the empty (anonymous) principal.
+    #[inline]
     pub fn new(endpoint: EndpointKind) -> Self {
         RequestAttrs {
             tenant: None,
@@ -247,6 +254,7 @@ impl<'a> RequestAttrs<'a> {
     }
 
     /// Sets the tenant.
+    #[inline]
     #[must_use]
     pub fn with_tenant(mut self, tenant: &'a PartitionId) -> Self {
         self.tenant = Some(tenant);
@@ -254,6 +262,7 @@ impl<'a> RequestAttrs<'a> {
     }
 
     /// Sets the index.
+    #[inline]
     #[must_use]
     pub fn with_index(mut self, index: &'a IndexName) -> Self {
         self.index = index.as_str();
@@ -261,6 +270,7 @@ impl<'a> RequestAttrs<'a> {
     }
 
     /// Sets the index from a plain string (`""` for none).
+    #[inline]
     #[must_use]
     pub fn with_index_str(mut self, index: &'a str) -> Self {
         self.index = index;
@@ -268,6 +278,7 @@ impl<'a> RequestAttrs<'a> {
     }
 
     /// Sets the principal.
+    #[inline]
     #[must_use]
     pub fn with_principal(mut self, principal: &'a PrincipalId) -> Self {
         self.principal = principal;

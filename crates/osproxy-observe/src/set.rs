@@ -126,10 +126,9 @@ fn file_under(map: &mut FxHashMap<Box<str>, Vec<u32>>, key: &str, pos: u32) {
 }
 
 fn endpoint_slot(e: EndpointKind) -> usize {
-    EndpointKind::ALL
-        .iter()
-        .position(|k| *k == e)
-        .unwrap_or(EndpointKind::ALL.len() - 1)
+    // `ALL` lists the kinds in declaration order (a test holds it to that),
+    // so a kind's discriminant is its slot.
+    e as usize
 }
 
 /// Looks `key` up in `map`, skipping the hash when the map is empty.
@@ -292,12 +291,26 @@ impl DirectiveSet {
 
     /// The effective level for a request: the highest level among the
     /// directives that apply to it at `now`, `Off` when none does.
+    ///
+    /// Counts like [`DirectiveSet::decide`]. Only the empty-set check is
+    /// inlined into the caller: the counted decision behind it is a call, so
+    /// the caller's loop keeps its registers while nothing is active.
     #[inline]
     pub fn evaluate(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> DiagLevel {
         if self.directives.is_empty() {
             return DiagLevel::Off;
         }
-        self.decide(attrs, now, id).level
+        self.evaluate_non_empty(attrs, now, id)
+    }
+
+    #[inline(never)]
+    fn evaluate_non_empty(
+        &self,
+        attrs: &RequestAttrs<'_>,
+        now: Instant,
+        id: &RequestId,
+    ) -> DiagLevel {
+        self.decide_with(attrs, now, id, true).level
     }
 
     /// Whether any directive applying to the request asks for the ring
@@ -346,8 +359,10 @@ impl DirectiveSet {
         }
         let ix = &self.index;
         let mut request_bucket: Option<u16> = None;
-        let candidates = [
-            bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str())),
+        // A directive is filed under its tenant when it has one: those found
+        // under the request's tenant need not compare it again.
+        let by_tenant = bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str()));
+        let others = [
             // An absent index ("") or principal (the empty id) is looked up
             // like any other: no decoded directive is filed under "", and an
             // unchecked one that is matches it in the scan too.
@@ -356,12 +371,20 @@ impl DirectiveSet {
             &ix.by_endpoint[endpoint_slot(attrs.endpoint)],
             &ix.wildcard,
         ];
-        for &pos in candidates.into_iter().flatten() {
+        let mut consider = |pos: u32, tenant_known: bool| {
             let Some(d) = self.directives.get(pos as usize) else {
-                continue;
+                return;
             };
-            if !d.is_live(now) || !d.match_.matches(attrs) {
-                continue;
+            if !d.is_live(now) {
+                return;
+            }
+            let matched = if tenant_known {
+                d.match_.matches_besides_tenant(attrs)
+            } else {
+                d.match_.matches(attrs)
+            };
+            if !matched {
+                return;
             }
             let at = pos as usize;
             if d.sample_per_mille < 1000 {
@@ -370,7 +393,7 @@ impl DirectiveSet {
                     if account {
                         self.stats.count(at, Counted::SampledOut);
                     }
-                    continue;
+                    return;
                 }
             }
             if let Some(budget) = self.stats.budget(at) {
@@ -383,13 +406,19 @@ impl DirectiveSet {
                     if account {
                         self.stats.count(at, Counted::OverBudget);
                     }
-                    continue;
+                    return;
                 }
             }
             if account {
                 self.stats.count(at, Counted::Applied);
             }
             decision.add(pos, d);
+        };
+        for &pos in by_tenant {
+            consider(pos, true);
+        }
+        for &pos in others.into_iter().flatten() {
+            consider(pos, false);
         }
         decision
     }
