@@ -131,6 +131,14 @@ fn endpoint_slot(e: EndpointKind) -> usize {
     e as usize
 }
 
+/// The index's buckets for one request.
+struct Candidates<'a> {
+    /// Filed under the request's tenant (so their tenant needs no compare).
+    by_tenant: &'a [u32],
+    /// Filed under its index, principal or endpoint, or wildcards.
+    others: [&'a [u32]; 4],
+}
+
 /// Looks `key` up in `map`, skipping the hash when the map is empty.
 #[inline]
 fn bucket<'m>(map: &'m FxHashMap<Box<str>, Vec<u32>>, key: Option<&str>) -> &'m [u32] {
@@ -310,7 +318,23 @@ impl DirectiveSet {
         now: Instant,
         id: &RequestId,
     ) -> DiagLevel {
-        self.decide_with(attrs, now, id, true).level
+        // Split in two calls so that the common miss (nothing filed where the
+        // request could match) returns before the frame the decision needs.
+        match self.candidates(attrs, now) {
+            None => DiagLevel::Off,
+            Some(candidates) => self.evaluate_among(&candidates, attrs, now, id),
+        }
+    }
+
+    #[inline(never)]
+    fn evaluate_among(
+        &self,
+        candidates: &Candidates<'_>,
+        attrs: &RequestAttrs<'_>,
+        now: Instant,
+        id: &RequestId,
+    ) -> DiagLevel {
+        self.decide_among(candidates, attrs, now, id, true).level
     }
 
     /// Whether any directive applying to the request asks for the ring
@@ -350,27 +374,56 @@ impl DirectiveSet {
         id: &RequestId,
         account: bool,
     ) -> Decision {
+        match self.candidates(attrs, now) {
+            None => Decision {
+                revision: self.revision,
+                ..Decision::default()
+            },
+            Some(candidates) => self.decide_among(&candidates, attrs, now, id, account),
+        }
+    }
+
+    /// Where directives that could apply to the request are filed; `None`
+    /// when nothing can apply (the set is empty or past its last expiry, or
+    /// nothing is filed where the request could match).
+    #[inline(always)]
+    fn candidates(&self, attrs: &RequestAttrs<'_>, now: Instant) -> Option<Candidates<'_>> {
+        if self.directives.is_empty() || now >= self.index.last_expiry {
+            return None;
+        }
+        let ix = &self.index;
+        let candidates = Candidates {
+            by_tenant: bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str())),
+            others: [
+                // An absent index ("") or principal (the empty id) is looked
+                // up like any other: no decoded directive is filed under "",
+                // and an unchecked one that is matches it in the scan too.
+                bucket(&ix.by_index, Some(attrs.index)),
+                bucket(&ix.by_principal, Some(attrs.principal.as_str())),
+                &ix.by_endpoint[endpoint_slot(attrs.endpoint)],
+                &ix.wildcard,
+            ],
+        };
+        let none =
+            candidates.by_tenant.is_empty() && candidates.others.iter().all(|c| c.is_empty());
+        (!none).then_some(candidates)
+    }
+
+    /// The decision among `candidates`: admits and counts when `account`.
+    #[inline(always)]
+    fn decide_among(
+        &self,
+        candidates: &Candidates<'_>,
+        attrs: &RequestAttrs<'_>,
+        now: Instant,
+        id: &RequestId,
+        account: bool,
+    ) -> Decision {
         let mut decision = Decision {
             revision: self.revision,
             ..Decision::default()
         };
-        if self.directives.is_empty() || now >= self.index.last_expiry {
-            return decision;
-        }
-        let ix = &self.index;
         let mut request_bucket: Option<u16> = None;
-        // A directive is filed under its tenant when it has one: those found
-        // under the request's tenant need not compare it again.
-        let by_tenant = bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str()));
-        let others = [
-            // An absent index ("") or principal (the empty id) is looked up
-            // like any other: no decoded directive is filed under "", and an
-            // unchecked one that is matches it in the scan too.
-            bucket(&ix.by_index, Some(attrs.index)),
-            bucket(&ix.by_principal, Some(attrs.principal.as_str())),
-            &ix.by_endpoint[endpoint_slot(attrs.endpoint)],
-            &ix.wildcard,
-        ];
         let mut consider = |pos: u32, tenant_known: bool| {
             let Some(d) = self.directives.get(pos as usize) else {
                 return;
@@ -414,10 +467,12 @@ impl DirectiveSet {
             }
             decision.add(pos, d);
         };
-        for &pos in by_tenant {
+        // A directive is filed under its tenant when it has one: those found
+        // under the request's tenant need not compare it again.
+        for &pos in candidates.by_tenant {
             consider(pos, true);
         }
-        for &pos in others.into_iter().flatten() {
+        for &pos in candidates.others.iter().copied().flatten() {
             consider(pos, false);
         }
         decision
