@@ -93,6 +93,43 @@ impl InstanceStatus {
     pub fn current_as_of(&self) -> i64 {
         self.current_revision.unwrap_or(self.applied_revision)
     }
+
+    /// How this instance stands against the live revision `latest`: lagging
+    /// beats rejecting beats current. The one rule behind `status`, `publish
+    /// --wait` and the admin page.
+    pub fn state(&self, latest: i64) -> InstanceState {
+        if self.current_as_of() < latest {
+            InstanceState::Lagging
+        } else if self.rejected_revision.is_some() {
+            InstanceState::Rejecting
+        } else {
+            InstanceState::Current
+        }
+    }
+}
+
+/// How an instance stands relative to the latest revision
+/// ([`InstanceStatus::state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Current as of the latest revision and rejects nothing.
+    Current,
+    /// Current as of an older revision only.
+    Lagging,
+    /// Current, with a standing rejection.
+    Rejecting,
+}
+
+impl InstanceState {
+    /// `current`, `lagging` or `rejecting`: the serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Current => "current",
+            InstanceState::Lagging => "lagging",
+            InstanceState::Rejecting => "rejecting",
+        }
+    }
 }
 
 /// The reporter's state on the current connection.

@@ -133,7 +133,7 @@ mod wire;
 pub use config::{Credentials, Layout, TlsConfig};
 pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError, TransportError};
 pub use instance::{
-    InstanceReport, InstanceStatus, DEFAULT_STATUS_LEASE_TTL, DEFAULT_STATUS_PREFIX,
+    InstanceReport, InstanceState, InstanceStatus, DEFAULT_STATUS_LEASE_TTL, DEFAULT_STATUS_PREFIX,
 };
 pub use publisher::{
     Change, Changes, Diff, FleetStatus, History, HistoryEntry, KeyRejection, LiveSet, PublishError,

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use clap::Args;
 use osproxy_etcd::{FleetStatus, InstanceStatus, Publisher, DEFAULT_STATUS_PREFIX};
-use serde::Serialize;
 use serde_json::json;
 
 use super::common::{clock, finish_with, print_json, summarize_ids, CliError, Failure, FleetArgs};
@@ -56,38 +55,7 @@ pub struct StatusOpts {
     pub fleet: FleetArgs,
 }
 
-/// How an instance stands relative to the latest revision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InstanceState {
-    /// Current as of the latest revision and rejects nothing.
-    Current,
-    /// Current as of an older revision only.
-    Lagging,
-    /// Current, with a standing rejection.
-    Rejecting,
-}
-
-impl InstanceState {
-    /// Classifies one report against the latest (live) revision.
-    pub fn of(report: &InstanceStatus, latest: i64) -> Self {
-        if report.current_as_of() < latest {
-            InstanceState::Lagging
-        } else if report.rejected_revision.is_some() {
-            InstanceState::Rejecting
-        } else {
-            InstanceState::Current
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            InstanceState::Current => "current",
-            InstanceState::Lagging => "lagging",
-            InstanceState::Rejecting => "rejecting",
-        }
-    }
-}
+pub use osproxy_etcd::InstanceState;
 
 /// What the fleet's reports say as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +83,7 @@ impl FleetView {
         let states = fleet
             .instances
             .iter()
-            .map(|r| InstanceState::of(r, fleet.latest_revision))
+            .map(|r| r.state(fleet.latest_revision))
             .collect();
         FleetView { fleet, states }
     }
@@ -330,7 +298,7 @@ pub fn print_view(view: &FleetView, key: &str, status_prefix: &str, json: bool) 
 /// directives clamped to its ceilings and `failsafe` while its fail-safe is
 /// engaged (SPEC §8), e.g. `current, clamped`.
 fn state_cell(state: InstanceState, r: &InstanceStatus) -> String {
-    let mut cell = state.name().to_owned();
+    let mut cell = state.as_str().to_owned();
     if !r.clamped.is_empty() {
         cell.push_str(", clamped");
     }
@@ -373,7 +341,7 @@ mod tests {
 
     #[test]
     fn states_against_the_latest_revision() {
-        let of = |r: InstanceStatus, latest| InstanceState::of(&r, latest);
+        let of = |r: InstanceStatus, latest| r.state(latest);
         assert_eq!(of(report(5, None, None), 5), InstanceState::Current);
         assert_eq!(of(report(6, None, None), 5), InstanceState::Current);
         assert_eq!(of(report(4, None, None), 5), InstanceState::Lagging);

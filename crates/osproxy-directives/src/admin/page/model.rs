@@ -192,20 +192,6 @@ fn fleet_rows(fleet: &FleetStatus, now_unix_nanos: u64) -> FleetRows {
     }
 }
 
-/// The state `status` shows for `report` against the live revision
-/// `latest`: lagging beats rejecting beats current. (`cli::status` owns the
-/// same rule for the CLI; the admin surface cannot import the CLI, which
-/// imports it.)
-fn state_of(report: &InstanceStatus, latest: i64) -> &'static str {
-    if report.current_as_of() < latest {
-        "lagging"
-    } else if report.rejected_revision.is_some() {
-        "rejecting"
-    } else {
-        "current"
-    }
-}
-
 fn instance_row(r: &InstanceStatus, latest: i64, now_unix_nanos: u64) -> InstanceRow {
     let age = Duration::from_nanos(now_unix_nanos.saturating_sub(r.updated_unix_nanos));
     let rejected = match (&r.rejected_reason, r.rejected_revision) {
@@ -216,7 +202,7 @@ fn instance_row(r: &InstanceStatus, latest: i64, now_unix_nanos: u64) -> Instanc
     };
     InstanceRow {
         instance: r.instance.clone(),
-        state: state_of(r, latest),
+        state: r.state(latest).as_str(),
         applied_revision: r.applied_revision,
         current_revision: r.current_as_of(),
         directives: r.directives,
@@ -250,9 +236,9 @@ mod tests {
 
     #[test]
     fn instance_states_follow_the_status_rule() {
-        assert_eq!(state_of(&report(7, None), 7), "current");
-        assert_eq!(state_of(&report(7, Some(7)), 7), "rejecting");
-        assert_eq!(state_of(&report(6, Some(6)), 7), "lagging");
+        assert_eq!(instance_row(&report(7, None), 7, 0).state, "current");
+        assert_eq!(instance_row(&report(7, Some(7)), 7, 0).state, "rejecting");
+        assert_eq!(instance_row(&report(6, Some(6)), 7, 0).state, "lagging");
         let row = instance_row(&report(7, Some(7)), 7, 4_500_000_000);
         assert_eq!(
             row.rejected.as_deref(),
