@@ -132,12 +132,11 @@ fn endpoint_slot(e: EndpointKind) -> usize {
 }
 
 /// The index's buckets for one request.
-struct Candidates<'a> {
-    /// Filed under the request's tenant (so their tenant needs no compare).
-    by_tenant: &'a [u32],
-    /// Filed under its index, principal or endpoint, or wildcards.
-    others: [&'a [u32]; 4],
-}
+///
+/// Slot 0 holds those filed under the request's tenant (so their tenant needs
+/// no compare); then those filed under its index, principal and endpoint, and
+/// the wildcards.
+struct Candidates<'a>([&'a [u32]; 5]);
 
 /// Looks `key` up in `map`, skipping the hash when the map is empty.
 #[inline]
@@ -392,20 +391,17 @@ impl DirectiveSet {
             return None;
         }
         let ix = &self.index;
-        let candidates = Candidates {
-            by_tenant: bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str())),
-            others: [
-                // An absent index ("") or principal (the empty id) is looked
-                // up like any other: no decoded directive is filed under "",
-                // and an unchecked one that is matches it in the scan too.
-                bucket(&ix.by_index, Some(attrs.index)),
-                bucket(&ix.by_principal, Some(attrs.principal.as_str())),
-                &ix.by_endpoint[endpoint_slot(attrs.endpoint)],
-                &ix.wildcard,
-            ],
-        };
-        let none =
-            candidates.by_tenant.is_empty() && candidates.others.iter().all(|c| c.is_empty());
+        let candidates = Candidates([
+            bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str())),
+            // An absent index ("") or principal (the empty id) is looked up
+            // like any other: no decoded directive is filed under "", and an
+            // unchecked one that is matches it in the scan too.
+            bucket(&ix.by_index, Some(attrs.index)),
+            bucket(&ix.by_principal, Some(attrs.principal.as_str())),
+            &ix.by_endpoint[endpoint_slot(attrs.endpoint)],
+            &ix.wildcard,
+        ]);
+        let none = candidates.0.iter().all(|c| c.is_empty());
         (!none).then_some(candidates)
     }
 
@@ -424,56 +420,53 @@ impl DirectiveSet {
             ..Decision::default()
         };
         let mut request_bucket: Option<u16> = None;
-        let mut consider = |pos: u32, tenant_known: bool| {
-            let Some(d) = self.directives.get(pos as usize) else {
-                return;
-            };
-            if !d.is_live(now) {
-                return;
-            }
-            let matched = if tenant_known {
-                d.match_.matches_besides_tenant(attrs)
-            } else {
-                d.match_.matches(attrs)
-            };
-            if !matched {
-                return;
-            }
-            let at = pos as usize;
-            if d.sample_per_mille < 1000 {
-                let b = *request_bucket.get_or_insert_with(|| sample::bucket(id));
-                if !sample::in_sample(b, d.sample_per_mille) {
-                    if account {
-                        self.stats.count(at, Counted::SampledOut);
-                    }
-                    return;
-                }
-            }
-            if let Some(budget) = self.stats.budget(at) {
-                let admitted = if account {
-                    budget.try_take(now)
-                } else {
-                    budget.has_room(now)
+        for (slot, filed) in candidates.0.iter().enumerate() {
+            // A directive is filed under its tenant when it has one: those
+            // in slot 0 were found under the request's tenant.
+            let tenant_known = slot == 0;
+            for &pos in *filed {
+                let Some(d) = self.directives.get(pos as usize) else {
+                    continue;
                 };
-                if !admitted {
-                    if account {
-                        self.stats.count(at, Counted::OverBudget);
-                    }
-                    return;
+                if !d.is_live(now) {
+                    continue;
                 }
+                let matched = if tenant_known {
+                    d.match_.matches_besides_tenant(attrs)
+                } else {
+                    d.match_.matches(attrs)
+                };
+                if !matched {
+                    continue;
+                }
+                let at = pos as usize;
+                if d.sample_per_mille < 1000 {
+                    let b = *request_bucket.get_or_insert_with(|| sample::bucket(id));
+                    if !sample::in_sample(b, d.sample_per_mille) {
+                        if account {
+                            self.stats.count(at, Counted::SampledOut);
+                        }
+                        continue;
+                    }
+                }
+                if let Some(budget) = self.stats.budget(at) {
+                    let admitted = if account {
+                        budget.try_take(now)
+                    } else {
+                        budget.has_room(now)
+                    };
+                    if !admitted {
+                        if account {
+                            self.stats.count(at, Counted::OverBudget);
+                        }
+                        continue;
+                    }
+                }
+                if account {
+                    self.stats.count(at, Counted::Applied);
+                }
+                decision.add(pos, d);
             }
-            if account {
-                self.stats.count(at, Counted::Applied);
-            }
-            decision.add(pos, d);
-        };
-        // A directive is filed under its tenant when it has one: those found
-        // under the request's tenant need not compare it again.
-        for &pos in candidates.by_tenant {
-            consider(pos, true);
-        }
-        for &pos in candidates.others.iter().copied().flatten() {
-            consider(pos, false);
         }
         decision
     }

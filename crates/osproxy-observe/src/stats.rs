@@ -69,21 +69,27 @@ fn shard_count() -> usize {
     })
 }
 
+thread_local! {
+    /// This thread's shard; `usize::MAX` until its first count.
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
 /// This thread's shard, assigned round-robin on its first count.
-#[inline]
+#[inline(always)]
 fn thread_shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    SHARD.with(|slot| {
-        let mut s = slot.get();
-        if s == usize::MAX {
-            s = NEXT.fetch_add(1, Ordering::Relaxed) & (shard_count() - 1);
-            slot.set(s);
-        }
-        s
+    SHARD.with(|slot| match slot.get() {
+        usize::MAX => assign_shard(slot),
+        s => s,
     })
+}
+
+#[cold]
+#[inline(never)]
+fn assign_shard(slot: &Cell<usize>) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let s = NEXT.fetch_add(1, Ordering::Relaxed) & (shard_count() - 1);
+    slot.set(s);
+    s
 }
 
 /// One directive's rate budget.
@@ -196,12 +202,13 @@ impl Stats {
         self.budgets.get(pos).and_then(Option::as_ref)
     }
 
+    #[inline(always)]
     fn slot(&self, shard: usize, pos: usize, what: Counted) -> usize {
         shard * self.stride + PAD + pos * PER_DIRECTIVE + what as usize
     }
 
     /// Adds one decision of the directive at `pos` to this thread's shard.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn count(&self, pos: usize, what: Counted) {
         if let Some(c) = self.counts.get(self.slot(thread_shard(), pos, what)) {
             c.fetch_add(1, Ordering::Relaxed);
