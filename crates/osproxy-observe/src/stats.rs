@@ -8,8 +8,13 @@
 //! - **Counters are striped by thread.** Each thread adds to its own shard
 //!   (a block of atomics per shard, padded apart, in one allocation), so two threads
 //!   counting the same directive never write the same cache line; a reader
-//!   sums the shards. Relaxed increments: the counts are statistics, not
-//!   synchronisation.
+//!   sums the shards. A thread *owns* its shard while it lives (one per core
+//!   can, claimed on a thread's first count and given back when it exits):
+//!   as the only writer it increments with a plain load and store, no locked
+//!   instruction. Threads beyond that share one more shard and increment it
+//!   atomically. Relaxed throughout: the counts are statistics, not
+//!   synchronisation (the claim and the release of a shard are what order
+//!   one owner's increments before the next owner's).
 //! - **A budget writes only while it has room.** A directive's budget is
 //!   one atomic word holding the current one-second window and the requests
 //!   admitted in it. Admitting is a compare-and-swap; once the window is
@@ -23,7 +28,7 @@
 
 use std::cell::Cell;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use osproxy_core::Instant;
@@ -57,37 +62,80 @@ const PER_DIRECTIVE: usize = 3;
 /// blocks of two threads never share a cache line.
 const PAD: usize = 8;
 
-/// How many shards a set's counters have: one per core rounded up to a
-/// power of two (so a thread's shard is a mask, not a division), at most 64.
-fn shard_count() -> usize {
+/// How many shards can be owned, one thread each: one per core, at most
+/// 64 (a bit each in [`CLAIMED`]). A set's counters have one more: the
+/// shared shard, at this index.
+fn owned_shards() -> usize {
     static SHARDS: OnceLock<usize> = OnceLock::new();
     *SHARDS.get_or_init(|| {
         std::thread::available_parallelism()
             .map_or(1, usize::from)
             .clamp(1, 64)
-            .next_power_of_two()
     })
+}
+
+/// Which owned shards a living thread holds, a bit each.
+static CLAIMED: AtomicU64 = AtomicU64::new(0);
+
+/// A thread's shard: unassigned (`usize::MAX`) until its first count, then
+/// owned (below [`owned_shards`]) or the shared one. An owned one is given
+/// back when the thread exits.
+struct Claim(Cell<usize>);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let s = self.0.get();
+        if s < owned_shards() {
+            // Release: this owner's last increments happen before the next
+            // owner's claim (acquire) and first load.
+            CLAIMED.fetch_and(!(1u64 << s), Ordering::Release);
+        }
+    }
 }
 
 thread_local! {
-    /// This thread's shard; `usize::MAX` until its first count.
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static CLAIM: Claim = const { Claim(Cell::new(usize::MAX)) };
 }
 
-/// This thread's shard, assigned round-robin on its first count.
+/// This thread's shard. While the thread's local storage is being torn
+/// down, the shared one.
 #[inline(always)]
 fn thread_shard() -> usize {
-    SHARD.with(|slot| match slot.get() {
-        usize::MAX => assign_shard(slot),
-        s => s,
-    })
+    CLAIM
+        .try_with(|c| match c.0.get() {
+            usize::MAX => claim(&c.0),
+            s => s,
+        })
+        .unwrap_or_else(|_| owned_shards())
 }
 
+/// Claims a free owned shard for this thread, or settles on the shared one.
 #[cold]
 #[inline(never)]
-fn assign_shard(slot: &Cell<usize>) -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let s = NEXT.fetch_add(1, Ordering::Relaxed) & (shard_count() - 1);
+fn claim(slot: &Cell<usize>) -> usize {
+    let owned = owned_shards();
+    let all = if owned == 64 {
+        u64::MAX
+    } else {
+        (1u64 << owned) - 1
+    };
+    let mut claimed = CLAIMED.load(Ordering::Relaxed);
+    let s = loop {
+        let free = !claimed & all;
+        if free == 0 {
+            break owned;
+        }
+        let bit = free.trailing_zeros();
+        match CLAIMED.compare_exchange_weak(
+            claimed,
+            claimed | (1u64 << bit),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break bit as usize,
+            Err(seen) => claimed = seen,
+        }
+    };
     slot.set(s);
     s
 }
@@ -171,9 +219,12 @@ impl Budget {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     directives: usize,
+    /// [`owned_shards`] when the set was made.
+    owned: usize,
     /// Atomics per shard: the directives' counters between two paddings.
     stride: usize,
-    /// `shard_count()` blocks of `stride` atomics, one allocation.
+    /// `owned_shards() + 1` blocks of `stride` atomics, one allocation
+    /// (the last block is the shared shard).
     counts: Box<[AtomicU64]>,
     budgets: Box<[Option<Budget>]>,
 }
@@ -181,10 +232,11 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn new(directives: &[TimedDirective]) -> Stats {
         let n = directives.len();
-        let shards = if n == 0 { 0 } else { shard_count() };
+        let shards = if n == 0 { 0 } else { owned_shards() + 1 };
         let stride = n * PER_DIRECTIVE + PAD;
         Stats {
             directives: n,
+            owned: owned_shards(),
             stride,
             counts: (0..shards * stride + PAD)
                 .map(|_| AtomicU64::new(0))
@@ -210,8 +262,14 @@ impl Stats {
     /// Adds one decision of the directive at `pos` to this thread's shard.
     #[inline(always)]
     pub(crate) fn count(&self, pos: usize, what: Counted) {
-        if let Some(c) = self.counts.get(self.slot(thread_shard(), pos, what)) {
-            c.fetch_add(1, Ordering::Relaxed);
+        let shard = thread_shard();
+        if let Some(c) = self.counts.get(self.slot(shard, pos, what)) {
+            if shard < self.owned {
+                // This thread is the shard's only writer.
+                c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            } else {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -327,5 +385,30 @@ mod tests {
         );
         assert_eq!(stats.counts(0).sampled_out, 4);
         assert_eq!(stats.counts(2), DirectiveCounts::default());
+    }
+
+    /// More threads than owned shards, all counting at once: the owners'
+    /// plain increments and the shared shard's atomic ones lose nothing.
+    #[test]
+    fn owned_and_shared_shards_together_lose_no_count() {
+        const EACH: u64 = 500_000;
+        let threads = owned_shards() + 3;
+        let stats = std::sync::Arc::new(Stats::new(&[TimedDirective::from(directive("a"))]));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (s, start) = (std::sync::Arc::clone(&stats), std::sync::Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..EACH {
+                        s.count(0, Counted::Applied);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap_or(());
+        }
+        assert_eq!(stats.counts(0).applied, EACH * threads as u64);
     }
 }
