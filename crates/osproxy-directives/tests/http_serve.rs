@@ -268,22 +268,28 @@ fn non_loopback_addresses_need_a_token() {
     assert!(serve.url.starts_with("http://0.0.0.0:"), "{}", serve.url);
 }
 
+/// Sends `signal` to `serve` and asserts it exits 0 promptly (`context`
+/// names the case in the failure, with the process's stderr).
+#[allow(clippy::unwrap_used)] // a test helper: a failed kill fails the test
+fn signal_exits_cleanly(serve: &mut Serve, signal: nix::sys::signal::Signal, context: &str) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(serve.proc.pid()).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
+    assert_eq!(
+        serve.proc.wait_exit(PROMPTLY),
+        Some(0),
+        "{context}, {signal}: {}",
+        serve.proc.stderr()
+    );
+}
+
 #[test]
 fn sigterm_and_sigint_stop_the_server_cleanly() {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
+    use nix::sys::signal::Signal;
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         let mut serve = Serve::start(&[]);
         let (status, _) = http_get(&serve.at("/healthz"));
         assert_eq!(status, 200);
-        let pid = Pid::from_raw(i32::try_from(serve.proc.pid()).unwrap());
-        kill(pid, signal).unwrap();
-        assert_eq!(
-            serve.proc.wait_exit(PROMPTLY),
-            Some(0),
-            "{signal}: {}",
-            serve.proc.stderr()
-        );
+        signal_exits_cleanly(&mut serve, signal, "after a request");
         serve.proc.wait_stderr("stopped");
     }
 }
@@ -292,19 +298,11 @@ fn sigterm_and_sigint_stop_the_server_cleanly() {
 /// still shuts down gracefully: the handlers exist before the line does.
 #[test]
 fn a_signal_right_after_the_listening_line_still_stops_cleanly() {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
+    use nix::sys::signal::Signal;
     for round in 0..5 {
         for signal in [Signal::SIGTERM, Signal::SIGINT] {
             let mut serve = Serve::start(&[]);
-            let pid = Pid::from_raw(i32::try_from(serve.proc.pid()).unwrap());
-            kill(pid, signal).unwrap();
-            assert_eq!(
-                serve.proc.wait_exit(PROMPTLY),
-                Some(0),
-                "round {round}, {signal}: {}",
-                serve.proc.stderr()
-            );
+            signal_exits_cleanly(&mut serve, signal, &format!("round {round}"));
         }
     }
 }
