@@ -36,6 +36,7 @@ fn get(path: &str) -> Request<Body> {
 
 fn post_set(body: &'static str) -> Request<Body> {
     Request::post("/admin/directives")
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))
         .unwrap()
 }

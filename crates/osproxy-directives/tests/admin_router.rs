@@ -39,6 +39,7 @@ fn get(path: &str) -> Request<Body> {
 
 fn post(path: &str, body: &str) -> Request<Body> {
     Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_owned()))
         .unwrap()
 }
@@ -113,6 +114,7 @@ async fn errors_are_json_with_stable_slugs() {
         ),
         (
             Request::post("/admin/directives")
+                .header(header::CONTENT_TYPE, "application/json")
                 .header(header::IF_MATCH, "5")
                 .body(Body::from(ONE))
                 .unwrap(),
@@ -121,6 +123,7 @@ async fn errors_are_json_with_stable_slugs() {
         ),
         (
             Request::post("/admin/directives")
+                .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(vec![b' '; 1024 * 1024 + 1]))
                 .unwrap(),
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -151,6 +154,7 @@ async fn the_token_is_checked_before_routing_under_admin_only() {
     let (s, _) = call(&app, get("/admin/nope")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let authorized = Request::post("/admin/directives")
+        .header(header::CONTENT_TYPE, "application/json")
         .header(header::AUTHORIZATION, "Bearer t0ken")
         .body(Body::from(ONE))
         .unwrap();
@@ -158,4 +162,45 @@ async fn the_token_is_checked_before_routing_under_admin_only() {
     assert_eq!(s, StatusCode::OK);
     let (s, _) = call(&app, get("/healthz")).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn per_directive_series_are_capped_and_the_rest_folded() {
+    let (app, _) = app(None, Arc::new(ManualClock::new()));
+    let list: Vec<String> = (0..150)
+        .map(|i| format!(r#"{{"id":"d{i:03}","level":"Shape","ttl_secs":60,"max_per_sec":5}}"#))
+        .collect();
+    let body = format!(r#"{{"directives":[{}]}}"#, list.join(","));
+    let (s, v) = call(&app, post("/admin/directives", &body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let resp = app.clone().oneshot(get("/metrics")).await.unwrap();
+    let text = String::from_utf8(
+        to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let decisions = |label: &str| {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("osproxy_directives_directive_decisions_total{") && l.contains(label)
+            })
+            .count()
+    };
+    assert_eq!(decisions("directive=\"d"), 100 * 3, "{text}");
+    assert_eq!(decisions("directive=\"(folded)\""), 3, "{text}");
+    assert!(
+        text.contains("osproxy_directives_directive_series_folded 50"),
+        "{text}"
+    );
+    let budgets = text
+        .lines()
+        .filter(|l| l.starts_with("osproxy_directives_directive_budget_per_second{"))
+        .count();
+    assert_eq!(budgets, 100);
+    assert!(
+        !text.contains("d149"),
+        "a folded id has no series of its own"
+    );
 }

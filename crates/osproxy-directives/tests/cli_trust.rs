@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
+/// The admin token of the signing instance (at least 32 characters).
+const TOKEN: &str = "cli-trust-admin-token-0123456789abcdef";
+
 fn keygen(dir: &Path, id: &str) -> (PathBuf, String) {
     let key = dir.join(format!("{id}.key"));
     let r = run(&["keygen", "--key-id", id, "--out", key.to_str().unwrap()]);
@@ -152,7 +155,49 @@ fn a_trusting_instance_applies_signed_values_only_and_status_shows_rejections() 
     let key_name = unique_key("cli-trust");
     let status_prefix = format!("{}/", unique_key("cli-trust-reports"));
     let endpoints = endpoints_arg(cluster);
+    // A signing instance needs a token; without one (or without --etcd) it
+    // refuses to start: it would sign for anyone who reaches it.
+    let no_token = run(&[
+        "serve",
+        "--etcd",
+        "--endpoints",
+        &endpoints,
+        "--sign-key",
+        key.to_str().unwrap(),
+    ]);
+    no_token.expect_code(2);
+    assert!(
+        no_token.stderr.contains("needs an admin token"),
+        "{no_token:?}"
+    );
+    run(&["serve", "--sign-key", key.to_str().unwrap()]).expect_code(2);
+    // A private key others can read is refused, as ssh does.
+    let shared_key = dir.path().join("shared.key");
+    std::fs::copy(&key, &shared_key).unwrap();
+    std::fs::set_permissions(&shared_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let exposed = run(&[
+        "serve",
+        "--etcd",
+        "--endpoints",
+        &endpoints,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--sign-key",
+        shared_key.to_str().unwrap(),
+    ]);
+    exposed.expect_code(2);
+    assert!(
+        exposed.stderr.contains("accessible by group or others"),
+        "{exposed:?}"
+    );
     let serve = Serve::start(&[
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--token-name",
+        "ops-alice",
         "--etcd",
         "--instance-id",
         "a",
@@ -210,7 +255,7 @@ fn a_trusting_instance_applies_signed_values_only_and_status_shows_rejections() 
         row.contains("rejecting") && row.contains("unsigned"),
         "{row}"
     );
-    let (_, served) = http_get(&serve.at("/admin/directives"));
+    let (_, served) = http_get_with_token(&serve.at("/admin/directives"), TOKEN);
     assert!(
         served.contains("good") && !served.contains("evil"),
         "{served}"
@@ -225,23 +270,34 @@ fn a_trusting_instance_applies_signed_values_only_and_status_shows_rejections() 
     wait_until(PROMPTLY, "status shows bad_signature", || {
         instance_state("rejecting", Some("bad_signature"))
     });
-    let (_, served) = http_get(&serve.at("/admin/directives"));
+    let (_, served) = http_get_with_token(&serve.at("/admin/directives"), TOKEN);
     assert!(
         served.contains("good") && !served.contains("evil"),
         "{served}"
     );
 
-    // An admin POST is signed with the server-side key and applies.
+    // Without the token, even a JSON POST is refused: nothing is signed.
     let body = set_body(&["posted"], 600).into_bytes();
-    let (code, answer) = http_post(&serve.at("/admin/directives"), body, None);
+    let (code, answer) = http_post(&serve.at("/admin/directives"), body.clone(), None);
+    assert_eq!(code, 401, "{answer}");
+    // With it, the admin POST is signed with the server-side key, applies,
+    // and records the token's name as its author.
+    let (code, answer) = http_post_with_token(&serve.at("/admin/directives"), body, TOKEN);
     assert_eq!(code, 200, "{answer}");
     wait_until(PROMPTLY, "the posted set applies", || {
         instance_state("current", None)
     });
-    let (_, served) = http_get(&serve.at("/admin/directives"));
+    let (_, served) = http_get_with_token(&serve.at("/admin/directives"), TOKEN);
     assert!(served.contains("posted"), "{served}");
     assert!(cluster
         .get(&key_name)
         .unwrap()
         .starts_with("osproxy-signed v1 ops-1 "));
+    let history = fleet(&["history", "--json", "--limit", "1"]);
+    history.expect_code(0);
+    assert_eq!(
+        history.json()["entries"][0]["note"]["author"],
+        "ops-alice",
+        "{history:?}"
+    );
 }

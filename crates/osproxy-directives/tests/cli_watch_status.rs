@@ -229,3 +229,62 @@ fn status_shows_who_runs_the_latest_revision_and_who_rejects_it() {
         v["total"] == 1 && v["exit_code"] == 0
     });
 }
+
+/// etcd's contents are untrusted: a target carrying terminal escapes and
+/// forged instance reports (another instance's name, an escape sequence as
+/// an id, a fake reason) reach no terminal raw; invalid reports are
+/// ignored and listed as unreadable.
+#[test]
+fn values_from_etcd_reach_the_terminal_escaped_and_forged_reports_are_ignored() {
+    let cluster = shared_cluster();
+    let key = unique_key("hostile-terminal");
+    let status_prefix = format!("{}/", unique_key("hostile-reports"));
+    let hostile = "acme\u{1b}[2J\u{1b}[32mALL GOOD\u{202e}";
+    let body = serde_json::json!({"directives": [
+        {"id": "x", "level": "Shape", "tenant": hostile, "ttl_secs": 600}
+    ]});
+    cluster.put(&key, &body.to_string());
+    let forged = |instance: &str, reason: &str| {
+        serde_json::json!({
+            "instance": instance, "applied_revision": 1, "directives": 1,
+            "rejected_revision": 1, "rejected_reason": reason,
+            "updated_unix_nanos": 1u64,
+        })
+        .to_string()
+    };
+    // Named after another instance; an escape as its id; a fake reason.
+    cluster.put(&format!("{status_prefix}b"), &forged("a", "unsigned"));
+    cluster.put(
+        &format!("{status_prefix}c"),
+        &forged("\u{1b}[2Jc", "unsigned"),
+    );
+    cluster.put(
+        &format!("{status_prefix}d"),
+        &forged("d", "\u{1b}[2JALL GOOD"),
+    );
+    let get = run_on(cluster, &key, &["get"]);
+    get.expect_code(0);
+    assert!(!get.stdout.contains('\u{1b}'), "{:?}", get.stdout);
+    assert!(get.stdout.contains("\\u{1b}[2J"), "{:?}", get.stdout);
+    assert!(!get.stdout.contains('\u{202e}'), "{:?}", get.stdout);
+    let status = run_on(
+        cluster,
+        &key,
+        &["status", "--status-prefix", &status_prefix],
+    );
+    assert!(!status.stdout.contains('\u{1b}'), "{status:?}");
+    assert!(!status.stderr.contains('\u{1b}'), "{status:?}");
+    assert!(status.stdout.contains("0 instances"), "{status:?}");
+    let json = run_on(
+        cluster,
+        &key,
+        &["status", "--json", "--status-prefix", &status_prefix],
+    )
+    .json();
+    assert_eq!(json["total"], 0, "{json}");
+    assert_eq!(
+        json["unreadable"].as_array().map(Vec::len),
+        Some(3),
+        "{json}"
+    );
+}

@@ -184,3 +184,72 @@ fn idle_half_requests_beyond_the_file_limit_leave_health_checks_answering() {
     // And the instance still serves afterwards.
     assert_eq!(get(serve.addr, "/healthz"), Ok(200));
 }
+
+/// Whether the server closed `s` (EOF or reset), without blocking.
+fn is_closed(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 1];
+    let closed = match s.peek(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != ErrorKind::WouldBlock,
+    };
+    s.set_nonblocking(false).expect("blocking");
+    closed
+}
+
+/// A slow POST: a whole head announcing a body, then only part of it, so the
+/// request stays in flight.
+fn slow_post(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect a slow client");
+    write!(
+        s,
+        "POST /admin/directives HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"directives\":"
+    )
+    .expect("a head and part of a body");
+    s
+}
+
+#[test]
+fn slow_bodies_on_every_connection_leave_health_checks_answering() {
+    let mut proc = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--max-connections", "4"]);
+    let line = proc.next_line(PROMPTLY);
+    let addr: SocketAddr = listen_url(&line)
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    // Every regular connection holds a request in flight. A slow POST is in
+    // flight once the server has read its head; until then it is idle and a
+    // newcomer evicts it: reopen what was closed until a request lands on
+    // the reserve (503 for anything but a health check). Bounded.
+    let mut slow: Vec<TcpStream> = (0..4).map(|_| slow_post(addr)).collect();
+    let mut reserved = false;
+    for _ in 0..50 {
+        if get(addr, "/admin/directives") == Ok(503) {
+            reserved = true;
+            break;
+        }
+        for s in &mut slow {
+            if is_closed(s) {
+                *s = slow_post(addr);
+            }
+        }
+    }
+    assert!(reserved, "never reached the reserve:\n{}", proc.stderr());
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.push((get(addr, "/healthz"), get(addr, "/readyz")));
+    }
+    assert!(
+        answers.iter().all(|(h, r)| *h == Ok(200) && *r == Ok(200)),
+        "{answers:?}\nstderr:\n{}",
+        proc.stderr()
+    );
+    drop(slow);
+    common::wait_until(
+        PROMPTLY,
+        "regular service resumes once the slow clients leave",
+        || get(addr, "/admin/directives") == Ok(200),
+    );
+}

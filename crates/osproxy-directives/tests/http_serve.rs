@@ -13,34 +13,26 @@ use reqwest::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, WWW_AU
 use reqwest::StatusCode;
 use serde_json::Value;
 
-#[allow(clippy::unwrap_used)] // a test helper: a failure fails the test
-async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
-    (status, v)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_status_code_of_an_in_memory_instance() {
     let serve = Serve::start(&[]);
-    let http = reqwest::Client::new();
+    let http = json_client();
     let directives = serve.at("/admin/directives");
 
-    let (s, v) = json_of(http.get(serve.at("/healthz")).send().await.unwrap()).await;
+    let (s, v) = json_answer(http.get(serve.at("/healthz")).send().await.unwrap()).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
-    let (s, v) = json_of(http.get(serve.at("/readyz")).send().await.unwrap()).await;
+    let (s, v) = json_answer(http.get(serve.at("/readyz")).send().await.unwrap()).await;
     assert_eq!((s, &v["ready"]), (StatusCode::OK, &Value::Bool(true)));
 
     let resp = http.get(&directives).send().await.unwrap();
     assert_eq!(resp.headers()[ETAG], "\"0\"");
-    let (s, v) = json_of(resp).await;
+    let (s, v) = json_answer(resp).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["revision"], 0);
     assert_eq!(v["store"], "in-memory");
     assert_eq!(v["directives"], serde_json::json!([]));
 
-    let (s, v) = json_of(
+    let (s, v) = json_answer(
         http.post(&directives)
             .body(set_body(&["a", "b"], 600))
             .send()
@@ -54,7 +46,7 @@ async fn every_status_code_of_an_in_memory_instance() {
         (Some(1), Some(2))
     );
 
-    let (_, v) = json_of(http.get(&directives).send().await.unwrap()).await;
+    let (_, v) = json_answer(http.get(&directives).send().await.unwrap()).await;
     assert_eq!(v["revision"], 1);
     assert_eq!(ids_of(&v), ["a", "b"]);
     assert!(
@@ -65,7 +57,7 @@ async fn every_status_code_of_an_in_memory_instance() {
     assert!((590..=600).contains(&remaining), "{v}");
 
     // 400 with the decoder's slug (and the directive's index).
-    let (s, v) = json_of(
+    let (s, v) = json_answer(
         http.post(&directives)
             .body("{not json")
             .send()
@@ -79,7 +71,7 @@ async fn every_status_code_of_an_in_memory_instance() {
     );
     assert!(v["message"].is_string());
     let body = r#"{"directives":[{"id":"a","level":"Shape","ttl_secs":5},{"id":"b","level":"Shape","tennant":"x","ttl_secs":5}]}"#;
-    let (s, v) = json_of(http.post(&directives).body(body).send().await.unwrap()).await;
+    let (s, v) = json_answer(http.post(&directives).body(body).send().await.unwrap()).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("unknown_field"))
@@ -91,7 +83,7 @@ async fn every_status_code_of_an_in_memory_instance() {
         .post(&directives)
         .header(IF_MATCH, "0")
         .body(set_body(&["c"], 60));
-    let (s, v) = json_of(stale.send().await.unwrap()).await;
+    let (s, v) = json_answer(stale.send().await.unwrap()).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::PRECONDITION_FAILED, Some("conflict"))
@@ -100,42 +92,42 @@ async fn every_status_code_of_an_in_memory_instance() {
         .post(&directives)
         .header(IF_MATCH, "\"1\"")
         .body(set_body(&["c"], 60));
-    let (s, v) = json_of(current.send().await.unwrap()).await;
+    let (s, v) = json_answer(current.send().await.unwrap()).await;
     assert_eq!((s, v["revision"].as_i64()), (StatusCode::OK, Some(2)));
     let garbage = http
         .post(&directives)
         .header(IF_MATCH, "latest")
         .body(set_body(&["c"], 60));
-    let (s, v) = json_of(garbage.send().await.unwrap()).await;
+    let (s, v) = json_answer(garbage.send().await.unwrap()).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_if_match"))
     );
 
     // 404 and 405, as JSON.
-    let (s, v) = json_of(http.get(serve.at("/nope")).send().await.unwrap()).await;
+    let (s, v) = json_answer(http.get(serve.at("/nope")).send().await.unwrap()).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
     let resp = http.delete(&directives).send().await.unwrap();
     assert_eq!(resp.headers()[ALLOW], "GET, HEAD, POST");
-    let (s, v) = json_of(resp).await;
+    let (s, v) = json_answer(resp).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
     );
-    let (s, _) = json_of(http.post(serve.at("/healthz")).send().await.unwrap()).await;
+    let (s, _) = json_answer(http.post(serve.at("/healthz")).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 
     // 413 just above 1 MiB; exactly 1 MiB is accepted.
     let mut exact = br#"{"directives":[]}"#.to_vec();
     exact.resize(1024 * 1024, b' ');
-    let (s, v) = json_of(http.post(&directives).body(exact).send().await.unwrap()).await;
+    let (s, v) = json_answer(http.post(&directives).body(exact).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let mut over = br#"{"directives":[]}"#.to_vec();
     over.resize(1024 * 1024 + 1, b' ');
-    let (s, v) = json_of(http.post(&directives).body(over).send().await.unwrap()).await;
+    let (s, v) = json_answer(http.post(&directives).body(over).send().await.unwrap()).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large"))
@@ -171,16 +163,16 @@ async fn every_status_code_of_an_in_memory_instance() {
 async fn the_token_guards_everything_under_admin_and_nothing_else() {
     let serve = Serve::start_with_env(
         &["serve", "--listen", "127.0.0.1:0"],
-        &[("OSPROXY_ADMIN_TOKEN", "s3cret-token")],
+        &[("OSPROXY_ADMIN_TOKEN", "s3cret-token-of-at-least-32-chars")],
     );
-    let http = reqwest::Client::new();
+    let http = json_client();
     let directives = serve.at("/admin/directives");
     for auth in [
         None,
         Some("Bearer wrong"),
-        Some("Bearer s3cret-toke"),
-        Some("Bearer s3cret-token-x"),
-        Some("Basic s3cret-token"),
+        Some("Bearer s3cret-token-of-at-least-32-char"),
+        Some("Bearer s3cret-token-of-at-least-32-chars-x"),
+        Some("Basic s3cret-token-of-at-least-32-chars"),
     ] {
         let mut req = http.get(&directives);
         if let Some(a) = auth {
@@ -188,7 +180,7 @@ async fn the_token_guards_everything_under_admin_and_nothing_else() {
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.headers()[WWW_AUTHENTICATE], "Bearer");
-        let (s, v) = json_of(resp).await;
+        let (s, v) = json_answer(resp).await;
         assert_eq!(
             (s, v["error"].as_str()),
             (StatusCode::UNAUTHORIZED, Some("unauthorized")),
@@ -211,20 +203,20 @@ async fn the_token_guards_everything_under_admin_and_nothing_else() {
 
     let ok = http
         .post(&directives)
-        .bearer_auth("s3cret-token")
+        .bearer_auth("s3cret-token-of-at-least-32-chars")
         .body(set_body(&["a"], 60))
         .send()
         .await
         .unwrap();
-    let (s, v) = json_of(ok).await;
+    let (s, v) = json_answer(ok).await;
     assert_eq!(
         (s, v["revision"].as_i64()),
         (StatusCode::OK, Some(1)),
         "the refused POST applied nothing"
     );
-    let (s, v) = json_of(
+    let (s, v) = json_answer(
         http.get(&directives)
-            .bearer_auth("s3cret-token")
+            .bearer_auth("s3cret-token-of-at-least-32-chars")
             .send()
             .await
             .unwrap(),
@@ -264,7 +256,21 @@ fn non_loopback_addresses_need_a_token() {
     );
     run(&["serve", "--token", ""]).expect_code(2);
     run(&["serve", "--listen", "localhost"]).expect_code(2);
-    let serve = Serve::start_exact(&["serve", "--listen", "0.0.0.0:0", "--token", "t"]);
+    let weak = run(&["serve", "--listen", "0.0.0.0:0", "--token", "t"]);
+    weak.expect_code(2);
+    assert!(weak.stderr.contains("at least 32 characters"), "{weak:?}");
+    let token = "0123456789abcdef0123456789abcdef";
+    let clear = run(&["serve", "--listen", "0.0.0.0:0", "--token", token]);
+    clear.expect_code(2);
+    assert!(clear.stderr.contains("in clear"), "{clear:?}");
+    let serve = Serve::start_exact(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--token",
+        token,
+        "--insecure-http",
+    ]);
     assert!(serve.url.starts_with("http://0.0.0.0:"), "{}", serve.url);
 }
 
@@ -310,7 +316,7 @@ fn a_signal_right_after_the_listening_line_still_stops_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_publishes_and_reads_lose_no_write_and_the_last_wins() {
     let serve = Serve::start(&[]);
-    let http = reqwest::Client::new();
+    let http = json_client();
     let url = serve.at("/admin/directives");
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -320,10 +326,10 @@ async fn parallel_publishes_and_reads_lose_no_write_and_the_last_wins() {
                 .post(&url)
                 .body(set_body(&[&format!("w{i}")], 600))
                 .send();
-            let (s, v) = json_of(publish.await.unwrap()).await;
+            let (s, v) = json_answer(publish.await.unwrap()).await;
             assert_eq!(s, StatusCode::OK, "{v}");
             let read = http.get(&url).send();
-            let (s, seen) = json_of(read.await.unwrap()).await;
+            let (s, seen) = json_answer(read.await.unwrap()).await;
             assert_eq!(s, StatusCode::OK);
             (i, v["revision"].as_i64().unwrap(), seen)
         }));
@@ -349,7 +355,7 @@ async fn parallel_publishes_and_reads_lose_no_write_and_the_last_wins() {
         let revision = seen["revision"].as_i64().unwrap();
         assert_eq!(ids_of(seen), [by_revision[&revision].clone()], "{seen}");
     }
-    let (_, last) = json_of(http.get(&url).send().await.unwrap()).await;
+    let (_, last) = json_answer(http.get(&url).send().await.unwrap()).await;
     assert_eq!(last["revision"], 200);
     assert_eq!(
         ids_of(&last),
@@ -364,7 +370,7 @@ async fn directive_values_never_reach_the_logs() {
         &["serve", "--listen", "127.0.0.1:0"],
         &[("RUST_LOG", "debug")],
     );
-    let http = reqwest::Client::new();
+    let http = json_client();
     let url = serve.at("/admin/directives");
     let good = r#"{"directives":[{"id":"d1","level":"Shape","tenant":"tenant-secret-1","principal":"principal-secret-2","ttl_secs":60}]}"#;
     assert_eq!(
@@ -412,10 +418,10 @@ async fn fleet_mode_publishes_into_etcd_and_reports_staleness() {
         "2s",
     ]);
     assert!(serve.url.starts_with("http://127.0.0.1:"));
-    let http = reqwest::Client::new();
+    let http = json_client();
     let url = serve.at("/admin/directives");
 
-    let (s, v) = json_of(
+    let (s, v) = json_answer(
         http.post(&url)
             .body(set_body(&["a"], 600))
             .send()
@@ -428,7 +434,7 @@ async fn fleet_mode_publishes_into_etcd_and_reports_staleness() {
     assert_eq!(mod_revision(&cluster, &key), revision, "written to etcd");
     assert!(cluster.get(&key).unwrap().contains("expires_at"));
     eventually(PROMPTLY, "the instance applies its own publish", || async {
-        let (_, v) = json_of(http.get(&url).send().await.unwrap()).await;
+        let (_, v) = json_answer(http.get(&url).send().await.unwrap()).await;
         v["revision"] == revision && ids_of(&v) == ["a"]
     })
     .await;
@@ -438,7 +444,7 @@ async fn fleet_mode_publishes_into_etcd_and_reports_staleness() {
         .post(&url)
         .header(IF_MATCH, "1")
         .body(set_body(&["b"], 600));
-    let (s, v) = json_of(stale.send().await.unwrap()).await;
+    let (s, v) = json_answer(stale.send().await.unwrap()).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::PRECONDITION_FAILED, Some("conflict"))
@@ -447,7 +453,7 @@ async fn fleet_mode_publishes_into_etcd_and_reports_staleness() {
         .post(&url)
         .header(IF_MATCH, revision.to_string())
         .body(set_body(&["b"], 600));
-    let (s, v) = json_of(current.send().await.unwrap()).await;
+    let (s, v) = json_answer(current.send().await.unwrap()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 
     // A value another tool wrote is counted as rejected by the store.
@@ -484,18 +490,18 @@ async fn fleet_mode_publishes_into_etcd_and_reports_staleness() {
             == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
-    let (s, v) = json_of(http.get(serve.at("/readyz")).send().await.unwrap()).await;
+    let (s, v) = json_answer(http.get(serve.at("/readyz")).send().await.unwrap()).await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready"))
     );
-    let (s, v) = json_of(http.get(&url).send().await.unwrap()).await;
+    let (s, v) = json_answer(http.get(&url).send().await.unwrap()).await;
     assert_eq!(
         (s, ids_of(&v)),
         (StatusCode::OK, vec!["b".to_owned()]),
         "last good set serves"
     );
-    let (s, v) = json_of(
+    let (s, v) = json_answer(
         http.post(&url)
             .body(set_body(&["c"], 60))
             .send()
@@ -525,7 +531,7 @@ async fn fleet_mode_publishes_into_etcd_and_reports_staleness() {
         || async { http.get(serve.at("/readyz")).send().await.unwrap().status() == StatusCode::OK },
     )
     .await;
-    let (s, _) = json_of(
+    let (s, _) = json_answer(
         http.post(&url)
             .body(set_body(&["c"], 60))
             .send()

@@ -197,10 +197,14 @@ fn the_page_shows_directives_counting_down_and_an_instance_rejecting() {
 fn with_a_token_the_page_asks_for_it_and_then_shows_the_data() {
     let serve = Serve::start_with_env(
         &["serve", "--listen", "127.0.0.1:0"],
-        &[("OSPROXY_ADMIN_TOKEN", "s3cret")],
+        &[("OSPROXY_ADMIN_TOKEN", "s3cret-page-token-0123456789abcdef")],
     );
     let one = r#"{"directives":[{"id":"token-page","level":"Shape","ttl_secs":300}]}"#;
-    let (code, _) = block_post_with_token(&serve.at("/admin/directives"), one, "s3cret");
+    let (code, _) = block_post_with_token(
+        &serve.at("/admin/directives"),
+        one,
+        "s3cret-page-token-0123456789abcdef",
+    );
     assert_eq!(code, 200);
 
     let browser = Browser::launch();
@@ -219,7 +223,7 @@ fn with_a_token_the_page_asks_for_it_and_then_shows_the_data() {
         "a wrong token is refused",
         "document.getElementById('auth-error').textContent === 'the token was refused'",
     );
-    tab.eval("document.getElementById('token').value = 's3cret'");
+    tab.eval("document.getElementById('token').value = 's3cret-page-token-0123456789abcdef'");
     tab.click("#use-token");
     tab.wait_for(
         "the data shows with the token",
@@ -235,7 +239,7 @@ fn block_post_with_token(url: &str, body: &str, token: &str) -> (u16, String) {
         .build()
         .unwrap()
         .block_on(async {
-            let resp = reqwest::Client::new()
+            let resp = json_client()
                 .post(url)
                 .bearer_auth(token)
                 .body(body.to_owned())
@@ -420,7 +424,7 @@ fn the_history_shows_diffs_and_a_confirmed_rollback_restores_the_previous_set() 
     assert!(history_cell(&tab, r4, "who")
         .as_str()
         .unwrap()
-        .starts_with("admin-page, "));
+        .starts_with("loopback-unauthenticated, "));
     assert_eq!(
         history_cell(&tab, r4, "diff"),
         "+ first-a\n+ first-b\n- third"

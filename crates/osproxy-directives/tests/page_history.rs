@@ -77,6 +77,22 @@ fn history_rollback_conflict_and_compaction_in_the_prefix_layout() {
     assert_eq!((code, v["error"].as_str()), (409, Some("conflict")), "{v}");
     let (_, h) = json_of(http_get(&serve.at("/admin/history?limit=1")));
     assert_eq!(h["live_revision"], r2, "nothing was written");
+    // An expected revision above the live one, to a set equal to the live
+    // one: still a conflict, not a silent "rolled back".
+    let (code, v) = rollback(
+        &serve,
+        &format!(r#"{{"to":{r2},"expected_revision":{}}}"#, r2 + 5),
+    );
+    assert_eq!((code, v["error"].as_str()), (409, Some("conflict")), "{v}");
+    // Paged: one entry at a time, `next_before` continues.
+    let (_, page1) = json_of(http_get(&serve.at("/admin/history?limit=1")));
+    assert_eq!(page1["entries"][0]["revision"], r2, "{page1}");
+    assert_eq!(page1["more"], true, "{page1}");
+    let next = page1["next_before"].as_i64().unwrap();
+    let (_, page2) = json_of(http_get(
+        &serve.at(&format!("/admin/history?limit=1&before={next}")),
+    ));
+    assert_eq!(page2["entries"][0]["revision"], r1, "{page2}");
 
     // Over the live revision: the set as of r1 is back.
     let (code, v) = rollback(
@@ -99,7 +115,7 @@ fn history_rollback_conflict_and_compaction_in_the_prefix_layout() {
             .is_some_and(|d| d.iter().map(|d| d["id"].clone()).collect::<Vec<_>>() == ["a", "b"])
     });
     let (_, h) = json_of(http_get(&serve.at("/admin/history?limit=1")));
-    assert_eq!(h["entries"][0]["author"], "admin-page", "{h}");
+    assert_eq!(h["entries"][0]["author"], "loopback-unauthenticated", "{h}");
     assert_eq!(
         h["entries"][0]["reason"],
         Value::String(format!("rollback to {r1}"))

@@ -138,7 +138,10 @@ async fn the_json_counts_down_on_the_clock() {
 
 #[tokio::test]
 async fn with_a_token_the_shell_has_no_data_and_the_data_needs_the_token() {
-    let app = app(Some("s3cret"), Arc::new(ManualClock::new()));
+    let app = app(
+        Some("s3cret-page-token-0123456789abcdef"),
+        Arc::new(ManualClock::new()),
+    );
     let shell = get(&app, "/ui", None).await;
     assert_eq!(shell.status, StatusCode::OK);
     assert!(
@@ -147,7 +150,7 @@ async fn with_a_token_the_shell_has_no_data_and_the_data_needs_the_token() {
     );
     assert!(shell.body.contains(r#"id="token""#));
     assert_eq!(header(&shell, header::CONTENT_SECURITY_POLICY), CSP);
-    let with = get(&app, "/ui", Some("s3cret")).await;
+    let with = get(&app, "/ui", Some("s3cret-page-token-0123456789abcdef")).await;
     assert!(
         with.body.contains("acme-timing"),
         "the token shows the data"
@@ -161,7 +164,13 @@ async fn with_a_token_the_shell_has_no_data_and_the_data_needs_the_token() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        get(&app, "/admin/page", Some("s3cret")).await.status,
+        get(
+            &app,
+            "/admin/page",
+            Some("s3cret-page-token-0123456789abcdef")
+        )
+        .await
+        .status,
         StatusCode::OK
     );
     // The static files carry no data and need nothing.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use osproxy_core::Clock;
+use osproxy_observe::decode::is_valid_id;
 use serde::{Deserialize, Serialize};
 use tokio::time::{timeout, Instant as TokioInstant};
 
@@ -87,6 +88,23 @@ pub struct InstanceStatus {
 }
 
 impl InstanceStatus {
+    /// Whether this report, read from the status key whose name after the
+    /// prefix is `key_suffix`, can be shown: its instance id is a valid id
+    /// (as a directive's, `[A-Za-z0-9._:-]`, 1–128 chars) and is the key's
+    /// own name (a report cannot speak for another instance), the rejection
+    /// reason is a slug, and every clamped id is a valid id. Anyone with
+    /// write access to the status prefix can write a report; an invalid one
+    /// is ignored and counted rather than shown.
+    pub fn is_well_formed(&self, key_suffix: &[u8]) -> bool {
+        let slug = |s: &str| {
+            (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        };
+        is_valid_id(&self.instance)
+            && self.instance.as_bytes() == key_suffix
+            && self.rejected_reason.as_deref().is_none_or(slug)
+            && self.clamped.iter().all(|id| is_valid_id(id))
+    }
+
     /// The revision this instance is current as of
     /// ([`current_revision`](Self::current_revision), or the applied
     /// revision for reports that lack it).

@@ -359,3 +359,39 @@ async fn the_history_api_runs_on_spawned_tasks_as_an_admin_handler_would() {
     };
     assert_eq!(task.await.unwrap().unwrap(), (1, true, None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_page_is_bounded_by_bytes_and_continues() {
+    let cluster = EtcdCluster::single();
+    let clock = Arc::new(ManualClock::new());
+    for layout in layouts("history-page") {
+        let p = publisher(&cluster, layout.clone(), clock.clone()).await;
+        let mut written = Vec::new();
+        for ids in [&[("a", 600)][..], &[("a", 600), ("b", 600)], &[("c", 600)]] {
+            let r = p
+                .publish_noted(&set_on(&clock, ids), None, &note("ops", "step"))
+                .await
+                .unwrap();
+            written.push(r);
+        }
+        // One byte: every page holds exactly one entry, whatever the limit.
+        let mut before = None;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let page = p.history_page(before, 50, 1).await.unwrap();
+            assert!(page.entries.len() <= 1, "{layout:?}: {page:?}");
+            seen.extend(page.entries.iter().map(|e| e.revision));
+            if !page.more {
+                break;
+            }
+            before = page.next_before;
+        }
+        written.reverse();
+        assert_eq!(seen, written, "{layout:?}");
+        // No bound: the same walk in one page.
+        let whole = p.history(50).await.unwrap();
+        let all: Vec<i64> = whole.entries.iter().map(|e| e.revision).collect();
+        assert_eq!(all, written, "{layout:?}");
+        assert!(!whole.more && whole.next_before.is_none());
+    }
+}

@@ -37,14 +37,17 @@ pub(crate) fn presents(headers: &HeaderMap, token: &str) -> bool {
         && constant_time_eq(presented.trim().as_bytes(), token.as_bytes())
 }
 
-/// Middleware: with a token configured, everything under `/admin` needs it.
+/// Middleware: with a token configured, everything under `/admin` needs it,
+/// and `/metrics` too when the operator asked for that.
 pub(crate) async fn require_token(
     State(state): State<AdminState>,
     request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let guarded = path == "/admin" || path.starts_with("/admin/");
+    let guarded = path == "/admin"
+        || path.starts_with("/admin/")
+        || (path == "/metrics" && state.options().metrics_need_token);
     if guarded {
         if let Some(token) = state.token() {
             if !presents(request.headers(), token) {

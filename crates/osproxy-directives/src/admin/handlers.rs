@@ -7,17 +7,19 @@ use axum::extract::State;
 use axum::http::header::{HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use osproxy_core::Revision;
 use osproxy_etcd::offload::decode_work;
 use osproxy_etcd::{ClampedDirective, StoreStatus};
 use osproxy_observe::encode::to_value;
-use osproxy_observe::{decode_directive_set_with, format_rfc3339};
+use osproxy_observe::{decode_directive_set_with, format_rfc3339, PublishNote};
 use serde_json::{json, Value};
 use tracing::info;
 
 use super::error::ApiError;
 use super::metrics;
+use super::server::PeerAddr;
 use super::state::{AdminState, Backend};
 
 /// `GET /admin/directives`.
@@ -128,9 +130,11 @@ pub(crate) async fn get_explain(
 /// revision N (deletes included): the `ETag` of `GET` is such a revision.
 pub(crate) async fn post_directives(
     State(state): State<AdminState>,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let peer = peer.map(|Extension(p)| p.to_string()).unwrap_or_default();
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             state.count_rejected("too_large");
@@ -144,23 +148,53 @@ pub(crate) async fn post_directives(
         }
     })?;
     let expected = if_match(&headers)?;
+    let note = write_note(&state, &headers)?;
     let set = decode_work(body.len(), || {
         decode_directive_set_with(&body, state.clock(), state.limits())
     })
     .map_err(|e| {
         state.count_rejected(e.slug());
-        info!(reason = e.slug(), "admin publish rejected");
+        info!(reason = e.slug(), %peer, "admin publish rejected");
         ApiError::rejected(e)
     })?;
     let directives = set.len();
-    let revision = state.publish(set, expected).await?;
+    let revision = state.publish(set, expected, &note).await?;
     info!(
         revision = revision.get(),
-        directives, "admin publish accepted"
+        directives,
+        author = note.author().unwrap_or_default(),
+        %peer,
+        "admin publish accepted"
     );
     Ok(Json(
         json!({"revision": revision.get(), "directives": directives}),
     ))
+}
+
+/// The header that carries a write's reason (optional; any text without
+/// control characters, as a note's reason).
+pub(crate) const REASON_HEADER: &str = "x-osproxy-reason";
+
+/// The note of a write through this surface: the author bound to the token
+/// (see [`crate::admin::AdminOptions::author`]) and the reason given in
+/// [`REASON_HEADER`], if any.
+pub(crate) fn write_note(state: &AdminState, headers: &HeaderMap) -> Result<PublishNote, ApiError> {
+    let invalid = |slug: &'static str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            slug,
+            "the write's note is invalid; nothing was written",
+        )
+    };
+    let mut note = PublishNote::new()
+        .with_author(state.options().author())
+        .map_err(|e| invalid(e.slug()))?;
+    if let Some(reason) = headers.get(REASON_HEADER) {
+        let reason =
+            std::str::from_utf8(reason.as_bytes()).map_err(|_| invalid("invalid_reason"))?;
+        note = note.with_reason(reason).map_err(|e| invalid(e.slug()))?;
+    }
+    Ok(note)
 }
 
 /// The revision in `If-Match`: a number, optionally quoted as an entity tag.

@@ -10,6 +10,7 @@
 //! | `osproxy_directives_snapshot_reads_total` | counter | `GET /admin/directives` reads |
 //! | `osproxy_directives_admin_publishes_total` | counter | sets published through the admin endpoint |
 //! | `osproxy_directives_admin_unauthorized_total` | counter | requests refused for a missing or wrong token |
+//! | `osproxy_directives_admin_refused_total{reason}` | counter | requests refused by the browser rules: `bad_host`, `cross_site`, `unsupported_media_type` (see `guard`) |
 //! | `osproxy_directives_rejected_total{source,reason}` | counter | rejected publishes: `source="admin"` (this endpoint, incl. `conflict`, `too_large`) or `source="etcd"` (values the store rejected) |
 //! | `osproxy_directives_staleness_seconds` | gauge | etcd only: time since the last confirmation from etcd |
 //! | `osproxy_directives_etcd_connected` | gauge | etcd only: 1 while the watch is established |
@@ -22,12 +23,18 @@
 //!
 //! | `osproxy_directives_directive_decisions_total{directive,outcome}` | counter | per live directive: requests decided on this instance, `outcome="applied"`, `"sampled_out"` or `"over_budget"` (SPEC §8); since the set was applied (a new publish starts them again, which `rate()` reads as a counter reset) |
 //! | `osproxy_directives_directive_budget_per_second{directive}` | gauge | per live directive with `max_per_sec`: its budget |
+//! | `osproxy_directives_directive_series_folded` | gauge | live directives beyond [`MAX_DIRECTIVE_SERIES`], counted together under `directive="(folded)"` |
 //!
 //! Label values are slugs, never directive values, with one exception: the
 //! `directive` label is the directive's id, the operator's own name for it,
 //! restricted by the decoder to `[A-Za-z0-9._:-]` (nothing to escape) and
 //! bounded by the live set: a directive's series disappear when it leaves
-//! the set or expires.
+//! the set or expires. At most [`MAX_DIRECTIVE_SERIES`] directives get
+//! series of their own (the first in the set's order), so one large publish
+//! cannot make a scrape of tens of thousands of series: the rest are summed
+//! into one `directive="(folded)"` series per outcome (parentheses are
+//! outside the id alphabet, so no directive can take that name; the gauge
+//! says how many were folded).
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -104,6 +111,15 @@ pub(crate) fn render(state: &AdminState) -> String {
         "Admin requests refused for a missing or wrong token.",
         counters.unauthorized,
     );
+    let name = "osproxy_directives_admin_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Admin requests refused by the browser rules, by reason slug."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (reason, n) in counters.refused {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+    }
     let name = "osproxy_directives_rejected_total";
     let _ = writeln!(
         out,
@@ -149,14 +165,23 @@ pub(crate) fn render(state: &AdminState) -> String {
     out
 }
 
-/// Per live directive: decisions by outcome, and budgets (SPEC §8).
+/// Most live directives with series of their own.
+pub const MAX_DIRECTIVE_SERIES: usize = 100;
+
+/// The label value the directives beyond [`MAX_DIRECTIVE_SERIES`] share.
+const FOLDED: &str = "(folded)";
+
+/// Per live directive: decisions by outcome, and budgets (SPEC §8); past
+/// [`MAX_DIRECTIVE_SERIES`] directives, one folded series.
 fn render_directives(out: &mut String, set: &DirectiveSet, now: Instant) {
-    let live: Vec<(usize, &TimedDirective)> = set
+    let mut live: Vec<(usize, &TimedDirective)> = set
         .directives()
         .iter()
         .enumerate()
         .filter(|(_, d)| d.is_live(now))
         .collect();
+    let folded: Vec<(usize, &TimedDirective)> =
+        live.split_off(live.len().min(MAX_DIRECTIVE_SERIES));
     let name = "osproxy_directives_directive_decisions_total";
     let _ = writeln!(
         out,
@@ -177,6 +202,34 @@ fn render_directives(out: &mut String, set: &DirectiveSet, now: Instant) {
             );
         }
     }
+    if !folded.is_empty() {
+        let mut sum = [0u64; 3];
+        for (pos, _) in &folded {
+            let c = set.counts(*pos);
+            for (slot, n) in sum
+                .iter_mut()
+                .zip([c.applied, c.sampled_out, c.over_budget])
+            {
+                *slot = slot.saturating_add(n);
+            }
+        }
+        for (outcome, n) in ["applied", "sampled_out", "over_budget"]
+            .into_iter()
+            .zip(sum)
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{directive=\"{FOLDED}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+    metric(
+        out,
+        "directive_series_folded",
+        "gauge",
+        "Live directives counted together under directive=\"(folded)\" (beyond the series cap).",
+        folded.len(),
+    );
     let name = "osproxy_directives_directive_budget_per_second";
     let _ = writeln!(
         out,

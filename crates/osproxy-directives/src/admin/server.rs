@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | header read | [`DEFAULT_HEADER_READ_TIMEOUT`] | a client that has not sent a whole request head within it (a first request, or the next one on a kept-alive connection) is disconnected |
 //! | request | [`DEFAULT_REQUEST_TIMEOUT`] | a request whose body and answer take longer is answered `408 request_timeout` |
-//! | connections | [`DEFAULT_MAX_CONNECTIONS`], and never more than the open-file limit less [`FD_RESERVE`] | at the cap, the **idlest** connection (no request in flight, longest without one) is closed to admit the new one, so a crowd of idle clients cannot lock a health check out; only when every connection has a request in flight is the new one refused. A newcomer is served once the evicted socket is closed (one permit per open socket), so a burst cannot outrun the closes past the open-file limit. Each case is logged, at most once a second |
+//! | connections | [`DEFAULT_MAX_CONNECTIONS`], and never more than the open-file limit less [`FD_RESERVE`] | at the cap, the **idlest** connection (no request in flight, longest without one) is closed to admit the new one, so a crowd of idle clients cannot lock a health check out. When every connection has a request in flight (slow bodies, say), up to [`HEALTH_RESERVE`] more are admitted that answer only `/healthz` and `/readyz` (anything else: 503 `busy`) and get at most [`RESERVE_HEADER_READ_TIMEOUT`] for their head; past those the newcomer is refused. A newcomer is served once the evicted socket is closed (one permit per open socket), so a burst cannot outrun the closes past the open-file limit. Each case is logged, at most once a second |
+//! | TLS | off | with a certificate and key (`serve --tls-cert/--tls-key`), every connection is TLS (rustls, TLS 1.2 and 1.3); the handshake must finish within the header-read timeout |
 //! | shutdown | [`DEFAULT_SHUTDOWN_GRACE`] | on SIGINT/SIGTERM the listener closes, requests in flight finish, idle connections close; whatever still runs after the grace period is dropped |
 //!
 //! Why not `axum::serve`: it sets no timer, so hyper's header-read timeout is
@@ -26,9 +27,10 @@ use axum::http::{header, Request, Response, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+pub use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
@@ -48,6 +50,24 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const FD_RESERVE: usize = 64;
 /// The smallest cap the open-file limit may leave.
 const MIN_CONNECTIONS: usize = 8;
+/// Connections admitted beyond the cap, when every connection is busy, for
+/// health checks only.
+pub const HEALTH_RESERVE: usize = 4;
+/// The header-read timeout of a reserve connection: a health check sends its
+/// head at once, so a slow one only holds a reserve slot this long.
+pub const RESERVE_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// The paths a reserve connection answers.
+const HEALTH_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// The client's address, put in each request's extensions for the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// The listener's limits; [`Default`] is the documented defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +118,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let fd_limit = open_file_limit();
@@ -110,16 +131,16 @@ pub async fn serve(
         "admin connections capped"
     );
     let registry = Arc::new(Registry::new(cap));
-    let sockets = Arc::new(tokio::sync::Semaphore::new(cap));
+    let sockets = Arc::new(tokio::sync::Semaphore::new(cap + HEALTH_RESERVE));
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut accept_log = RateLimit::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: the cap should keep us clear of
                     // them; if not, pause instead of spinning.
@@ -151,9 +172,27 @@ pub async fn serve(
         let app = app.clone();
         let stop = stop.clone();
         let registry = Arc::clone(&registry);
+        let tls = tls.clone();
         tasks.spawn(async move {
             let _socket = permit;
-            serve_connection(stream, app, limits, &conn, stop).await;
+            let _ = stream.set_nodelay(true);
+            let peer = PeerAddr(peer);
+            match tls {
+                None => serve_connection(stream, peer, app, limits, &conn, stop).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        conn.header_read_timeout(limits),
+                        acceptor.accept(stream),
+                    );
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, app, limits, &conn, stop).await;
+                        }
+                        Ok(Err(e)) => debug!(error = %e, %peer, "admin TLS handshake failed"),
+                        Err(_) => debug!(%peer, "admin TLS handshake timed out"),
+                    }
+                }
+            }
             registry.remove(conn.id);
         });
     }
@@ -176,20 +215,28 @@ pub async fn serve(
 /// One connection: HTTP/1.1 with the header timeout, each request under the
 /// request timeout and counted as in flight, until it ends, is evicted, or
 /// the server stops (then gracefully).
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
+    peer: PeerAddr,
     app: Router,
     limits: ServerLimits,
     conn: &Arc<ConnState>,
     stop: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let state = Arc::clone(conn);
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let reserve = conn.reserve;
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let app = app.clone();
         let guard = InFlight::enter(&state);
+        req.extensions_mut().insert(peer);
+        let health = HEALTH_PATHS.contains(&req.uri().path());
         async move {
             let _guard = guard;
+            if reserve && !health {
+                return Ok(busy_response());
+            }
             let answer = tokio::time::timeout(limits.request_timeout, app.oneshot(req)).await;
             Ok::<_, std::convert::Infallible>(match answer {
                 Ok(Ok(response)) => response,
@@ -200,8 +247,8 @@ async fn serve_connection(
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
+        .header_read_timeout(conn.header_read_timeout(limits))
+        .keep_alive(!reserve);
     let connection = http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -237,6 +284,25 @@ fn timeout_response(limit: Duration) -> Response<Body> {
     response
 }
 
+/// `503 busy`: a reserve connection asked for more than a health check.
+fn busy_response() -> Response<Body> {
+    let body = serde_json::json!({
+        "error": "busy",
+        "message": "every admin connection is busy; only /healthz and /readyz are answered now",
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// What the registry knows of one open connection.
 #[derive(Debug)]
 pub(crate) struct ConnState {
@@ -249,9 +315,19 @@ pub(crate) struct ConnState {
     epoch: Instant,
     /// Cancelled to close it.
     evict: CancellationToken,
+    /// Admitted beyond the cap: health checks only.
+    reserve: bool,
 }
 
 impl ConnState {
+    fn header_read_timeout(&self, limits: ServerLimits) -> Duration {
+        if self.reserve {
+            limits.header_read_timeout.min(RESERVE_HEADER_READ_TIMEOUT)
+        } else {
+            limits.header_read_timeout
+        }
+    }
+
     fn touch(&self) {
         let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last_active.store(nanos, Ordering::Relaxed);
@@ -298,13 +374,17 @@ impl Registry {
     }
 
     /// Registers a new connection, first closing the idlest one when the cap
-    /// is reached; `None` when every open connection has a request in flight.
+    /// is reached; when every open connection has a request in flight, a
+    /// reserve (health-only) connection while fewer than [`HEALTH_RESERVE`]
+    /// are open, else `None`.
     pub(crate) fn admit(&self) -> Option<Arc<ConnState>> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if open.len() >= self.cap {
+        let mut reserve = false;
+        let regular = open.values().filter(|c| !c.reserve).count();
+        if regular >= self.cap {
             let idlest = open
                 .values()
-                .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
+                .filter(|c| !c.reserve && c.in_flight.load(Ordering::Acquire) == 0)
                 .min_by_key(|c| c.last_active.load(Ordering::Relaxed))
                 .map(|c| c.id);
             let admitted = match idlest.and_then(|id| open.remove(&id)) {
@@ -323,12 +403,15 @@ impl Registry {
                 } else {
                     warn!(
                         cap = self.cap,
-                        "admin connection cap reached and every connection is busy: refusing a new one"
+                        "admin connection cap reached and every connection is busy: admitting health checks only"
                     );
                 }
             }
             if !admitted {
-                return None;
+                if open.values().filter(|c| c.reserve).count() >= HEALTH_RESERVE {
+                    return None;
+                }
+                reserve = true;
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -338,6 +421,7 @@ impl Registry {
             last_active: AtomicU64::new(0),
             epoch: self.epoch,
             evict: CancellationToken::new(),
+            reserve,
         });
         conn.touch();
         open.insert(id, Arc::clone(&conn));
@@ -420,14 +504,26 @@ mod tests {
         assert!(b.evict.is_cancelled());
         assert!(!a.evict.is_cancelled() && !c.evict.is_cancelled());
         assert_eq!(registry.len(), 3);
-        // `c` is next; then only busy ones are left and a newcomer is refused.
+        // `c` is next; then only busy ones are left and a newcomer is
+        // admitted for health checks only, up to the reserve.
         let _busy_c = InFlight::enter(&c);
         let _busy_d = InFlight::enter(&d);
+        let reserved: Vec<_> = (0..HEALTH_RESERVE)
+            .map(|_| registry.admit().unwrap())
+            .collect();
+        assert!(reserved.iter().all(|r| r.reserve));
         assert!(registry.admit().is_none());
+        // A reserve connection is never evicted for a regular one.
+        let _busy_reserve = InFlight::enter(&reserved[0]);
         drop(busy);
         let e = registry.admit().unwrap();
+        assert!(!e.reserve);
         assert!(a.evict.is_cancelled());
+        assert!(reserved.iter().all(|r| !r.evict.is_cancelled()));
         registry.remove(e.id);
+        for r in &reserved {
+            registry.remove(r.id);
+        }
         assert_eq!(registry.len(), 2);
     }
 }

@@ -15,10 +15,11 @@ use osproxy_etcd::{
     EtcdDirectiveStore, FleetStatus, Layout, PublishError, Publisher, DEFAULT_STATUS_PREFIX,
 };
 use osproxy_observe::{
-    DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore, SignerKey,
+    DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore, PublishNote, SignerKey,
 };
 
 use super::error::ApiError;
+use super::guard::Refusal;
 
 /// The store behind an instance.
 #[derive(Debug)]
@@ -160,7 +161,24 @@ pub struct AdminOptions {
     pub header_verifier: Option<Arc<osproxy_observe::TokenVerifier>>,
     /// The ceilings a header's directive is clamped to (the instance's).
     pub header_ceilings: osproxy_etcd::Ceilings,
+    /// The name recorded as the author of what a request presenting the
+    /// token publishes (`serve --token-name`).
+    pub token_name: String,
+    /// DNS names besides `localhost` that `Host` may carry (`serve
+    /// --allowed-host`); IP literals are always accepted (see `guard`).
+    pub allowed_hosts: Vec<String>,
+    /// Whether the listener speaks TLS: the scheme a same-origin `Origin`
+    /// carries.
+    pub tls: bool,
+    /// Whether `/metrics` needs the token too (`serve --metrics-need-token`).
+    pub metrics_need_token: bool,
 }
+
+/// The author recorded for a write through an instance that has no token:
+/// whoever could reach its loopback listener.
+pub const UNAUTHENTICATED_AUTHOR: &str = "loopback-unauthenticated";
+/// The default `--token-name`.
+pub const DEFAULT_TOKEN_NAME: &str = "admin";
 
 impl AdminOptions {
     /// No token, default limits, no header verifier.
@@ -171,6 +189,19 @@ impl AdminOptions {
             clock,
             header_verifier: None,
             header_ceilings: osproxy_etcd::Ceilings::default(),
+            token_name: DEFAULT_TOKEN_NAME.to_owned(),
+            allowed_hosts: Vec::new(),
+            tls: false,
+            metrics_need_token: false,
+        }
+    }
+
+    /// The author of a write made through this surface: the token's name
+    /// when a token guards it, else [`UNAUTHENTICATED_AUTHOR`].
+    pub fn author(&self) -> &str {
+        match self.token {
+            Some(_) => &self.token_name,
+            None => UNAUTHENTICATED_AUTHOR,
         }
     }
 }
@@ -188,6 +219,7 @@ struct Inner {
     snapshot_reads: AtomicU64,
     publishes: AtomicU64,
     unauthorized: AtomicU64,
+    refused: [AtomicU64; 3],
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -201,6 +233,7 @@ impl AdminState {
                 snapshot_reads: AtomicU64::new(0),
                 publishes: AtomicU64::new(0),
                 unauthorized: AtomicU64::new(0),
+                refused: Default::default(),
                 rejected: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -269,6 +302,7 @@ impl AdminState {
         &self,
         set: DirectiveSet,
         expected: Option<Revision>,
+        note: &PublishNote,
     ) -> Result<Revision, ApiError> {
         let revision = match &self.inner.backend {
             Backend::InMemory(store) => Revision::from(match expected {
@@ -278,7 +312,7 @@ impl AdminState {
                     ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", c.to_string())
                 })?,
             }),
-            Backend::Etcd(b) => self.publish_to_etcd(b, &set, expected).await?,
+            Backend::Etcd(b) => self.publish_to_etcd(b, &set, expected, note).await?,
         };
         self.inner.publishes.fetch_add(1, Ordering::Relaxed);
         Ok(revision)
@@ -289,6 +323,7 @@ impl AdminState {
         b: &EtcdBackend,
         set: &DirectiveSet,
         expected: Option<Revision>,
+        note: &PublishNote,
     ) -> Result<Revision, ApiError> {
         let publisher = b
             .publisher(&self.inner.options.clock, *self.limits())
@@ -308,7 +343,7 @@ impl AdminState {
                 ));
             }
         };
-        match publisher.publish(set, expected).await {
+        match publisher.publish_noted(set, expected, note).await {
             Ok(revision) => Ok(Revision::from_etcd(revision)),
             Err(e @ PublishError::Conflict { .. }) => {
                 self.count_rejected("conflict");
@@ -391,6 +426,10 @@ impl AdminState {
         self.inner.unauthorized.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_refused(&self, refusal: Refusal) {
+        self.inner.refused[refusal as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_rejected(&self, slug: &'static str) {
         let mut map = self
             .inner
@@ -405,6 +444,12 @@ impl AdminState {
             snapshot_reads: self.inner.snapshot_reads.load(Ordering::Relaxed),
             publishes: self.inner.publishes.load(Ordering::Relaxed),
             unauthorized: self.inner.unauthorized.load(Ordering::Relaxed),
+            refused: Refusal::ALL.map(|r| {
+                (
+                    r.slug(),
+                    self.inner.refused[r as usize].load(Ordering::Relaxed),
+                )
+            }),
             rejected: self
                 .inner
                 .rejected
@@ -461,5 +506,6 @@ pub(crate) struct Counters {
     pub(crate) snapshot_reads: u64,
     pub(crate) publishes: u64,
     pub(crate) unauthorized: u64,
+    pub(crate) refused: [(&'static str, u64); 3],
     pub(crate) rejected: BTreeMap<&'static str, u64>,
 }

@@ -9,6 +9,7 @@ use osproxy_observe::encode::directive_value;
 use osproxy_observe::DirectiveSet;
 use serde_json::{json, Value};
 
+use super::common::term::say;
 use super::common::{finish, note_json, note_text, print_json, FleetArgs};
 use crate::diff::SetDiff;
 
@@ -60,7 +61,7 @@ pub async fn run(opts: DiffOpts) -> ExitCode {
             }));
             return Ok(());
         }
-        println!(
+        say!(
             "from revision {} ({}) to revision {} ({}): {}",
             d.from.state.revision,
             note_text(&d.from.note),
@@ -69,13 +70,13 @@ pub async fn run(opts: DiffOpts) -> ExitCode {
             changes.summary()
         );
         for id in &changes.added {
-            println!("+ {}", line(new, id));
+            say!("+ {}", line(new, id));
         }
         for id in &changes.removed {
-            println!("- {}", line(old, id));
+            say!("- {}", line(old, id));
         }
         for id in &changes.changed {
-            println!("~ {}\n  -> {}", line(old, id), line(new, id));
+            say!("~ {}\n  -> {}", line(old, id), line(new, id));
         }
         Ok(())
     })

@@ -24,6 +24,7 @@ use osproxy_observe::encode::to_value;
 use osproxy_observe::{DirectiveSet, DirectiveView};
 use serde_json::Value;
 
+use super::common::term::{say, warn_say};
 use super::common::{clock, finish, note_text, summarize_ids, FleetArgs};
 use crate::duration::format_duration;
 
@@ -67,25 +68,25 @@ pub async fn run(opts: GetOpts) -> ExitCode {
         if opts.fleet.output.json {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", json_set(&live));
-            eprintln!("revision {}", live.revision);
+            warn_say!("revision {}", live.revision);
             for note in &notes {
-                eprintln!("warning: {note}");
+                warn_say!("warning: {note}");
             }
         } else {
-            println!(
+            say!(
                 "{} at revision {}: {}",
                 layout.key(),
                 live.revision,
                 count(live.set.len())
             );
             if live.revision > 0 {
-                println!("last change: {}", note_text(&recorded));
+                say!("last change: {}", note_text(&recorded));
             }
             if !live.set.is_empty() {
-                print!("{}", table_with(&live.set, &live));
+                say!("{}", table_with(&live.set, &live));
             }
             for note in &notes {
-                println!("note: {note}");
+                say!("note: {note}");
             }
         }
         Ok(())

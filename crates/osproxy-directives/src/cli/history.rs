@@ -8,6 +8,7 @@ use clap::Args;
 use osproxy_etcd::{HistoryEntry, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use serde_json::json;
 
+use super::common::term::say;
 use super::common::{finish, note_json, note_text, print_json, FleetArgs};
 use super::get::count;
 use crate::diff::SetDiff;
@@ -54,18 +55,16 @@ pub async fn run(opts: HistoryOpts) -> ExitCode {
             return Ok(());
         }
         if history.entries.is_empty() {
-            println!("{key}: no revisions");
+            say!("{key}: no revisions");
         }
         for e in &history.entries {
-            println!("revision {}: {}", e.revision, entry_text(e));
+            say!("revision {}: {}", e.revision, entry_text(e));
         }
         if history.more {
-            println!("(older revisions remain: --limit)");
+            say!("(older revisions remain: --limit)");
         }
         if let Some(oldest) = history.compacted {
-            println!(
-                "history ends at etcd's compaction: the oldest available revision is {oldest}"
-            );
+            say!("history ends at etcd's compaction: the oldest available revision is {oldest}");
         }
         Ok(())
     })

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod access;
 pub mod add;
 pub mod common;
 pub mod demo;
@@ -53,7 +54,7 @@ pub enum Command {
     /// Run one instance: admin HTTP on loopback, in-memory store by default,
     /// `--etcd` for the fleet store.
     #[command(after_help = serve::EXAMPLES)]
-    Serve(serve::ServeOpts),
+    Serve(Box<serve::ServeOpts>),
     /// Check a directive set file with the fleet's decoder, without publishing.
     #[command(after_help = validate::EXAMPLES)]
     Validate(validate::ValidateOpts),
@@ -109,7 +110,7 @@ impl Command {
     /// Runs the subcommand.
     pub async fn run(self) -> ExitCode {
         match self {
-            Command::Serve(o) => serve::run(o).await,
+            Command::Serve(o) => serve::run(*o).await,
             Command::Validate(o) => validate::run(o).await,
             Command::Publish(o) => publish::run(o).await,
             Command::Get(o) => get::run(o).await,

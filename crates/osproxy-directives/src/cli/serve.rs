@@ -24,6 +24,7 @@ use osproxy_etcd::{
 use osproxy_observe::InMemoryDirectiveStore;
 use tracing::info;
 
+use super::access::AccessArgs;
 use super::common::{clock, config_error, CliError, EtcdArgs, LayoutArgs, LimitArgs};
 use super::safety::SafetyArgs;
 use crate::admin::server::{
@@ -39,13 +40,14 @@ Examples:
   osproxy-directives serve
   osproxy-directives serve --listen 127.0.0.1:0
   osproxy-directives serve --etcd --endpoints 127.0.0.1:2379 --instance-id proxy-a
-  OSPROXY_ADMIN_TOKEN=s3cret osproxy-directives serve --listen 0.0.0.0:9464
-  osproxy-directives serve --etcd --trust-store fleet.trust --sign-key ops.key   # signed sets only
+  osproxy-directives serve --listen 0.0.0.0:9464 --token-file admin.token --tls-cert admin.crt --tls-key admin.key
+  osproxy-directives serve --etcd --trust-store fleet.trust --sign-key ops.key --token-file admin.token
 
 Then: open http://127.0.0.1:9464/ui (the operator's page)
       curl -s http://127.0.0.1:9464/admin/directives
-      curl -s -X POST --data @directives.json http://127.0.0.1:9464/admin/directives
-A non-loopback --listen needs a token (exit 2 otherwise).";
+      curl -s -X POST -H 'Content-Type: application/json' --data @directives.json http://127.0.0.1:9464/admin/directives
+A non-loopback --listen needs a token and TLS (exit 2 otherwise); --sign-key needs --etcd and a token.
+Tokens have at least 32 characters: head -c 24 /dev/urandom | base64 > admin.token && chmod 600 admin.token";
 
 /// Options of `serve`.
 #[derive(Args, Debug)]
@@ -58,15 +60,9 @@ pub struct ServeOpts {
         value_name = "ADDR"
     )]
     pub listen: SocketAddr,
-    /// Bearer token required for everything under /admin (compared in
-    /// constant time). Required to listen on a non-loopback address.
-    #[arg(
-        long,
-        env = "OSPROXY_ADMIN_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub token: Option<String>,
+    /// Token, host names, TLS.
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Serve from the etcd fleet store instead of the in-memory store.
     #[arg(long)]
     pub etcd: bool,
@@ -166,23 +162,20 @@ pub async fn run(opts: ServeOpts) -> ExitCode {
     }
 }
 
-/// Refuses a token that is empty, and a non-loopback address without one.
-fn check_exposure(listen: SocketAddr, token: Option<&str>) -> Result<(), CliError> {
-    if token.is_some_and(str::is_empty) {
-        return Err(CliError::usage("invalid_token", "the admin token is empty"));
-    }
-    if !listen.ip().is_loopback() && token.is_none() {
-        return Err(CliError::usage(
-            "token_required",
-            format!("refusing to listen on non-loopback address {listen} without a token"),
-        )
-        .hint("set --token or OSPROXY_ADMIN_TOKEN, or listen on 127.0.0.1"));
-    }
-    Ok(())
-}
-
 async fn execute(opts: ServeOpts) -> Result<(), CliError> {
-    check_exposure(opts.listen, opts.token.as_deref())?;
+    let access = opts
+        .access
+        .validate(opts.listen, opts.etcd, opts.sign.sign_key.is_some())?;
+    if opts
+        .instance_id
+        .as_deref()
+        .is_some_and(|id| !osproxy_observe::decode::is_valid_id(id))
+    {
+        return Err(CliError::usage(
+            "invalid_instance_id",
+            "--instance-id must be 1-128 characters of [A-Za-z0-9._:-]",
+        ));
+    }
     if opts.max_connections == 0 {
         return Err(CliError::usage(
             "invalid_max_connections",
@@ -198,7 +191,11 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         None => None,
     };
     let options = AdminOptions {
-        token: opts.token.clone(),
+        token: access.token.clone(),
+        token_name: access.token_name.clone(),
+        allowed_hosts: access.allowed_hosts.clone(),
+        tls: access.tls.is_some(),
+        metrics_need_token: access.metrics_need_token,
         limits,
         clock: clock(),
         header_verifier,
@@ -269,7 +266,12 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
     })?;
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{addr} (store: {store_line})");
+        let scheme = if access.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let _ = writeln!(out, "listening on {scheme}://{addr} (store: {store_line})");
         let _ = out.flush();
     }
     let (set, revision) = state.applied();
@@ -281,7 +283,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         max_connections: opts.max_connections,
         shutdown_grace: opts.shutdown_grace,
     };
-    server::serve(listener, app, limits, shutdown)
+    server::serve(listener, app, limits, access.tls, shutdown)
         .await
         .map_err(|e| CliError::runtime("serve_failed", "the admin server failed").caused_by(&e))?;
     // The store's watch and connection close as the last handle drops.
@@ -400,21 +402,5 @@ mod tests {
             (DEFAULT_KEY, None)
         );
         assert_eq!(o.limits.limits(), DecodeLimits::default());
-    }
-
-    #[test]
-    fn exposure_rules() {
-        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let v6_loopback: SocketAddr = "[::1]:0".parse().unwrap();
-        let public: SocketAddr = "0.0.0.0:9464".parse().unwrap();
-        assert!(check_exposure(loopback, None).is_ok());
-        assert!(check_exposure(v6_loopback, None).is_ok());
-        assert!(check_exposure(public, Some("t")).is_ok());
-        let e = check_exposure(public, None).unwrap_err();
-        assert_eq!(e.slug, "token_required");
-        assert_eq!(
-            check_exposure(loopback, Some("")).unwrap_err().slug,
-            "invalid_token"
-        );
     }
 }

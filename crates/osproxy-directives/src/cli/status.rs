@@ -12,6 +12,7 @@ use clap::Args;
 use osproxy_etcd::{FleetStatus, InstanceStatus, Publisher, DEFAULT_STATUS_PREFIX};
 use serde_json::json;
 
+use super::common::term::{say, warn_say};
 use super::common::{clock, finish_with, print_json, summarize_ids, CliError, Failure, FleetArgs};
 use crate::duration::{duration_default, format_duration, parse_duration};
 
@@ -182,7 +183,7 @@ pub async fn run(opts: StatusOpts) -> ExitCode {
         print_view(&view, layout.key(), &opts.status_prefix, json);
         if let Some(e) = view.failure(opts.wait.then_some(opts.timeout)) {
             if !json {
-                eprintln!("{}", e.message);
+                warn_say!("{}", e.message);
             }
             return Ok(e.exit_code());
         }
@@ -203,7 +204,7 @@ pub fn print_view(view: &FleetView, key: &str, status_prefix: &str, json: bool) 
         view.count(InstanceState::Rejecting),
     );
     for key in &fleet.unreadable {
-        eprintln!("warning: {key} does not hold an instance report");
+        warn_say!("warning: {key} does not hold an instance report");
     }
     if json {
         let instances: Vec<_> = fleet
@@ -238,13 +239,13 @@ pub fn print_view(view: &FleetView, key: &str, status_prefix: &str, json: bool) 
         }));
         return;
     }
-    println!("directives {key} at revision {latest}");
-    println!(
+    say!("directives {key} at revision {latest}");
+    say!(
         "{} instances: {current} on revision {latest}, {lagging} lagging, {rejecting} rejecting",
         fleet.instances.len()
     );
     if fleet.instances.is_empty() {
-        println!(
+        say!(
             "no instance reports under {status_prefix} (start instances with --etcd --instance-id)"
         );
         return;
@@ -290,7 +291,7 @@ pub fn print_view(view: &FleetView, key: &str, status_prefix: &str, json: bool) 
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", cells.join("  ").trim_end());
+        say!("{}", cells.join("  ").trim_end());
     }
 }
 

@@ -43,7 +43,34 @@ impl SignArgs {
 /// `unreadable_key` or the key's slug (`malformed_key`, …); never echoes the
 /// file's content.
 pub fn read_signer(path: &Path) -> Result<SignerKey, CliError> {
+    check_private(path)?;
     SignerKey::parse(&read_small(path)?).map_err(|e| key_error(e, path))
+}
+
+/// Refuses a secret file (a private key, a token) that a group or others
+/// can read or write, as ssh does: whoever else can read it can sign or
+/// publish as its owner.
+///
+/// # Errors
+/// `unreadable_key` when the file cannot be inspected, `key_permissions`
+/// when its mode allows group or other access.
+pub fn check_private(path: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        CliError::usage("unreadable_key", format!("cannot read {}", path.display())).caused_by(&e)
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CliError::usage(
+            "key_permissions",
+            format!(
+                "{} is accessible by group or others (mode {mode:03o}); it must be private",
+                path.display()
+            ),
+        )
+        .hint("chmod 600 the file (in Kubernetes, mount the secret with defaultMode: 0400)"));
+    }
+    Ok(())
 }
 
 /// Reads a trust store file (public-key lines).
@@ -54,7 +81,7 @@ pub fn read_trust_store(path: &Path) -> Result<TrustStore, CliError> {
     TrustStore::parse(&read_small(path)?).map_err(|e| key_error(e, path))
 }
 
-fn read_small(path: &Path) -> Result<String, CliError> {
+pub(crate) fn read_small(path: &Path) -> Result<String, CliError> {
     use std::io::Read;
     let unreadable = |e: &std::io::Error| {
         CliError::usage("unreadable_key", format!("cannot read {}", path.display())).caused_by(e)

@@ -5,13 +5,13 @@
 //! store's: from the next unseen revision, or with a fresh read whose
 //! difference is printed as one change; a note goes to stderr.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
 use osproxy_etcd::Change;
 use serde_json::json;
 
+use super::common::term::{say, warn_say};
 use super::common::{finish, print_json, CliError, FleetArgs};
 use super::get::count;
 use crate::diff::SetDiff;
@@ -46,7 +46,7 @@ async fn execute(opts: &WatchOpts) -> Result<(), CliError> {
     let publisher = opts.fleet.publisher().await?;
     let layout = publisher.layout().clone();
     let (first, mut changes) = publisher.changes().await?;
-    eprintln!(
+    warn_say!(
         "watching {} at revision {}: {}",
         layout.key(),
         first.revision,
@@ -62,7 +62,7 @@ async fn execute(opts: &WatchOpts) -> Result<(), CliError> {
         };
         if changes.interruptions() != interruptions {
             interruptions = changes.interruptions();
-            eprintln!("watch resumed (interrupted {interruptions} time(s) so far)");
+            warn_say!("watch resumed (interrupted {interruptions} time(s) so far)");
         }
         print_change(&previous, &change, opts.fleet.output.json);
         previous = change;
@@ -101,7 +101,5 @@ fn print_change(previous: &Change, change: &Change, json: bool) {
             line.push_str(&format!(" (directive {i})"));
         }
     }
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    say!("{line}");
 }

@@ -261,7 +261,7 @@ impl Serve {
 pub fn listen_url(line: &str) -> Option<String> {
     let rest = line.strip_prefix("listening on ")?;
     let url = rest.split_whitespace().next()?;
-    url.starts_with("http://").then(|| url.to_owned())
+    (url.starts_with("http://") || url.starts_with("https://")).then(|| url.to_owned())
 }
 
 /// Writes `body` to a fresh temporary file and returns it.
@@ -289,15 +289,67 @@ pub fn http_get(url: &str) -> (u16, String) {
     (status, body)
 }
 
+/// A client that declares every body JSON, as the admin API requires of a
+/// POST (`Content-Type: application/json`).
+pub fn json_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
+}
+
 /// A blocking POST for sync tests, with an optional `If-Match`: status code
 /// and body.
 pub fn http_post(url: &str, body: Vec<u8>, if_match: Option<&str>) -> (u16, String) {
     block_on(async {
-        let mut req = reqwest::Client::new().post(url).body(body);
+        let mut req = json_client().post(url).body(body);
         if let Some(tag) = if_match {
             req = req.header("If-Match", tag);
         }
         let resp = req.send().await.expect("POST");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    })
+}
+
+/// The status and JSON body of an answer (a body that is not JSON fails
+/// the test).
+pub async fn json_answer(resp: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+    (status, v)
+}
+
+/// A blocking GET with a bearer token: status code and body.
+pub fn http_get_with_token(url: &str, token: &str) -> (u16, String) {
+    block_on(async {
+        let resp = json_client()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    })
+}
+
+/// A blocking JSON POST with a bearer token: status code and body.
+pub fn http_post_with_token(url: &str, body: Vec<u8>, token: &str) -> (u16, String) {
+    block_on(async {
+        let resp = json_client()
+            .post(url)
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
         let status = resp.status().as_u16();
         (status, resp.text().await.expect("body"))
     })

@@ -16,7 +16,8 @@ pub struct FleetStatus {
     pub latest_revision: i64,
     /// Every readable instance report, ordered by key.
     pub instances: Vec<InstanceStatus>,
-    /// Status keys whose value is not an instance report.
+    /// Status keys whose value is not a well-formed instance report (see
+    /// [`InstanceStatus::is_well_formed`]): ignored, and listed here.
     pub unreadable: Vec<String>,
 }
 
@@ -55,9 +56,10 @@ impl Publisher {
         let mut instances = Vec::new();
         let mut unreadable = Vec::new();
         for kv in gets.get(2).iter().flat_map(|g| g.kvs()) {
+            let suffix = kv.key().strip_prefix(status_prefix.as_bytes());
             match serde_json::from_slice::<InstanceStatus>(kv.value()) {
-                Ok(s) => instances.push(s),
-                Err(_) => unreadable.push(key_string(kv)),
+                Ok(s) if suffix.is_some_and(|k| s.is_well_formed(k)) => instances.push(s),
+                _ => unreadable.push(key_string(kv)),
             }
         }
         Ok(FleetStatus {

@@ -44,6 +44,11 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 20;
 /// The most entries [`Publisher::history`] returns (a larger limit is cut
 /// to this): each entry costs one range read of the whole set.
 pub const MAX_HISTORY_LIMIT: usize = 200;
+/// The most bytes of stored values one page of history reads
+/// ([`Publisher::history_page`]): past it the page ends (after at least one
+/// entry) and [`History::next_before`] says where the next one starts, so a
+/// history of large sets costs bounded memory and time per request.
+pub const DEFAULT_HISTORY_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Which directive ids differ between two sets, each list sorted.
 /// Directives are compared in canonical form (absolute expiry included).
@@ -113,8 +118,12 @@ pub struct History {
     pub live_revision: i64,
     /// The entries, newest first.
     pub entries: Vec<HistoryEntry>,
-    /// The limit cut the walk: older revisions remain.
+    /// The limit (or the page's byte bound) cut the walk: older revisions
+    /// remain.
     pub more: bool,
+    /// When [`more`](Self::more): the revision to pass as `before` for the
+    /// next page.
+    pub next_before: Option<i64>,
     /// The walk reached etcd's compaction: the oldest available revision.
     /// Entries before it are gone.
     pub compacted: Option<i64>,
@@ -174,21 +183,46 @@ impl Publisher {
     /// # Errors
     /// A request error.
     pub async fn history(&self, limit: usize) -> Result<History, PublishError> {
+        self.history_page(None, limit, usize::MAX).await
+    }
+
+    /// One page of history: as [`history`](Self::history), but starting at
+    /// the last change *before* revision `before` (from the live revision
+    /// when `None`), and ending once the values read reach `max_bytes`
+    /// (after at least one entry). [`History::next_before`] continues it.
+    ///
+    /// # Errors
+    /// As [`history`](Self::history); [`PublishError::Compacted`] when
+    /// `before` itself is compacted away.
+    pub async fn history_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<History, PublishError> {
         let limit = limit.clamp(1, MAX_HISTORY_LIMIT);
         let live = self.read().await?;
         let mut history = History {
             live_revision: live.revision,
             entries: Vec::new(),
             more: false,
+            next_before: None,
             compacted: None,
         };
-        let mut at = live;
+        let mut at = match before {
+            Some(b) if b <= live.revision => self.read_at(b - 1).await?,
+            _ => live,
+        };
         let mut state = self.decode_live(&at);
+        let mut bytes = 0usize;
         while at.revision > 0 {
-            if history.entries.len() == limit {
+            if history.entries.len() == limit || (!history.entries.is_empty() && bytes >= max_bytes)
+            {
                 history.more = true;
+                history.next_before = Some(at.revision + 1);
                 break;
             }
+            bytes = bytes.saturating_add(at.kvs.iter().map(|kv| kv.value().len()).sum());
             let revision = at.revision;
             let before = match self.read_at(revision - 1).await {
                 Ok(b) => Some(b),
@@ -303,7 +337,10 @@ impl Publisher {
             .map_err(PublishError::InvalidNote)?;
         let live = self.live().await?;
         let base = expected.unwrap_or(live.revision);
-        if base < live.revision {
+        // Not the live revision, older or newer, is a conflict whatever the
+        // content: the operator confirmed a rollback over what they saw, and
+        // a revision above the live one was never seen by anyone.
+        if base != live.revision {
             return Err(PublishError::Conflict {
                 expected: base,
                 actual: live.revision,

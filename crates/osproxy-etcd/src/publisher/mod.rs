@@ -120,7 +120,7 @@ pub use error::PublishError;
 pub use fleet::FleetStatus;
 pub use history::{
     Diff, History, HistoryEntry, Rollback, SetAt, SetChanges, DEFAULT_HISTORY_LIMIT,
-    MAX_HISTORY_LIMIT,
+    DEFAULT_HISTORY_PAGE_BYTES, MAX_HISTORY_LIMIT,
 };
 pub use live::{KeyRejection, LiveSet};
 pub use note::RecordedNote;

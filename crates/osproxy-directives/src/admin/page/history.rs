@@ -2,17 +2,20 @@
 //! history API ([`osproxy_etcd::Publisher::history`],
 //! [`osproxy_etcd::Publisher::rollback`]), fleet mode only:
 //!
-//! * `GET /admin/history?limit=N` (default [`PAGE_HISTORY_LIMIT`], at most
-//!   [`MAX_HISTORY_LIMIT`]): the revisions of the set still in etcd's
-//!   history, newest first, each with who/why/when (when recorded) and the
-//!   ids it added, removed and changed; `compacted` names the oldest
-//!   revision etcd still holds when the walk reached it.
+//! * `GET /admin/history?limit=N&before=R` (default [`PAGE_HISTORY_LIMIT`],
+//!   at most [`MAX_HISTORY_LIMIT`]): the revisions of the set still in
+//!   etcd's history, newest first (before `R` when given), each with
+//!   who/why/when (when recorded) and the ids it added, removed and changed;
+//!   a page also ends once it has read [`DEFAULT_HISTORY_PAGE_BYTES`] of
+//!   stored values, and `next_before` then continues it; `compacted` names
+//!   the oldest revision etcd still holds when the walk reached it.
 //! * `POST /admin/rollback` with `{"to": R, "expected_revision": L}` (and
 //!   optionally `"reason"`): republishes the set as of `R` with
 //!   compare-and-swap against the live revision `L` the operator saw,
 //!   keeping absolute expiries and dropping expired directives (named in
-//!   the answer). The note's author is [`PAGE_AUTHOR`]. A moved live
-//!   revision is 409 `conflict`: nothing is written.
+//!   the answer). The note's author is the one bound to the token (see
+//!   [`AdminOptions::author`](crate::admin::AdminOptions::author)). A live
+//!   revision other than `L` is 409 `conflict`: nothing is written.
 //!
 //! Every error is the admin surface's JSON with a slug: 400
 //! `invalid_rollback` / `invalid_limit` / the note's slug, 404
@@ -28,9 +31,11 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use osproxy_etcd::{
-    HistoryEntry, PublishError, Publisher, RecordedNote, Rollback, SetChanges, MAX_HISTORY_LIMIT,
+    HistoryEntry, PublishError, Publisher, RecordedNote, Rollback, SetChanges,
+    DEFAULT_HISTORY_PAGE_BYTES, MAX_HISTORY_LIMIT,
 };
 use osproxy_observe::{format_rfc3339, PublishNote};
 use serde::Deserialize;
@@ -39,19 +44,32 @@ use tracing::info;
 
 use super::secured;
 use crate::admin::error::ApiError;
+use crate::admin::server::PeerAddr;
 use crate::admin::state::AdminState;
 
 /// How many revisions the page lists unless told.
 pub(crate) const PAGE_HISTORY_LIMIT: usize = 10;
-
-/// The author the page records with a rollback.
-pub(crate) const PAGE_AUTHOR: &str = "admin-page";
 
 /// `GET /admin/history`.
 pub(crate) async fn history(
     State(state): State<AdminState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let before = match query.get("before") {
+        None => None,
+        Some(text) => Some(
+            text.parse::<i64>()
+                .ok()
+                .filter(|r| *r >= 1)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_before",
+                        "before must be a revision number of at least 1",
+                    )
+                })?,
+        ),
+    };
     let limit = match query.get("limit") {
         None => PAGE_HISTORY_LIMIT,
         Some(text) => text
@@ -67,13 +85,17 @@ pub(crate) async fn history(
             })?,
     };
     let publisher = state.shared_publisher().await?;
-    let history = match publisher.history(limit).await {
+    let history = match publisher
+        .history_page(before, limit, DEFAULT_HISTORY_PAGE_BYTES)
+        .await
+    {
         Ok(h) => h,
         Err(e) => return Ok(history_error(&state, &publisher, e).await),
     };
     let body = json!({
         "live_revision": history.live_revision,
         "more": history.more,
+        "next_before": history.next_before,
         "compacted": history.compacted,
         "entries": history.entries.iter().map(|e| entry(&state, e)).collect::<Vec<_>>(),
     });
@@ -128,8 +150,10 @@ struct RollbackRequest {
 /// `POST /admin/rollback`.
 pub(crate) async fn rollback(
     State(state): State<AdminState>,
+    peer: Option<Extension<PeerAddr>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let peer = peer.map(|Extension(p)| p.to_string()).unwrap_or_default();
     let request: RollbackRequest = serde_json::from_slice(&body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -138,7 +162,7 @@ pub(crate) async fn rollback(
         )
     })?;
     let mut note = PublishNote::new()
-        .with_author(PAGE_AUTHOR)
+        .with_author(state.options().author())
         .map_err(|e| note_error(e.slug()))?;
     if let Some(reason) = &request.reason {
         note = note.with_reason(reason).map_err(|e| note_error(e.slug()))?;
@@ -155,6 +179,8 @@ pub(crate) async fn rollback(
         to = outcome.to,
         revision = outcome.revision,
         expired = outcome.expired.len(),
+        author = note.author().unwrap_or_default(),
+        %peer,
         "admin page rollback"
     );
     Ok(secured(Json(outcome_body(&outcome)).into_response()))

@@ -23,6 +23,7 @@ use crate::duration::{duration_default, parse_duration};
 mod error;
 mod note;
 mod targets;
+pub mod term;
 
 pub(crate) use error::config_error;
 pub use error::{CliError, Failure, EXIT_CODES};
