@@ -224,9 +224,24 @@ fn safety_flags_are_checked_before_anything_starts() {
         &["--failsafe-after", "soon"],
         &["--failsafe-level", "Loud"],
         &["--max-sample-per-mille", "1001"],
+        // Meaningless together: the fail-safe never engages.
+        &["--failsafe-after", "off", "--failsafe-level", "Shape"],
     ] {
         let mut args = vec!["serve", "--etcd", "--endpoints", "127.0.0.1:1"];
         args.extend_from_slice(bad);
-        run(&args).expect_code(2);
+        let r = run(&args);
+        r.expect_code(2);
+        assert!(!r.stderr.contains("listening"), "{bad:?}: {r:?}");
     }
+    let r = run(&[
+        "serve",
+        "--etcd",
+        "--endpoints",
+        "127.0.0.1:1",
+        "--failsafe-after",
+        "off",
+        "--failsafe-level",
+        "Shape",
+    ]);
+    assert!(r.stderr.contains("no effect"), "{r:?}");
 }

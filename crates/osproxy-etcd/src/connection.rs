@@ -12,12 +12,40 @@
 
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, Identity, TlsOptions};
+use etcd_client::{Certificate, Client, GetOptions, Identity, TlsOptions};
 use tokio::time::timeout;
 use tonic::transport::Endpoint;
 
-use crate::config::{ConnectionConfig, TlsConfig};
-use crate::error::{ConnectCause, ConnectError};
+use crate::config::{ConnectionConfig, Layout, TlsConfig};
+use crate::error::{is_out_of_range, ConnectCause, ConnectError, TransportError};
+
+/// Whether a watch of `layout` may resume at `next_revision`: only while
+/// etcd still holds the revision before it, i.e. no compaction reached the
+/// resume point. etcd 3.4 drops a delete that is a key's last change from a
+/// watch opened at exactly the compaction revision (etcd-io/etcd#18089,
+/// #19179), and a compaction beyond it would cancel the watch anyway: in
+/// both cases a fresh read replaces the resume. A revision etcd does not
+/// have yet (a rebuilt cluster) also means a read. The one rule for the
+/// store's watcher and the publisher's change feed.
+pub(crate) async fn resumable(
+    client: &mut Client,
+    layout: &Layout,
+    next_revision: i64,
+    limit: Duration,
+) -> Result<bool, TransportError> {
+    let opts = GetOptions::new()
+        .with_revision(next_revision - 1)
+        .with_count_only();
+    match timeout(limit, client.get(layout.key(), Some(opts))).await {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) if is_out_of_range(&e) => Ok(false),
+        Ok(Err(e)) => Err(TransportError::request("read", e)),
+        Err(_) => Err(TransportError::Timeout {
+            op: "read",
+            after: limit,
+        }),
+    }
+}
 
 /// Connects to `endpoint` (already normalised to `http(s)://host:port`) with
 /// `conn`'s validated settings and authenticates when credentials are

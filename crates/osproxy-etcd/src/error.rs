@@ -146,6 +146,14 @@ impl std::error::Error for ConnectError {
     }
 }
 
+/// Whether etcd refused a request at a revision it does not hold: one
+/// compacted away, or one it has not reached yet (both are gRPC
+/// `OutOfRange`; which one is told by comparing with the current revision,
+/// never by the message's wording). The one place that recognises it.
+pub(crate) fn is_out_of_range(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::OutOfRange)
+}
+
 /// A short, stable description of an etcd-client error's kind; the details
 /// stay in the source chain.
 pub(crate) fn client_error_kind(e: &etcd_client::Error) -> &'static str {

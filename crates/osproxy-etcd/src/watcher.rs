@@ -35,7 +35,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, KvClient, WatchOptions, WatchStream};
+use etcd_client::{Client, KvClient, WatchOptions, WatchStream};
 use osproxy_observe::RejectReason;
 use tokio::time::{sleep_until, timeout, Instant as TokioInstant};
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::config::StoreConfig;
 use crate::connection;
-use crate::error::client_error_kind;
+use crate::error::{client_error_kind, TransportError};
 use crate::follow::{Action, End, Follower, Liveness, Outcome, WatchMsg};
 use crate::instance::InstanceReporter;
 use crate::offload::decode_work;
@@ -99,6 +99,16 @@ impl Failed {
 
     fn timeout(kind: &'static str) -> Self {
         Failed { kind, error: None }
+    }
+
+    fn transport(e: TransportError) -> Self {
+        match e {
+            TransportError::Request { kind, source, .. } => Failed {
+                kind,
+                error: Some(source),
+            },
+            TransportError::Timeout { .. } => Failed::timeout("read timeout"),
+        }
     }
 }
 
@@ -225,9 +235,22 @@ impl Watcher {
                 Ok(Err(e)) => return Err(Failed::client(e)),
                 Err(_) => return Err(Failed::timeout("connect timeout")),
             };
+        let check_limit = limit.min(self.config.connection.request_timeout);
+        let resume = match resume {
+            Some(rev) => {
+                match connection::resumable(&mut client, &self.config.layout, rev, check_limit)
+                    .await
+                {
+                    Ok(true) => Some(rev),
+                    Ok(false) => None,
+                    Err(e) => return Err(Failed::transport(e)),
+                }
+            }
+            None => None,
+        };
         let next_revision = match resume {
-            Some(rev) if self.resumable(&mut client, rev, limit).await? => rev,
-            _ => self.read(&mut client, limit).await? + 1,
+            Some(rev) => rev,
+            None => self.read(&mut client, limit).await? + 1,
         };
         let opts = self.watch_options(next_revision);
         let key = self.config.layout.key().to_owned();
@@ -248,38 +271,6 @@ impl Watcher {
             .layout
             .watch_options(start)
             .with_progress_notify()
-    }
-
-    /// Whether a watch may resume at `next_revision`: only while etcd still
-    /// holds the revision before it, i.e. no compaction reached the resume
-    /// point. etcd 3.4 drops a delete that is a key's last change from a
-    /// watch opened at exactly the compaction revision (etcd-io/etcd#18089,
-    /// #19179), and a compaction beyond it would cancel the watch anyway: in
-    /// both cases a fresh read replaces the resume. A revision etcd does not
-    /// have yet (a rebuilt cluster) also means a read.
-    async fn resumable(
-        &self,
-        client: &mut Client,
-        next_revision: i64,
-        limit: Duration,
-    ) -> Result<bool, Failed> {
-        let opts = GetOptions::new()
-            .with_revision(next_revision - 1)
-            .with_count_only();
-        match timeout(
-            limit.min(self.config.connection.request_timeout),
-            client.get(self.config.layout.key(), Some(opts)),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(true),
-            // Compacted, or a future revision.
-            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::OutOfRange => {
-                Ok(false)
-            }
-            Ok(Err(e)) => Err(Failed::client(e)),
-            Err(_) => Err(Failed::timeout("read timeout")),
-        }
     }
 
     /// Reads the key (or prefix) and applies it; returns the read's revision.

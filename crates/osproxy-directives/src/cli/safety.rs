@@ -18,6 +18,7 @@ use osproxy_etcd::safety::DEFAULT_FAILSAFE_LEVEL;
 use osproxy_etcd::{Ceilings, EtcdStoreBuilder};
 use osproxy_observe::DiagLevel;
 
+use super::common::CliError;
 use crate::duration::{duration_default, parse_duration, DurationError};
 
 /// `serve`'s default `--failsafe-after` (the module docs say why).
@@ -60,9 +61,11 @@ pub struct SafetyArgs {
     /// serving.
     #[arg(long, default_value = duration_default!(DEFAULT_SERVE_FAILSAFE_AFTER), value_parser = parse_failsafe_after, value_name = "DURATION|off", help_heading = "capture safety")]
     pub failsafe_after: FailsafeAfter,
-    /// The highest level that keeps applying while the fail-safe is engaged.
-    #[arg(long, default_value = DEFAULT_FAILSAFE_LEVEL.wire_name(), value_parser = parse_level, value_name = "LEVEL", help_heading = "capture safety")]
-    pub failsafe_level: DiagLevel,
+    /// The highest level that keeps applying while the fail-safe is engaged
+    /// [default: Off]. Refused with `--failsafe-after off`, where it would
+    /// mean nothing.
+    #[arg(long, value_parser = parse_level, value_name = "LEVEL", help_heading = "capture safety")]
+    pub failsafe_level: Option<DiagLevel>,
     /// Ceiling: directives above this level apply at it (clamped, reported).
     #[arg(long, value_parser = parse_level, value_name = "LEVEL", requires = "etcd", help_heading = "capture safety")]
     pub max_level: Option<DiagLevel>,
@@ -95,9 +98,24 @@ impl SafetyArgs {
         match self.failsafe_after.0 {
             Some(after) => builder
                 .failsafe_after(after)
-                .failsafe_level(self.failsafe_level),
+                .failsafe_level(self.failsafe_level.unwrap_or(DEFAULT_FAILSAFE_LEVEL)),
             None => builder,
         }
+    }
+
+    /// Refuses a flag another flag makes meaningless.
+    ///
+    /// # Errors
+    /// `meaningless_flag` for `--failsafe-level` with `--failsafe-after off`.
+    pub fn validate(&self) -> Result<(), CliError> {
+        if self.failsafe_after.0.is_none() && self.failsafe_level.is_some() {
+            return Err(CliError::usage(
+                "meaningless_flag",
+                "--failsafe-level has no effect with --failsafe-after off (the fail-safe never engages)",
+            )
+            .hint("drop --failsafe-level, or give --failsafe-after a duration"));
+        }
+        Ok(())
     }
 }
 

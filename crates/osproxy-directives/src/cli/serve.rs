@@ -166,6 +166,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
     let access = opts
         .access
         .validate(opts.listen, opts.etcd, opts.sign.sign_key.is_some())?;
+    opts.safety.validate()?;
     if opts
         .instance_id
         .as_deref()

@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, WatchStream};
+use etcd_client::{Client, WatchStream};
 use osproxy_core::Clock;
 use osproxy_observe::DirectiveSet;
 use tracing::warn;
@@ -20,7 +20,7 @@ use super::live::read_live;
 use super::{PublishError, Publisher};
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::config::Layout;
-use crate::error::{client_error_kind, TransportError};
+use crate::error::client_error_kind;
 use crate::follow::{End, Follower, Header, Snapshot, WatchMsg};
 use crate::status::Rejection;
 use crate::wire;
@@ -168,8 +168,16 @@ impl Changes {
     }
 
     async fn try_resume(&mut self) -> Result<(), PublishError> {
-        if !self.reread && !self.resumable().await? {
-            self.reread = true;
+        if !self.reread {
+            let mut client = self.client.clone();
+            let resumable = crate::connection::resumable(
+                &mut client,
+                &self.layout,
+                self.next_revision,
+                self.request_timeout,
+            )
+            .await?;
+            self.reread = !resumable;
         }
         if self.reread {
             let previous = DirectiveSet::clone(&self.follower.compose());
@@ -179,31 +187,6 @@ impl Changes {
             }
         }
         self.open_watch().await
-    }
-
-    /// Whether etcd still holds the revision before the resume point.
-    async fn resumable(&self) -> Result<bool, PublishError> {
-        let opts = GetOptions::new()
-            .with_revision(self.next_revision - 1)
-            .with_count_only();
-        let mut client = self.client.clone();
-        match tokio::time::timeout(
-            self.request_timeout,
-            client.get(self.layout.key(), Some(opts)),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::OutOfRange => {
-                Ok(false)
-            }
-            Ok(Err(source)) => Err(TransportError::request("read", source).into()),
-            Err(_) => Err(TransportError::Timeout {
-                op: "read",
-                after: self.request_timeout,
-            }
-            .into()),
-        }
     }
 
     /// Reads the live state afresh and returns it as a change.

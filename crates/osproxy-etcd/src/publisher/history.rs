@@ -37,7 +37,7 @@ use osproxy_observe::{DirectiveSet, NoteError, PublishNote};
 use super::live::{read_range, Live, LiveSet};
 use super::note::{note_at, RecordedNote};
 use super::{request, PublishError, Publisher};
-use crate::error::TransportError;
+use crate::error::{is_out_of_range, TransportError};
 
 /// How many entries [`Publisher::history`] returns when not told.
 pub const DEFAULT_HISTORY_LIMIT: usize = 20;
@@ -394,21 +394,22 @@ impl Publisher {
         )
         .await;
         match read {
-            Err(PublishError::Transport(TransportError::Request {
-                source: etcd_client::Error::GRpcStatus(status),
-                ..
-            })) if status.message().contains("compacted") => Err(PublishError::Compacted {
-                requested: revision,
-                oldest: self.oldest_revision(revision).await?,
-            }),
-            Err(PublishError::Transport(TransportError::Request {
-                source: etcd_client::Error::GRpcStatus(status),
-                ..
-            })) if status.message().contains("future revision") => {
-                Err(PublishError::NoSuchRevision {
-                    requested: revision,
-                    current: self.read().await?.header,
-                })
+            Err(PublishError::Transport(TransportError::Request { source, .. }))
+                if is_out_of_range(&source) =>
+            {
+                // Compacted, or not reached yet: the current revision tells.
+                let current = self.read().await?.header;
+                if revision > current {
+                    Err(PublishError::NoSuchRevision {
+                        requested: revision,
+                        current,
+                    })
+                } else {
+                    Err(PublishError::Compacted {
+                        requested: revision,
+                        oldest: self.oldest_revision(revision).await?,
+                    })
+                }
             }
             other => other,
         }
