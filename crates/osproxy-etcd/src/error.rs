@@ -146,12 +146,26 @@ impl std::error::Error for ConnectError {
     }
 }
 
+/// etcd's error for a revision compacted away (`rpctypes.ErrCompacted`).
+const ERR_COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+/// etcd's error for a revision it has not reached (`rpctypes.ErrFutureRev`).
+const ERR_FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
+
 /// Whether etcd refused a request at a revision it does not hold: one
-/// compacted away, or one it has not reached yet (both are gRPC
-/// `OutOfRange`; which one is told by comparing with the current revision,
-/// never by the message's wording). The one place that recognises it.
+/// compacted away, or one it has not reached yet. A member answers both
+/// with gRPC `OutOfRange`; `etcd grpc-proxy` relays them as `Unknown` with
+/// etcd's exact message, so that is recognised too (whole message, never a
+/// word in it). Which of the two it was is told by comparing with the
+/// current revision. The one place that recognises it.
 pub(crate) fn is_out_of_range(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::OutOfRange)
+    let etcd_client::Error::GRpcStatus(s) = e else {
+        return false;
+    };
+    match s.code() {
+        tonic::Code::OutOfRange => true,
+        tonic::Code::Unknown => matches!(s.message(), ERR_COMPACTED | ERR_FUTURE_REV),
+        _ => false,
+    }
 }
 
 /// A short, stable description of an etcd-client error's kind; the details
@@ -221,5 +235,30 @@ impl From<std::convert::Infallible> for ConfigError {
     /// settings still to validate do (`TryInto<Connection>`).
     fn from(never: std::convert::Infallible) -> Self {
         match never {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: tonic::Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    #[test]
+    fn out_of_range_from_a_member_or_relayed_by_the_proxy() {
+        use tonic::Code;
+        assert!(is_out_of_range(&status(Code::OutOfRange, "anything")));
+        assert!(is_out_of_range(&status(Code::Unknown, ERR_COMPACTED)));
+        assert!(is_out_of_range(&status(Code::Unknown, ERR_FUTURE_REV)));
+        // Only etcd's whole message, and only with the proxy's code.
+        assert!(!is_out_of_range(&status(Code::Unknown, "compacted")));
+        assert!(!is_out_of_range(&status(
+            Code::Unknown,
+            "etcdserver: mvcc: required revision has been compacted!"
+        )));
+        assert!(!is_out_of_range(&status(Code::Unavailable, ERR_COMPACTED)));
+        assert!(!is_out_of_range(&status(Code::InvalidArgument, "x")));
     }
 }

@@ -76,6 +76,42 @@ impl DirectiveView {
             counts: crate::set::DirectiveCounts::default(),
         }
     }
+
+    /// The targets as `name=value` items (`tenant`, `index`, `principal`,
+    /// `endpoint`, in that order); empty for a directive that matches every
+    /// request. The one way every operator surface writes targets.
+    pub fn target_items(&self) -> Vec<String> {
+        let mut items: Vec<String> = [
+            ("tenant", &self.tenant),
+            ("index", &self.index),
+            ("principal", &self.principal),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={v}")))
+        .collect();
+        if let Some(e) = self.endpoint {
+            items.push(format!("endpoint={e}"));
+        }
+        items
+    }
+
+    /// The targets joined by `separator`, or `*` when there are none.
+    pub fn targets_text(&self, separator: &str) -> String {
+        let items = self.target_items();
+        if items.is_empty() {
+            "*".to_owned()
+        } else {
+            items.join(separator)
+        }
+    }
+
+    /// The requested flags (`capture`, `ring_buffer`), in that order.
+    pub fn flag_names(&self) -> Vec<&'static str> {
+        [("capture", self.capture), ("ring_buffer", self.ring_buffer)]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect()
+    }
 }
 
 impl DirectiveSet {

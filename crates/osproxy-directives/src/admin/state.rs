@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use osproxy_core::{Clock, Revision};
 use osproxy_etcd::config::Connection;
 use osproxy_etcd::{
-    EtcdDirectiveStore, FleetStatus, Layout, PublishError, Publisher, DEFAULT_STATUS_PREFIX,
+    EtcdDirectiveStore, FleetStatus, Layout, PublishError, PublishFault, Publisher,
+    DEFAULT_STATUS_PREFIX,
 };
 use osproxy_observe::{
     DecodeLimits, DirectiveSet, DirectiveStore, InMemoryDirectiveStore, PublishNote, SignerKey,
@@ -355,12 +356,7 @@ impl AdminState {
                 Err(ApiError::new(status, "conflict", e.to_string()))
             }
             Err(e) => {
-                if matches!(
-                    e,
-                    PublishError::Invalid(_)
-                        | PublishError::ValueTooLarge { .. }
-                        | PublishError::TooManyOps { .. }
-                ) {
+                if e.fault() == PublishFault::Caller {
                     self.count_rejected(e.slug());
                 }
                 if e.may_need_reconnect() {

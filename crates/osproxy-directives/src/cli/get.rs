@@ -196,31 +196,8 @@ fn render(set: &DirectiveSet, relative: impl Fn(&str) -> Option<u64>) -> String 
 }
 
 fn row(v: &DirectiveView, relative_ttl: Option<u64>) -> [String; 7] {
-    let mut targets = Vec::new();
-    for (name, value) in [
-        ("tenant", &v.tenant),
-        ("index", &v.index),
-        ("principal", &v.principal),
-    ] {
-        if let Some(value) = value {
-            targets.push(format!("{name}={value}"));
-        }
-    }
-    if let Some(e) = v.endpoint {
-        targets.push(format!("endpoint={e}"));
-    }
-    let targets = if targets.is_empty() {
-        "*".to_owned()
-    } else {
-        targets.join(",")
-    };
-    let mut flags = Vec::new();
-    if v.ring_buffer {
-        flags.push("ring_buffer");
-    }
-    if v.capture {
-        flags.push("capture");
-    }
+    let targets = v.targets_text(",");
+    let flags = v.flag_names();
     let (expires_at, remaining) = match relative_ttl {
         Some(ttl) => (format!("ttl {ttl}s, relative"), "unknown".to_owned()),
         None if v.expired => (v.expires_at.clone(), "expired".to_owned()),

@@ -194,6 +194,39 @@ impl PublishError {
     pub fn may_need_reconnect(&self) -> bool {
         self.is_retryable() || matches!(self, PublishError::OutcomeUnknown { .. })
     }
+
+    /// Whose fault the failure is: the one classification behind the CLI's
+    /// exit codes and the admin API's status codes.
+    pub fn fault(&self) -> PublishFault {
+        match self {
+            PublishError::Config(_)
+            | PublishError::Invalid(_)
+            | PublishError::ValueTooLarge { .. }
+            | PublishError::TooManyOps { .. }
+            | PublishError::InvalidNote(_)
+            | PublishError::NoSuchRevision { .. } => PublishFault::Caller,
+            PublishError::OutcomeUnknown { .. } => PublishFault::Unknown,
+            PublishError::Conflict { .. } => PublishFault::Conflict,
+            _ => PublishFault::Environment,
+        }
+    }
+}
+
+/// Whose fault a failed request is ([`PublishError::fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishFault {
+    /// What was asked is wrong (bytes the fleet rejects, etcd's permanent
+    /// refusals, a bad note or revision): asking again the same way fails
+    /// again. CLI exit 2; HTTP 4xx.
+    Caller,
+    /// Someone else wrote first: review and ask again.
+    Conflict,
+    /// The write may or may not have happened: read before retrying.
+    Unknown,
+    /// etcd, the network or the stored data: nothing the caller asked for
+    /// was wrong.
+    Environment,
 }
 
 /// Classifies a failed write: permanent etcd refusals, definite refusals

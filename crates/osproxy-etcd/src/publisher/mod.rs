@@ -116,7 +116,7 @@ use osproxy_core::Clock;
 use osproxy_observe::{DecodeLimits, SignerKey, TrustStore};
 
 pub use changes::{Change, Changes};
-pub use error::PublishError;
+pub use error::{PublishError, PublishFault};
 pub use fleet::FleetStatus;
 pub use history::{
     Diff, History, HistoryEntry, Rollback, SetAt, SetChanges, DEFAULT_HISTORY_LIMIT,

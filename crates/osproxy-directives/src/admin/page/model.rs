@@ -124,26 +124,7 @@ impl PageModel {
 }
 
 fn directive_row(v: &DirectiveView, status: Option<&StoreStatus>) -> DirectiveRow {
-    let mut targets = Vec::new();
-    for (name, value) in [
-        ("tenant", &v.tenant),
-        ("index", &v.index),
-        ("principal", &v.principal),
-    ] {
-        if let Some(value) = value {
-            targets.push(format!("{name}={value}"));
-        }
-    }
-    if let Some(e) = v.endpoint {
-        targets.push(format!("endpoint={e}"));
-    }
-    let mut flags = Vec::new();
-    if v.capture {
-        flags.push("capture");
-    }
-    if v.ring_buffer {
-        flags.push("ring_buffer");
-    }
+    let flags = v.flag_names();
     let clamped = status
         .and_then(|s| s.clamped.iter().find(|c| c.id == v.id))
         .map(|c| c.clamps.iter().map(|c| c.slug()).collect())
@@ -151,11 +132,7 @@ fn directive_row(v: &DirectiveView, status: Option<&StoreStatus>) -> DirectiveRo
     DirectiveRow {
         id: v.id.clone(),
         level: v.level,
-        targets: if targets.is_empty() {
-            "*".to_owned()
-        } else {
-            targets.join(", ")
-        },
+        targets: v.targets_text(", "),
         sample_per_mille: v.sample_per_mille,
         flags: if flags.is_empty() {
             "-".to_owned()

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use osproxy_etcd::{ConfigError, PublishError, TransportError};
+use osproxy_etcd::{ConfigError, PublishError, PublishFault, TransportError};
 use osproxy_observe::DecodeError;
 use serde_json::json;
 
@@ -163,14 +163,9 @@ impl From<DecodeError> for CliError {
 
 impl From<PublishError> for CliError {
     fn from(e: PublishError) -> Self {
-        let failure = match &e {
-            PublishError::Config(_)
-            | PublishError::Invalid(_)
-            | PublishError::ValueTooLarge { .. }
-            | PublishError::TooManyOps { .. }
-            | PublishError::InvalidNote(_)
-            | PublishError::NoSuchRevision { .. } => Failure::Usage,
-            PublishError::OutcomeUnknown { .. } => Failure::OutcomeUnknown,
+        let failure = match e.fault() {
+            PublishFault::Caller => Failure::Usage,
+            PublishFault::Unknown => Failure::OutcomeUnknown,
             _ => Failure::Runtime,
         };
         let mut err = CliError::new(failure, e.slug(), e.to_string());
