@@ -42,7 +42,7 @@ cargo test --workspace --locked
 # compile-time API check).
 etcd_suites=(
   publisher publisher_history publisher_proxy
-  store_budget store_cluster_faults store_compaction
+  store_auth_watch store_budget store_cluster_faults store_compaction
   store_connect store_expiry store_handles store_model store_politeness
   store_prefix store_proxy store_race store_safety store_secure
   store_seed_scenario store_shared store_stale store_trust
