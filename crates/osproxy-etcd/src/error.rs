@@ -170,6 +170,27 @@ pub(crate) fn client_error_kind(e: &etcd_client::Error) -> &'static str {
     }
 }
 
+/// Whether a read at a past revision failed because etcd no longer holds
+/// that revision (compacted) or does not hold it yet (a rebuilt cluster):
+/// then a fresh read replaces a resume. etcd answers `OutOfRange`; etcd
+/// 3.5.1's grpc-proxy forwards the same errors with code `Unknown` and only
+/// the message left ("etcdserver: mvcc: required revision has been
+/// compacted"), so the message counts too.
+pub(crate) fn is_revision_out_of_range(e: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(s) = e else {
+        return false;
+    };
+    match s.code() {
+        tonic::Code::OutOfRange => true,
+        tonic::Code::Unknown => {
+            let m = s.message();
+            m.ends_with("mvcc: required revision has been compacted")
+                || m.ends_with("mvcc: required revision is a future revision")
+        }
+        _ => false,
+    }
+}
+
 /// An invalid option.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -213,5 +234,40 @@ impl From<std::convert::Infallible> for ConfigError {
     /// settings still to validate do (`TryInto<Connection>`).
     fn from(never: std::convert::Infallible) -> Self {
         match never {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    fn status(code: Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(Status::new(code, message))
+    }
+
+    #[test]
+    fn a_revision_out_of_range_is_known_by_code_or_by_the_proxys_message() {
+        let compacted = "etcdserver: mvcc: required revision has been compacted";
+        let future = "etcdserver: mvcc: required revision is a future revision";
+        assert!(is_revision_out_of_range(&status(
+            Code::OutOfRange,
+            compacted
+        )));
+        assert!(is_revision_out_of_range(&status(Code::OutOfRange, "")));
+        // What etcd 3.5.1's grpc-proxy sends.
+        assert!(is_revision_out_of_range(&status(Code::Unknown, compacted)));
+        assert!(is_revision_out_of_range(&status(Code::Unknown, future)));
+        assert!(!is_revision_out_of_range(&status(
+            Code::Unknown,
+            "etcdserver: request timed out"
+        )));
+        assert!(!is_revision_out_of_range(&status(
+            Code::Unavailable,
+            compacted
+        )));
+        assert!(!is_revision_out_of_range(&etcd_client::Error::WatchError(
+            "x".into()
+        )));
     }
 }

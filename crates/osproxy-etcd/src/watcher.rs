@@ -274,9 +274,7 @@ impl Watcher {
         {
             Ok(Ok(_)) => Ok(true),
             // Compacted, or a future revision.
-            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::OutOfRange => {
-                Ok(false)
-            }
+            Ok(Err(e)) if crate::error::is_revision_out_of_range(&e) => Ok(false),
             Ok(Err(e)) => Err(Failed::client(e)),
             Err(_) => Err(Failed::timeout("read timeout")),
         }

@@ -194,9 +194,7 @@ impl Changes {
         .await
         {
             Ok(Ok(_)) => Ok(true),
-            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::OutOfRange => {
-                Ok(false)
-            }
+            Ok(Err(e)) if crate::error::is_revision_out_of_range(&e) => Ok(false),
             Ok(Err(source)) => Err(TransportError::request("read", source).into()),
             Err(_) => Err(TransportError::Timeout {
                 op: "read",
