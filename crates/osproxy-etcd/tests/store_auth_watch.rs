@@ -65,7 +65,7 @@ async fn reader_client(
         .with_connect_timeout(Duration::from_secs(5));
     etcd_client::Client::connect(endpoints, Some(options))
         .await
-        .expect("the reader connects")
+        .unwrap_or_else(|e| panic!("the reader cannot connect: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
