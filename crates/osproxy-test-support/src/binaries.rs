@@ -1,9 +1,10 @@
 //! Finding the `etcd` and `etcdctl` executables, and which etcd they are.
 //!
 //! `OSPROXY_ETCD_BIN_DIR` picks the directory (the version matrix: the test
-//! command runs the live suites once with Debian's 3.4 in `/usr/bin` and once
-//! with `OSPROXY_ETCD_BIN_DIR=.deps/etcd-3.5.1/bin`); without it, Debian's
-//! `/usr/bin`, then `PATH`. The first cluster a test process starts prints
+//! command runs the live suites with Debian's 3.4 in `/usr/bin` and again
+//! with `OSPROXY_ETCD_BIN_DIR=.deps/etcd-<version>/bin` for 3.5, 3.6 and
+//! 3.7); without it, Debian's `/usr/bin`, then `PATH`. [`etcd_release`]
+//! tells a test which release it runs against. The first cluster a test process starts prints
 //! the version in use to stderr, once.
 
 use std::ffi::OsStr;
@@ -59,6 +60,40 @@ pub fn etcd_version(etcd_bin: &Path) -> String {
             })
         })
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The release of the etcd the live tests start (`OSPROXY_ETCD_BIN_DIR`'s,
+/// else Debian's, else `PATH`'s) as `(major, minor, patch)`, for tests whose
+/// expectation differs between versions. Read once per test process.
+///
+/// Panics when etcd is missing or its version cannot be parsed: a version
+/// check must never quietly take one branch.
+pub fn etcd_release() -> (u32, u32, u32) {
+    static RELEASE: OnceLock<(u32, u32, u32)> = OnceLock::new();
+    *RELEASE.get_or_init(|| {
+        let bin = require("etcd");
+        let version = etcd_version(&bin);
+        parse_release(&version).unwrap_or_else(|| {
+            panic!(
+                "cannot parse the version of {} ({version:?})",
+                bin.display()
+            )
+        })
+    })
+}
+
+/// `3.6.15` → `(3, 6, 15)`; a suffix after the patch (`3.7.0-rc.1`) is
+/// ignored.
+fn parse_release(version: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = version.splitn(3, '.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    let patch_text = parts.next()?;
+    let digits = patch_text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(patch_text.len());
+    let patch = patch_text[..digits].parse().ok()?;
+    Some((major, minor, patch))
 }
 
 /// Prints the etcd in use to stderr, the first time only.
@@ -119,6 +154,14 @@ mod tests {
         assert!(missing.starts_with(ETCD_BIN_DIR_VAR), "{missing}");
         // Empty means unset.
         assert!(find("sh", Some(OsStr::new("")), None).is_ok());
+    }
+
+    #[test]
+    fn releases_parse() {
+        assert_eq!(parse_release("3.4.23"), Some((3, 4, 23)));
+        assert_eq!(parse_release("3.7.0-rc.1"), Some((3, 7, 0)));
+        assert_eq!(parse_release("unknown"), None);
+        assert_eq!(parse_release("3.6"), None);
     }
 
     #[test]

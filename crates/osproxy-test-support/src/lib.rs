@@ -90,7 +90,7 @@ mod ports;
 mod proxy;
 mod wait;
 
-pub use binaries::{etcd_version, ETCD_BIN_DIR_VAR, ETCD_NOT_FOUND};
+pub use binaries::{etcd_release, etcd_version, ETCD_BIN_DIR_VAR, ETCD_NOT_FOUND};
 pub use browser::{Browser, Tab, CHROMIUM_NOT_FOUND, CHROMIUM_VAR};
 pub use cluster::{EtcdCluster, EtcdClusterBuilder, EtcdMember, MemberStatus, KEEP_ENV};
 pub use forwarder::TcpForwarder;
