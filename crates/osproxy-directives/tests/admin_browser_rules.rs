@@ -173,50 +173,35 @@ async fn the_curl_reproductions_are_refused_with_slugs() {
         }
         req
     };
-    // Point 1 as reported: text/plain from another origin.
-    let (s, v) = json_answer(
-        post("text/plain", Some("https://evil.example"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, v["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("cross_site"))
+    let refusal = |req: reqwest::RequestBuilder| async move {
+        let (s, v) = json_answer(req.send().await.unwrap()).await;
+        (s, v["error"].as_str().map(str::to_owned))
+    };
+    let cross_site = (StatusCode::FORBIDDEN, Some("cross_site".to_owned()));
+    let not_json = (
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Some("unsupported_media_type".to_owned()),
     );
-    // The same with a JSON content type: still another origin.
-    let (s, v) = json_answer(
-        post("application/json", Some("https://evil.example"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, v["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("cross_site"))
-    );
-    let (s, v) = json_answer(post("application/json", Some("null")).send().await.unwrap()).await;
-    assert_eq!(
-        (s, v["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("cross_site"))
-    );
+    // Point 1 as reported: text/plain from another origin; then the same
+    // with a JSON content type (still another origin), and `Origin: null`.
+    for (t, origin) in [
+        ("text/plain", "https://evil.example"),
+        ("application/json", "https://evil.example"),
+        ("application/json", "null"),
+    ] {
+        assert_eq!(
+            refusal(post(t, Some(origin))).await,
+            cross_site,
+            "{t} {origin}"
+        );
+    }
     // No origin (curl), but not JSON: the form-encodable types are refused.
     for t in [
         "text/plain",
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=x",
     ] {
-        let (s, v) = json_answer(post(t, None).send().await.unwrap()).await;
-        assert_eq!(
-            (s, v["error"].as_str()),
-            (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Some("unsupported_media_type")
-            ),
-            "{t}"
-        );
+        assert_eq!(refusal(post(t, None)).await, not_json, "{t}");
     }
     let rollback = http
         .post(serve.at("/admin/rollback"))

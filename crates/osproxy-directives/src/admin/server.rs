@@ -267,31 +267,31 @@ async fn serve_connection<S>(
 
 /// `408 request_timeout`, JSON like every other error of the admin API.
 fn timeout_response(limit: Duration) -> Response<Body> {
-    let body = serde_json::json!({
-        "error": "request_timeout",
-        "message": format!("the request was not completed within {} s", limit.as_secs_f64()),
-    });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
-    response
+    closing_error(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        &format!(
+            "the request was not completed within {} s",
+            limit.as_secs_f64()
+        ),
+    )
 }
 
 /// `503 busy`: a reserve connection asked for more than a health check.
 fn busy_response() -> Response<Body> {
-    let body = serde_json::json!({
-        "error": "busy",
-        "message": "every admin connection is busy; only /healthz and /readyz are answered now",
-    });
+    closing_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "every admin connection is busy; only /healthz and /readyz are answered now",
+    )
+}
+
+/// An error the listener answers itself (outside the router), in the admin
+/// API's JSON shape, closing the connection.
+fn closing_error(status: StatusCode, slug: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": slug, "message": message});
     let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
