@@ -186,6 +186,10 @@ pub enum ConfigError {
     /// The key or prefix is empty.
     #[error("the key or prefix is empty")]
     EmptyKey,
+    /// A prefix does not end in `/`: `/env/prod` would also take the keys of
+    /// `/env/prod-staging/`.
+    #[error("prefix {0:?} must end in '/' (otherwise it takes its neighbours' keys)")]
+    PrefixWithoutSlash(String),
     /// A duration option is out of its range.
     #[error("{option} is out of range: {why}")]
     Range {

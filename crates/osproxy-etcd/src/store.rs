@@ -321,6 +321,7 @@ impl EtcdStoreBuilder {
         let mut watcher = Watcher {
             follower: Follower::new(config.layout.is_prefix(), config.decode_limits)
                 .with_shared_decodes(SharedDecodes::for_clock(&config.clock))
+                .with_prefix(config.layout.key())
                 .trusting(config.trust.clone()),
             backoff: Backoff::new(config.backoff),
             serving,

@@ -69,6 +69,10 @@ pub(crate) struct AppliedState {
     empty: Arc<DirectiveSet>,
     /// The decodes this store shares with the others on its clock, if any.
     shared: Option<Arc<SharedDecodes>>,
+    /// Prefix layout: the prefix, so that a key whose suffix is not its
+    /// directive's id is refused (`key_id_mismatch`). `None`: not checked
+    /// (the model simulation's arbitrary keys).
+    prefix: Option<Vec<u8>>,
 }
 
 impl AppliedState {
@@ -82,6 +86,27 @@ impl AppliedState {
             compose_rejections: Vec::new(),
             empty: Arc::new(DirectiveSet::new()),
             shared: None,
+            prefix: None,
+        }
+    }
+
+    /// Checks, in the prefix layout, that each key under `prefix` holds the
+    /// directive its suffix names.
+    pub(crate) fn set_prefix(&mut self, prefix: &str) {
+        self.prefix = Some(prefix.as_bytes().to_vec());
+    }
+
+    /// `key_id_mismatch` when `key`'s suffix after the prefix is not the id
+    /// of the one directive `set` holds. Checked after the (shared) decode:
+    /// the decode depends on the bytes only, this on the store's prefix.
+    fn check_key_id(&self, key: &[u8], set: &DirectiveSet) -> Result<(), DecodeError> {
+        let Some(prefix) = self.prefix.as_deref().filter(|_| self.prefix_layout) else {
+            return Ok(());
+        };
+        let suffix = key.strip_prefix(prefix).unwrap_or(key);
+        match set.directives() {
+            [d] if d.id.as_bytes() == suffix => Ok(()),
+            _ => Err(DecodeError::whole(RejectReason::KeyIdMismatch)),
         }
     }
 
@@ -174,6 +199,7 @@ impl AppliedState {
                 None => self.decode(payload, kv.mod_revision, clock),
             },
         };
+        let decoded = decoded.and_then(|set| self.check_key_id(&kv.key, &set).map(|()| set));
         let previous_good = previous.and_then(|p| p.good.clone());
         let entry = match decoded {
             Ok(directives) => Entry {

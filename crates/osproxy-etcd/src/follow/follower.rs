@@ -89,6 +89,13 @@ impl Follower {
         self
     }
 
+    /// Prefix layout: refuses a key whose suffix after `prefix` is not its
+    /// directive's id (`key_id_mismatch`).
+    pub(crate) fn with_prefix(mut self, prefix: &str) -> Follower {
+        self.applied.set_prefix(prefix);
+        self
+    }
+
     /// Applies only values signed by a key in `trust` (SPEC §9).
     pub(crate) fn trusting(mut self, trust: Option<Arc<TrustStore>>) -> Follower {
         self.applied.set_trust(trust);

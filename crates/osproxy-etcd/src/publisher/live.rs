@@ -202,7 +202,7 @@ impl Publisher {
                     }
                 }
             }
-            Layout::Prefix(_) => {
+            Layout::Prefix(prefix) => {
                 let mut list = Vec::with_capacity(live.kvs.len());
                 let mut ids = HashSet::new();
                 for kv in &live.kvs {
@@ -210,6 +210,9 @@ impl Publisher {
                         .open(kv)
                         .and_then(|v| decode_directive(v, clock, &self.limits))
                     {
+                        Ok(d) if kv.key() != super::directive_key(prefix, &d.id).as_bytes() => out
+                            .rejected
+                            .push(reject(kv, DecodeError::whole(RejectReason::KeyIdMismatch))),
                         Ok(d) if !ids.insert(d.id.clone()) => out
                             .rejected
                             .push(reject(kv, DecodeError::whole(RejectReason::DuplicateId))),

@@ -165,7 +165,8 @@ impl Publisher {
     /// [`with_decode_limits`](Self::with_decode_limits).
     ///
     /// # Errors
-    /// [`PublishError::Config`] for invalid options or an empty key;
+    /// [`PublishError::Config`] for invalid options, an empty key or a
+    /// prefix without a trailing `/`;
     /// [`PublishError::Connect`] naming the endpoints and the last cause.
     pub async fn connect<C>(
         connection: C,
@@ -177,9 +178,7 @@ impl Publisher {
         ConfigError: From<C::Error>,
     {
         let connection: Connection = connection.try_into().map_err(ConfigError::from)?;
-        if layout.key().is_empty() {
-            return Err(ConfigError::EmptyKey.into());
-        }
+        layout.validate()?;
         let probe = layout.key().to_owned();
         let (i, client) = crate::connection::first_answering(
             connection.endpoints(),
