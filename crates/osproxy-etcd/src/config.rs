@@ -20,6 +20,7 @@
 //! | TLS | off | CA (required), optional client certificate and key |
 //! | user / password | none | etcd authentication |
 //! | decode limits | SPEC §2 | body size, directive count, lifetime cap |
+//! | state dir | none | where the signed format v2 high-water mark survives restarts |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -409,6 +410,9 @@ pub struct StoreConfig {
     /// With a trust store, only values signed by one of its keys apply
     /// (SPEC §9, `osproxy_observe::signed`); default none.
     pub trust: Option<Arc<osproxy_observe::TrustStore>>,
+    /// Where the anti-rollback high-water mark survives restarts (signed
+    /// format v2); default none (kept in memory only).
+    pub state_dir: Option<std::path::PathBuf>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
 }

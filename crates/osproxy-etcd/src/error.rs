@@ -190,6 +190,14 @@ pub enum ConfigError {
     /// `/env/prod-staging/`.
     #[error("prefix {0:?} must end in '/' (otherwise it takes its neighbours' keys)")]
     PrefixWithoutSlash(String),
+    /// The state directory (anti-rollback high-water marks) is unusable.
+    #[error("state directory {path}: {why}")]
+    StateDir {
+        /// The directory.
+        path: String,
+        /// What is wrong (value-free).
+        why: &'static str,
+    },
     /// A duration option is out of its range.
     #[error("{option} is out of range: {why}")]
     Range {

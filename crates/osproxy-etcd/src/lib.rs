@@ -137,8 +137,8 @@ pub use instance::{
 };
 pub use publisher::{
     Change, Changes, Diff, FleetStatus, History, HistoryEntry, KeyRejection, LiveSet, PublishError,
-    Publisher, RecordedNote, Rollback, SetAt, SetChanges, Written, DEFAULT_HISTORY_LIMIT,
-    MAX_HISTORY_LIMIT,
+    Publisher, RecordedNote, Rollback, SetAt, SetChanges, SignedNote, Written,
+    DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT,
 };
 pub use safety::{Ceilings, Clamp, ClampedDirective, FailsafePolicy};
 pub use status::{Rejection, StoreStatus, WatchPhase};

@@ -247,7 +247,7 @@ async fn a_prefix_needs_its_slash_and_a_key_must_name_its_directive() {
     let p = format!("{prod}/");
     cluster.put(&format!("{p}a"), &directive_body("a", 600));
     cluster.put(&format!("{p}x"), &directive_body("y", 600));
-    let store = prefix_store(&cluster, &p).await;
+    let store = prefix_store(cluster, &p).await;
     assert_eq!(ids(&store), ["a"]);
     assert_eq!(rejections(&store), [(format!("{p}x"), "key_id_mismatch")]);
     cluster.put(&format!("{p}b"), &directive_body("b", 600));

@@ -192,7 +192,7 @@ mod tests {
             ("{".into(), "malformed_json"),
             ("[]".into(), "wrong_type"),
             ("{}".into(), "missing_field"),
-            (format!("{{\"keys\":{{}},\"x\":1}}"), "unknown_field"),
+            ("{\"keys\":{},\"x\":1}".into(), "unknown_field"),
             (format!("{{\"keys\":[\"{h}\"]}}"), "wrong_type"),
             (format!("{{\"keys\":{{\"a/b\":\"{h}\"}}}}"), "invalid_id"),
             ("{\"keys\":{\"a\":\"AB\"}}".into(), "wrong_type"),
