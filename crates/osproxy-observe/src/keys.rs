@@ -19,12 +19,14 @@
 //! accepts (each at most once):
 //! ```text
 //! osproxy-require signed-v2
+//! osproxy-require token-iat
 //! osproxy-audience <fleet-name>
 //! ```
 //! The first refuses signed values of format v1 (`legacy_signature`): set it
-//! once every publisher writes v2 (see [`crate::signed`]). The second makes
-//! a header token valid only when it names this audience (see
-//! [`crate::token`]); a fleet name follows the key id rule.
+//! once every publisher writes v2 (see [`crate::signed`]). The second
+//! refuses header tokens without an issued-at time, the third header tokens
+//! that do not name this audience (see [`crate::token`]); a fleet name
+//! follows the key id rule.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -191,6 +193,8 @@ pub struct TrustStore {
     require_v2: bool,
     /// Header tokens must name this audience (see [`crate::token`]).
     audience: Option<String>,
+    /// Header tokens must carry `iat` (see [`crate::token`]).
+    require_token_iat: bool,
 }
 
 impl TrustStore {
@@ -230,6 +234,9 @@ impl TrustStore {
             (Some(REQUIRE_TAG), Some("signed-v2"), None) if !self.require_v2 => {
                 self.require_v2 = true;
             }
+            (Some(REQUIRE_TAG), Some("token-iat"), None) if !self.require_token_iat => {
+                self.require_token_iat = true;
+            }
             (Some(AUDIENCE_TAG), Some(name), None) if self.audience.is_none() => {
                 self.require_audience(name)?;
             }
@@ -250,6 +257,19 @@ impl TrustStore {
     /// Whether signed format v1 is refused.
     pub fn requires_signed_v2(&self) -> bool {
         self.require_v2
+    }
+
+    /// Refuses header tokens without `iat` (`missing_issued_at`; see
+    /// [`crate::token`]).
+    #[must_use]
+    pub fn requiring_token_iat(mut self) -> Self {
+        self.require_token_iat = true;
+        self
+    }
+
+    /// Whether header tokens must carry `iat`.
+    pub fn requires_token_iat(&self) -> bool {
+        self.require_token_iat
     }
 
     /// Accepts a header token only when it names `audience` (this fleet's
@@ -394,9 +414,12 @@ mod tests {
         assert_eq!(store.key_ids().collect::<Vec<_>>(), ["ops-1"]);
         assert!(!store.requires_signed_v2());
         assert_eq!(store.required_audience(), None);
-        let strict = format!("{text}osproxy-require signed-v2\nosproxy-audience prod-eu\n");
+        let strict = format!(
+            "{text}osproxy-require signed-v2\nosproxy-require token-iat\nosproxy-audience prod-eu\n"
+        );
         let strict = TrustStore::parse(&strict).unwrap();
         assert!(strict.requires_signed_v2());
+        assert!(strict.requires_token_iat());
         assert_eq!(strict.required_audience(), Some("prod-eu"));
         assert_eq!(strict.key_ids().collect::<Vec<_>>(), ["ops-1"]);
         let sig = signer.sign(b"m").to_bytes();

@@ -82,6 +82,7 @@ mod stats;
 pub mod store;
 pub mod timed;
 pub mod token;
+mod token_claims;
 pub mod verifier;
 pub mod view;
 
