@@ -396,3 +396,50 @@ async fn history_prefers_the_signed_note_and_flags_a_forged_marker() {
     assert_eq!(history.entries[0].note.author(), Some("mallory"));
     assert_eq!(history.entries[0].signed_note, SignedNote::Absent);
 }
+
+/// Rotation in the prefix layout: a publisher with only the new key refuses
+/// to edit over a manifest it cannot verify (rather than dropping every
+/// key); told to trust both, it re-signs every key and the manifest with
+/// the new key, so instances trusting only the new key serve them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_rotation_resigns_every_key_and_never_drops_them() {
+    use osproxy_etcd::PublishError;
+
+    let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
+    let prefix = format!("{}/", unique_key("rollback-rotate"));
+    let layout = Layout::Prefix(prefix.clone());
+    let (old, new) = (signer("ops-1", 1), signer("ops-2", 2));
+    let first = v2_publisher(cluster, layout.clone(), &old).await;
+    first.add(directive("a", "Shape")).await.unwrap();
+    let both = store_builder(cluster, layout.clone(), trusting(&[&old, &new]))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(ids(&both), ["a"]);
+
+    let second = v2_publisher(cluster, layout.clone(), &new).await;
+    match second.add(directive("b", "Shape")).await {
+        Err(PublishError::Malformed { key, source, .. }) => {
+            assert_eq!(key, prefix);
+            assert_eq!(source.slug(), "unknown_key");
+        }
+        other => panic!("expected the manifest refused, got {other:?}"),
+    }
+    assert!(
+        cluster.get(&format!("{prefix}a")).is_some(),
+        "nothing dropped"
+    );
+    let second = second.with_trust_store(trusting(&[&old, &new]));
+    second.add(directive("b", "Shape")).await.unwrap();
+    wait_ids(&both, &["a", "b"]).await;
+    for k in [prefix.clone(), format!("{prefix}a"), format!("{prefix}b")] {
+        let v = cluster.get(&k).unwrap();
+        assert!(v.starts_with("osproxy-signed v2 ops-2 "), "{k}: {v}");
+    }
+    let only_new = store_builder(cluster, layout, trusting(&[&new]))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(ids(&only_new), ["a", "b"]);
+    assert!(only_new.status().rejected.is_empty());
+}

@@ -266,8 +266,11 @@ impl Publisher {
     }
 
     /// A v2 add or remove: read the live set (as instances serve it, keys
-    /// outside the manifest left out), edit it, replace the prefix against
-    /// the revision read; retried when another writer got in between.
+    /// outside the manifest left out, and so deleted by the write), edit
+    /// it, replace the prefix against the revision read; retried when
+    /// another writer got in between. Refused when the live manifest does
+    /// not verify ([`PublishError::Malformed`]): a whole `publish` replaces
+    /// it.
     async fn edit_prefix_v2(
         &self,
         prefix: &str,
@@ -278,6 +281,16 @@ impl Publisher {
         for attempt in 1..=MAX_ATTEMPTS {
             let live = self.read().await?;
             let decoded = self.decode_live(&live);
+            // A manifest this publisher cannot verify (another key, not yet
+            // in its trust store: see `with_trust_store`) would make every
+            // key look unlisted; an edit must not drop them all for that.
+            if let Some(r) = decoded.rejected.iter().find(|r| r.key == prefix) {
+                return Err(PublishError::Malformed {
+                    key: r.key.clone(),
+                    revision: live.revision,
+                    source: r.error,
+                });
+            }
             let (next, replaced) = edit(&decoded.set, self.clock.now())?;
             match self
                 .replace_prefix(prefix, &next, Some(live.revision), note)
