@@ -79,7 +79,7 @@ fn directive(id: &str, level: &str) -> TimedDirective {
     decode_directive(body.as_bytes(), clock().as_ref(), &DecodeLimits::default()).unwrap()
 }
 
-/// The attack, single key: publish a signed capture set, then an
+/// The replay attack, single key: publish a signed capture set, then an
 /// empty one, then put the capture set's bytes back with a raw put.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_signed_set_put_back_is_refused_as_replayed() {
@@ -148,7 +148,7 @@ async fn an_old_signed_set_put_back_is_refused_as_replayed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The attack, prefix layout: a deleted signed key put back, an
+/// The replay attack, prefix layout: a deleted signed key put back, an
 /// old signed key mixed in, an old manifest put back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefix_keys_outside_the_signed_manifest_are_refused() {

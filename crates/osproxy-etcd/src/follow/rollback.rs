@@ -82,7 +82,7 @@ impl HighWater {
             .map(|b| format!("{b:02x}"))
             .collect();
         let path = dir.join(format!("highwater-{name}"));
-        let seq = match std::fs::read(&path) {
+        let seq = match read_bounded(&path) {
             Ok(bytes) => Some(parse_state(&bytes, key).ok_or(err("unreadable high-water file"))?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(_) => return Err(err("cannot read the high-water file")),
@@ -138,6 +138,20 @@ impl HighWater {
             }
         }
     }
+}
+
+/// Longest state file read: a sequence and a key fit well within it.
+const MAX_STATE_FILE: u64 = 16 * 1024;
+
+/// The file's first [`MAX_STATE_FILE`] bytes and one more (so that a longer
+/// file does not parse).
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_STATE_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn parse_state(bytes: &[u8], key: &str) -> Option<u64> {
