@@ -187,6 +187,13 @@ async fn prefix_keys_outside_the_signed_manifest_are_refused() {
         ids(&store) == ["a"] && level(&store) == Some(DiagLevel::ShapeTiming)
     })
     .await;
+    // Four legitimate writes, each keys and manifest in one transaction:
+    // never judged half applied, so never counted as a rejection.
+    assert!(
+        store.status().rejected_total.is_empty(),
+        "{:?}",
+        store.status().rejected_total
+    );
 
     // A deleted key put back: refused alone.
     cluster.put(&b, &old_b);
