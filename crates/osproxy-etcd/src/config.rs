@@ -20,6 +20,7 @@
 //! | TLS | off | CA (required), optional client certificate and key |
 //! | user / password | none | etcd authentication |
 //! | decode limits | SPEC §2 | body size, directive count, lifetime cap |
+//! | state dir | none | where the signed format v2 high-water mark survives restarts |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub enum Layout {
     Key(String),
     /// One directive object per key under this prefix; operators add and
     /// remove directives independently and a malformed key is rejected alone.
+    /// The prefix must end in `/` ([`Layout::validate`]), and each key's
+    /// suffix must be its directive's id (else `key_id_mismatch`).
     Prefix(String),
 }
 
@@ -45,6 +48,21 @@ impl Layout {
     pub fn key(&self) -> &str {
         match self {
             Layout::Key(k) | Layout::Prefix(k) => k,
+        }
+    }
+
+    /// Checks the key or prefix: not empty, and a prefix ends in `/` (a
+    /// prefix `/env/prod` would also take every key of `/env/prod-staging/`).
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptyKey`], [`ConfigError::PrefixWithoutSlash`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            Layout::Key(k) | Layout::Prefix(k) if k.is_empty() => Err(ConfigError::EmptyKey),
+            Layout::Prefix(p) if !p.ends_with('/') => {
+                Err(ConfigError::PrefixWithoutSlash(p.clone()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -64,7 +82,6 @@ impl Layout {
     /// |---|---|---|
     /// | key | `/osproxy/directives` | `/osproxy/directives.revision` |
     /// | prefix | `/osproxy/directives/` | `/osproxy/directives.prefix-revision` |
-    /// | prefix without a trailing `/` | `/osproxy/dirs` | `/osproxy/.dirs.prefix-revision` |
     ///
     /// etcd permissions granted on the parent path (e.g. `/osproxy/`) cover it.
     pub fn revision_key(&self) -> String {
@@ -393,6 +410,9 @@ pub struct StoreConfig {
     /// With a trust store, only values signed by one of its keys apply
     /// (SPEC §9, `osproxy_observe::signed`); default none.
     pub trust: Option<Arc<osproxy_observe::TrustStore>>,
+    /// Where the anti-rollback high-water mark survives restarts (signed
+    /// format v2); default none (kept in memory only).
+    pub state_dir: Option<std::path::PathBuf>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
 }
@@ -405,9 +425,7 @@ impl StoreConfig {
     pub fn validate(mut self) -> Result<Self, ConfigError> {
         // The watcher reads the settings as validated (endpoints normalised).
         self.connection = Connection::try_from(self.connection)?.into();
-        if self.layout.key().is_empty() {
-            return Err(ConfigError::EmptyKey);
-        }
+        self.layout.validate()?;
         nonzero("stale after", self.stale_after)?;
         nonzero("progress interval", self.progress_interval)?;
         if self.progress_interval >= self.stale_after {
@@ -476,13 +494,12 @@ mod tests {
             "/osproxy/directives/",
             "/",
             "//",
-            "/osproxy/d",
-            "d",
-            "/x/.",
-            "/x/..",
-            ".",
+            "d/",
+            "/x/./",
+            "./",
             "/a.b/",
         ] {
+            assert_eq!(Layout::Prefix(p.into()).validate(), Ok(()), "{p}");
             let marker = Layout::Prefix(p.into()).revision_key();
             assert!(!marker.starts_with(p), "{p} -> {marker}");
         }
@@ -498,6 +515,27 @@ mod tests {
             Layout::Key("/osproxy/directives".into()).revision_key(),
             Layout::Prefix("/osproxy/directives/".into()).revision_key()
         );
+    }
+
+    #[test]
+    fn a_prefix_must_end_in_a_slash() {
+        for p in ["/env/prod", "/osproxy/d", "d", "/x/.", "/x/.."] {
+            assert_eq!(
+                Layout::Prefix(p.into()).validate(),
+                Err(ConfigError::PrefixWithoutSlash(p.into())),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            Layout::Prefix(String::new()).validate(),
+            Err(ConfigError::EmptyKey)
+        );
+        assert_eq!(
+            Layout::Key(String::new()).validate(),
+            Err(ConfigError::EmptyKey)
+        );
+        // A key is a key: no slash rule.
+        assert_eq!(Layout::Key("/env/prod".into()).validate(), Ok(()));
     }
 
     #[test]

@@ -208,6 +208,18 @@ pub enum ConfigError {
     /// The key or prefix is empty.
     #[error("the key or prefix is empty")]
     EmptyKey,
+    /// A prefix does not end in `/`: `/env/prod` would also take the keys of
+    /// `/env/prod-staging/`.
+    #[error("prefix {0:?} must end in '/' (otherwise it takes its neighbours' keys)")]
+    PrefixWithoutSlash(String),
+    /// The state directory (anti-rollback high-water marks) is unusable.
+    #[error("state directory {path}: {why}")]
+    StateDir {
+        /// The directory.
+        path: String,
+        /// What is wrong (value-free).
+        why: &'static str,
+    },
     /// A duration option is out of its range.
     #[error("{option} is out of range: {why}")]
     Range {

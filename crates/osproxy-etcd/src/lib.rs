@@ -137,7 +137,7 @@ pub use instance::{
 };
 pub use publisher::{
     Change, Changes, Diff, FleetStatus, History, HistoryEntry, KeyRejection, LiveSet, PublishError,
-    PublishFault, Publisher, RecordedNote, Rollback, SetAt, SetChanges, Written,
+    PublishFault, Publisher, RecordedNote, Rollback, SetAt, SetChanges, SignedNote, Written,
     DEFAULT_HISTORY_LIMIT, DEFAULT_HISTORY_PAGE_BYTES, MAX_HISTORY_LIMIT,
 };
 pub use safety::{Ceilings, Clamp, ClampedDirective, FailsafePolicy};

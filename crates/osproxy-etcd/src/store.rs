@@ -26,6 +26,7 @@ use crate::config::{
 };
 use crate::connection;
 use crate::error::EtcdError;
+use crate::follow::rollback::HighWater;
 use crate::follow::shared::SharedDecodes;
 use crate::follow::Follower;
 use crate::instance::{InstanceReport, InstanceReporter};
@@ -120,6 +121,7 @@ impl EtcdDirectiveStore {
                 failsafe: None,
                 ceilings: Ceilings::NONE,
                 trust: None,
+                state_dir: None,
                 clock,
             },
             runtime: None,
@@ -272,8 +274,26 @@ impl EtcdStoreBuilder {
     /// unsigned value is rejected as `unsigned`, a bad or foreign signature
     /// as `bad_signature` / `unknown_key`, and the last good set keeps
     /// serving. Default: none (a signed value's payload applies unchecked).
+    ///
+    /// Signed format v2 adds anti-rollback: a value whose sequence is below
+    /// the highest accepted is `replayed`; in the prefix layout a key the
+    /// signed manifest does not list with its value's hash is
+    /// `not_in_manifest` (see [`state_dir`](Self::state_dir) and
+    /// [`TrustStore::requiring_signed_v2`]).
     pub fn trust_store(mut self, trust: TrustStore) -> Self {
         self.config.trust = Some(Arc::new(trust));
+        self
+    }
+
+    /// Keeps the anti-rollback high-water mark (signed format v2, see
+    /// `osproxy_observe::signed`) in `dir`, so that after a restart a value
+    /// older than the newest this instance accepted is still refused
+    /// (`replayed`). The directory must exist; one small file per key or
+    /// prefix is replaced atomically. Without it the mark lives in memory,
+    /// and a fresh start refuses only values signed longer ago than the
+    /// longest directive lifetime (`stale_signature`).
+    pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.state_dir = Some(dir.into());
         self
     }
 
@@ -318,9 +338,12 @@ impl EtcdStoreBuilder {
             config.failsafe,
             timers::now(),
         ));
+        let high = HighWater::load(config.state_dir.as_deref(), config.layout.key())?;
         let mut watcher = Watcher {
             follower: Follower::new(config.layout.is_prefix(), config.decode_limits)
                 .with_shared_decodes(SharedDecodes::for_clock(&config.clock))
+                .with_prefix(config.layout.key())
+                .with_high_water(high)
                 .trusting(config.trust.clone()),
             backoff: Backoff::new(config.backoff),
             serving,

@@ -318,6 +318,9 @@ impl Watcher {
             return;
         }
         let set = self.follower.compose();
+        let mut rejected = rejected.to_vec();
+        rejected.extend(self.follower.take_fresh_rejections());
+        let rejected = rejected.as_slice();
         let len = set.len();
         let current = self.serving.composed();
         // Single key: an unchanged last good set is the very same `Arc`.

@@ -166,13 +166,17 @@ async fn prefix_layout_swaps_the_whole_prefix_and_feeds_changes() {
         Err(PublishError::Conflict { .. })
     ));
 
-    // Two keys carrying one id: the live set is rejected, named by key.
+    // A second key carrying a taken id: the live set is rejected, named by
+    // key (the key must name its directive, so it is `key_id_mismatch`).
     cluster.put(
         &format!("{prefix}zz"),
         r#"{"id":"c","level":"Shape","ttl_secs":60}"#,
     );
     match p.current().await {
-        Err(PublishError::Malformed { source, .. }) => assert_eq!(source.slug(), "duplicate_id"),
+        Err(PublishError::Malformed { source, key, .. }) => {
+            assert_eq!(source.slug(), "key_id_mismatch");
+            assert_eq!(key, format!("{prefix}zz"));
+        }
         other => panic!("expected a rejection, got {other:?}"),
     }
 }

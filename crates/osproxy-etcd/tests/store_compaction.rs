@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use etcd_client::Client;
 use osproxy_etcd::{EtcdDirectiveStore, Layout};
+use osproxy_observe::DirectiveStore;
 
 /// Waits until the store has noticed its connection is gone (stale or
 /// broken) and is retrying.
@@ -95,10 +96,12 @@ async fn a_prefix_delete_missed_under_compaction_still_switches_the_directive_of
     w.put(format!("{prefix}d"), directive_body("d", 600), None)
         .await
         .expect("put");
+    // (A key holds the directive its suffix names: c is rewritten with a
+    // new sampling rate each time, the last one 19‰.)
     for i in 0..20 {
         w.put(
             format!("{prefix}c"),
-            directive_body(&format!("c{i}"), 600),
+            format!(r#"{{"id":"c","level":"Shape","sample_per_mille":{i},"ttl_secs":600}}"#),
             None,
         )
         .await
@@ -106,7 +109,14 @@ async fn a_prefix_delete_missed_under_compaction_still_switches_the_directive_of
     }
     cluster.compact(cluster.revision());
     proxy.thaw();
-    wait_ids_within(&store, &["a", "c19", "d"], PROMPTLY).await;
+    wait_ids_within(&store, &["a", "c", "d"], PROMPTLY).await;
+    eventually(PROMPTLY, "c's last write serves", || async {
+        store
+            .load()
+            .get("c")
+            .is_some_and(|d| d.sample_per_mille == 19)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,7 +46,7 @@ fn served(store: &EtcdDirectiveStore) -> Vec<String> {
         .iter()
         .map(|d| {
             let tenant = d.match_.tenant.as_ref().map_or("*", |t| t.as_str());
-            format!("{} {:?} {tenant}", d.id, d.level)
+            format!("{} {:?} {tenant} {}", d.id, d.level, d.sample_per_mille)
         })
         .collect()
 }
@@ -57,6 +57,8 @@ struct Directive {
     id: String,
     level: &'static str,
     tenant: String,
+    /// Tells one write of a key from the next (a key's id is its suffix).
+    sample: u16,
 }
 
 impl Directive {
@@ -65,18 +67,19 @@ impl Directive {
             id,
             level: LEVELS[rng.random_range(0..LEVELS.len())],
             tenant: format!("t{}", rng.random_range(0..3)),
+            sample: rng.random_range(0..=1000),
         }
     }
 
     fn json(&self) -> String {
         format!(
-            r#"{{"id":"{}","level":"{}","tenant":"{}","ttl_secs":600}}"#,
-            self.id, self.level, self.tenant
+            r#"{{"id":"{}","level":"{}","tenant":"{}","sample_per_mille":{},"ttl_secs":600}}"#,
+            self.id, self.level, self.tenant, self.sample
         )
     }
 
     fn served(&self) -> String {
-        format!("{} {} {}", self.id, self.level, self.tenant)
+        format!("{} {} {} {}", self.id, self.level, self.tenant, self.sample)
     }
 }
 
@@ -111,11 +114,13 @@ fn random_prefix_write(
     generation: &mut u32,
     log: &mut Vec<String>,
 ) {
-    let key = format!("{prefix}k{}", rng.random_range(0..4));
+    let id = format!("k{}", rng.random_range(0..4));
+    let key = format!("{prefix}{id}");
     *generation += 1;
     match rng.random_range(0..10) {
         0..=4 => {
-            let d = Directive::random(rng, format!("g{generation}"));
+            // A key holds the directive its suffix names.
+            let d = Directive::random(rng, id);
             cluster.put(&key, &d.json());
             log.push(format!("put {key} {}", d.json()));
             model.good.insert(key.clone(), d);

@@ -1,5 +1,6 @@
 //! SPEC §5.10 the prefix layout: one directive per key, added and removed
-//! independently; a malformed key is rejected alone and reported while the
+//! independently; a prefix ends in `/` and each key holds the directive its
+//! suffix names; a malformed key is rejected alone and reported while the
 //! others apply (§5.3 per key: a malformed update keeps that key's last good
 //! directive); an empty prefix is the empty set (§5.4); and a key bound to an
 //! etcd lease disappears from the store when etcd expires the lease.
@@ -7,7 +8,8 @@
 mod common;
 
 use common::*;
-use osproxy_etcd::{EtcdDirectiveStore, Layout};
+use osproxy_etcd::config::ConnectionConfig;
+use osproxy_etcd::{ConfigError, EtcdDirectiveStore, EtcdError, Layout, PublishError, Publisher};
 use osproxy_observe::{DiagLevel, DirectiveStore};
 
 fn prefix() -> String {
@@ -106,8 +108,8 @@ async fn a_malformed_key_is_rejected_alone_and_reported() {
         .any(|r| r.key.ends_with("typo") && r.revision == typo_revision));
 
     // Fixing a bad key applies it and clears its rejection.
-    cluster.put(&format!("{p}bad"), &directive_body("b", 600));
-    wait_ids(&store, &["a", "b", "c"]).await;
+    cluster.put(&format!("{p}bad"), &directive_body("bad", 600));
+    wait_ids(&store, &["a", "bad", "c"]).await;
     assert_eq!(rejections(&store), [(format!("{p}typo"), "unknown_field")]);
     // Deleting a rejected key clears its rejection too.
     cluster.etcdctl(&["del", &format!("{p}typo")]);
@@ -115,7 +117,7 @@ async fn a_malformed_key_is_rejected_alone_and_reported() {
         rejections(&store).is_empty()
     })
     .await;
-    assert_eq!(ids(&store), ["a", "b", "c"]);
+    assert_eq!(ids(&store), ["a", "bad", "c"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,33 +155,36 @@ async fn a_malformed_update_keeps_that_keys_last_good_directive() {
         assert_eq!(ids(&store), ["a", "b"]);
     }
 
-    cluster.put(&a, &directive_body("a2", 600));
-    wait_ids(&store, &["a2", "b"]).await;
+    cluster.put(&a, &directive_body("a", 600));
+    eventually(PROMPTLY, "a is replaced", || async {
+        store.load().get("a").is_some_and(|d| *d != good)
+    })
+    .await;
     assert!(store.status().rejected.is_empty());
 }
 
+/// Two keys cannot serve one id: each key must hold the directive its
+/// suffix names, so a second key carrying a taken id is `key_id_mismatch`
+/// (before the key layout's `duplicate_id` could even be asked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_id_across_keys_is_rejected_for_the_later_key_only() {
+async fn a_second_key_with_a_taken_id_is_rejected_and_never_serves() {
     let cluster = EtcdCluster::single();
     let p = prefix();
-    cluster.put(&format!("{p}1"), &directive_body("same", 600));
+    cluster.put(&format!("{p}same"), &directive_body("same", 600));
     let store = prefix_store(&cluster, &p).await;
     cluster.put(&format!("{p}2"), &directive_body("same", 600));
-    cluster.put(&format!("{p}3"), &directive_body("other", 600));
-    wait_ids(&store, &["same", "other"]).await;
-    wait_status(&store, "the duplicate is reported", PROMPTLY, |s| {
+    cluster.put(&format!("{p}other"), &directive_body("other", 600));
+    wait_ids(&store, &["other", "same"]).await;
+    wait_status(&store, "the copy is reported", PROMPTLY, |s| {
         s.rejected
             .iter()
-            .any(|r| r.key == format!("{p}2") && r.reason == "duplicate_id")
+            .any(|r| r.key == format!("{p}2") && r.reason == "key_id_mismatch")
     })
     .await;
-    // Removing the first key lets the second apply.
-    cluster.etcdctl(&["del", &format!("{p}1")]);
-    wait_status(&store, "the duplicate is resolved", PROMPTLY, |s| {
-        s.rejected.is_empty()
-    })
-    .await;
-    assert_eq!(ids(&store), ["same", "other"]);
+    // Removing the first key does not let the copy serve.
+    cluster.etcdctl(&["del", &format!("{p}same")]);
+    wait_ids(&store, &["other"]).await;
+    assert_eq!(rejections(&store), [(format!("{p}2"), "key_id_mismatch")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,4 +204,92 @@ async fn a_key_whose_lease_expires_disappears() {
     // etcd deletes the key when the lease runs out (not precisely on time).
     wait_ids(&store, &["kept"]).await;
     assert_eq!(cluster.get(&format!("{p}leased")), None);
+}
+
+/// A prefix is a directory: `/env/prod` (no trailing `/`) would also take
+/// the keys of `/env/prod-staging/`, so the store and the publisher refuse
+/// it; and a key must hold the directive its suffix names, or a value copied
+/// to another name (or a neighbour's key) would serve under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_needs_its_slash_and_a_key_must_name_its_directive() {
+    let cluster = tokio::task::spawn_blocking(shared_cluster)
+        .await
+        .expect("cluster");
+    let env = unique_key("env");
+    let prod = format!("{env}/prod");
+    cluster.put(&format!("{env}/prod-staging/n"), &directive_body("n", 600));
+    let err = quick(&cluster.endpoints(), Layout::Prefix(prod.clone()))
+        .connect()
+        .await
+        .expect_err("a prefix without its slash");
+    assert!(
+        matches!(&err, EtcdError::Config(ConfigError::PrefixWithoutSlash(p)) if *p == prod),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("must end in '/'"), "{err}");
+    let err = Publisher::connect(
+        ConnectionConfig::new(&cluster.endpoints()),
+        Layout::Prefix(prod.clone()),
+        clock(),
+    )
+    .await
+    .expect_err("a publisher with a prefix without its slash");
+    assert!(
+        matches!(
+            err,
+            PublishError::Config(ConfigError::PrefixWithoutSlash(_))
+        ),
+        "{err:?}"
+    );
+
+    // With the slash: the neighbour is not taken; a key holding another
+    // directive's id is rejected alone while the others serve.
+    let p = format!("{prod}/");
+    cluster.put(&format!("{p}a"), &directive_body("a", 600));
+    cluster.put(&format!("{p}x"), &directive_body("y", 600));
+    let store = prefix_store(cluster, &p).await;
+    assert_eq!(ids(&store), ["a"]);
+    assert_eq!(rejections(&store), [(format!("{p}x"), "key_id_mismatch")]);
+    cluster.put(&format!("{p}b"), &directive_body("b", 600));
+    wait_ids(&store, &["a", "b"]).await;
+    // Put while running: counted like any rejection.
+    cluster.put(&format!("{p}z"), &directive_body("a", 600));
+    eventually(PROMPTLY, "z is rejected", || async {
+        rejections(&store).len() == 2
+    })
+    .await;
+    assert_eq!(
+        rejections(&store),
+        [
+            (format!("{p}x"), "key_id_mismatch"),
+            (format!("{p}z"), "key_id_mismatch")
+        ]
+    );
+    assert_eq!(ids(&store), ["a", "b"]);
+    // Counted like any rejection: x at connect, z while running.
+    assert_eq!(
+        store.status().rejected_total.get("key_id_mismatch"),
+        Some(&2)
+    );
+    // The publisher's view agrees with the instances'.
+    let publisher = Publisher::connect(
+        ConnectionConfig::new(&cluster.endpoints()),
+        Layout::Prefix(p.clone()),
+        clock(),
+    )
+    .await
+    .expect("publisher");
+    let live = publisher.live().await.expect("live");
+    let slugs: Vec<(&str, &str)> = live
+        .rejected
+        .iter()
+        .map(|r| (r.key.as_str(), r.error.slug()))
+        .collect();
+    assert_eq!(
+        slugs,
+        [
+            (format!("{p}x").as_str(), "key_id_mismatch"),
+            (format!("{p}z").as_str(), "key_id_mismatch")
+        ]
+    );
 }

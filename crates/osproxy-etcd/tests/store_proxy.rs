@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use osproxy_etcd::{EtcdDirectiveStore, Layout};
+use osproxy_observe::DirectiveStore;
 use osproxy_test_support::EtcdProxy;
 use tokio::time::Instant;
 
@@ -261,10 +262,12 @@ async fn a_store_cut_off_behind_the_proxy_while_compacted_converges() {
     // written 50 times, and everything compacted.
     forwarder.freeze();
     cluster.etcdctl(&["del", &format!("{key}/one")]);
+    // (A key holds the directive its suffix names: each write of two has
+    // its own sampling rate, the last one 49‰.)
     for i in 0..50 {
         cluster.put(
             &format!("{key}/two"),
-            &directive_body(&format!("two-{i}"), 600),
+            &format!(r#"{{"id":"two","level":"Shape","sample_per_mille":{i},"ttl_secs":600}}"#),
         );
     }
     compact_now(&cluster);
@@ -275,5 +278,12 @@ async fn a_store_cut_off_behind_the_proxy_while_compacted_converges() {
     // in the message only); the store must read afresh all the same, not
     // retry the resume forever (it did, in about one run in three).
     forwarder.thaw();
-    wait_ids_within(&store, &["two-49"], QUICK_STALE_AFTER + FAILOVER_SLACK).await;
+    wait_ids_within(&store, &["two"], QUICK_STALE_AFTER + FAILOVER_SLACK).await;
+    eventually(PROMPTLY, "two's last write serves", || async {
+        store
+            .load()
+            .get("two")
+            .is_some_and(|d| d.sample_per_mille == 49)
+    })
+    .await;
 }

@@ -15,7 +15,18 @@
 //! ```
 //! A trust store file holds any number of public-key lines; blank lines and
 //! lines starting with `#` are ignored. A key id is 1–64 chars of
-//! `[A-Za-z0-9._-]`.
+//! `[A-Za-z0-9._-]`. Two optional setting lines tighten what the store
+//! accepts (each at most once):
+//! ```text
+//! osproxy-require signed-v2
+//! osproxy-require token-iat
+//! osproxy-audience <fleet-name>
+//! ```
+//! The first refuses signed values of format v1 (`legacy_signature`): set it
+//! once every publisher writes v2 (see [`crate::signed`]). The second
+//! refuses header tokens without an issued-at time, the third header tokens
+//! that do not name this audience (see [`crate::token`]); a fleet name
+//! follows the key id rule.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +39,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 pub const PRIVATE_KEY_TAG: &str = "osproxy-ed25519-private";
 /// The first word of a public key line.
 pub const PUBLIC_KEY_TAG: &str = "osproxy-ed25519-public";
+/// The first word of a trust store's "require" setting line.
+pub const REQUIRE_TAG: &str = "osproxy-require";
+/// The first word of a trust store's audience setting line.
+pub const AUDIENCE_TAG: &str = "osproxy-audience";
 /// Longest key id, in bytes.
 pub const MAX_KEY_ID_LEN: usize = 64;
 /// Most keys a trust store holds (bounded work on a hostile file).
@@ -58,6 +73,9 @@ pub enum KeyError {
     /// The operating system's random source failed (key generation).
     #[error("no randomness available")]
     NoRandomness,
+    /// A setting line is unknown, repeated or has an invalid value.
+    #[error("invalid trust store setting")]
+    InvalidSetting,
 }
 
 impl KeyError {
@@ -70,6 +88,7 @@ impl KeyError {
             KeyError::DuplicateKeyId => "duplicate_key_id",
             KeyError::TooManyKeys => "too_many_keys",
             KeyError::NoRandomness => "no_randomness",
+            KeyError::InvalidSetting => "invalid_setting",
         }
     }
 }
@@ -170,6 +189,12 @@ impl SignerKey {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustStore {
     keys: BTreeMap<String, VerifyingKey>,
+    /// Refuse signed format v1 (see [`crate::signed`]).
+    require_v2: bool,
+    /// Header tokens must name this audience (see [`crate::token`]).
+    audience: Option<String>,
+    /// Header tokens must carry `iat` (see [`crate::token`]).
+    require_token_iat: bool,
 }
 
 impl TrustStore {
@@ -190,11 +215,79 @@ impl TrustStore {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            if store.parse_setting(line)? {
+                continue;
+            }
             let (id, bytes) = parse_line(line, PUBLIC_KEY_TAG)?;
             let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::InvalidKey)?;
             store.insert(id, key)?;
         }
         Ok(store)
+    }
+
+    /// Applies a setting line; whether `line` was one.
+    fn parse_setting(&mut self, line: &str) -> Result<bool, KeyError> {
+        let mut words = line.split(' ');
+        let tag = words.next();
+        let (value, rest) = (words.next(), words.next());
+        match (tag, value, rest) {
+            (Some(REQUIRE_TAG), Some("signed-v2"), None) if !self.require_v2 => {
+                self.require_v2 = true;
+            }
+            (Some(REQUIRE_TAG), Some("token-iat"), None) if !self.require_token_iat => {
+                self.require_token_iat = true;
+            }
+            (Some(AUDIENCE_TAG), Some(name), None) if self.audience.is_none() => {
+                self.require_audience(name)?;
+            }
+            (Some(REQUIRE_TAG | AUDIENCE_TAG), _, _) => return Err(KeyError::InvalidSetting),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Refuses signed values of format v1 from now on (`legacy_signature`):
+    /// the last step of moving a fleet to v2 (see [`crate::signed`]).
+    #[must_use]
+    pub fn requiring_signed_v2(mut self) -> Self {
+        self.require_v2 = true;
+        self
+    }
+
+    /// Whether signed format v1 is refused.
+    pub fn requires_signed_v2(&self) -> bool {
+        self.require_v2
+    }
+
+    /// Refuses header tokens without `iat` (`missing_issued_at`; see
+    /// [`crate::token`]).
+    #[must_use]
+    pub fn requiring_token_iat(mut self) -> Self {
+        self.require_token_iat = true;
+        self
+    }
+
+    /// Whether header tokens must carry `iat`.
+    pub fn requires_token_iat(&self) -> bool {
+        self.require_token_iat
+    }
+
+    /// Accepts a header token only when it names `audience` (this fleet's
+    /// name; see [`crate::token`]).
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidSetting`] when the name breaks the key id rule.
+    pub fn require_audience(&mut self, audience: &str) -> Result<(), KeyError> {
+        if !is_valid_key_id(audience) {
+            return Err(KeyError::InvalidSetting);
+        }
+        self.audience = Some(audience.to_owned());
+        Ok(())
+    }
+
+    /// The audience header tokens must name, when one is required.
+    pub fn required_audience(&self) -> Option<&str> {
+        self.audience.as_deref()
     }
 
     /// Trusts `key` under `id`.
@@ -319,6 +412,16 @@ mod tests {
         let text = format!("# fleet keys\n\n{}", signer.to_public_line());
         let store = TrustStore::parse(&text).unwrap();
         assert_eq!(store.key_ids().collect::<Vec<_>>(), ["ops-1"]);
+        assert!(!store.requires_signed_v2());
+        assert_eq!(store.required_audience(), None);
+        let strict = format!(
+            "{text}osproxy-require signed-v2\nosproxy-require token-iat\nosproxy-audience prod-eu\n"
+        );
+        let strict = TrustStore::parse(&strict).unwrap();
+        assert!(strict.requires_signed_v2());
+        assert!(strict.requires_token_iat());
+        assert_eq!(strict.required_audience(), Some("prod-eu"));
+        assert_eq!(strict.key_ids().collect::<Vec<_>>(), ["ops-1"]);
         let sig = signer.sign(b"m").to_bytes();
         assert_eq!(store.check("ops-1", b"m", &sig), Ok(()));
         assert_eq!(
@@ -353,6 +456,20 @@ mod tests {
             assert_eq!(TrustStore::parse(&text), Err(want), "{text}");
         }
         assert_eq!(SignerKey::parse(&public).unwrap_err(), KeyError::Malformed);
+        for bad in [
+            "osproxy-require signed-v3",
+            "osproxy-require signed-v2 now",
+            "osproxy-require signed-v2\nosproxy-require signed-v2",
+            "osproxy-audience",
+            "osproxy-audience a/b",
+            "osproxy-audience a\nosproxy-audience b",
+        ] {
+            assert_eq!(
+                TrustStore::parse(bad),
+                Err(KeyError::InvalidSetting),
+                "{bad}"
+            );
+        }
         assert!(SignerKey::generate("fresh").is_ok());
         assert_eq!(SignerKey::generate("").unwrap_err(), KeyError::InvalidKeyId);
     }

@@ -32,7 +32,10 @@
 //!   - [`view`] → `encode`, `set`, `timed`.
 //! * Trust (SPEC §9):
 //!   - [`keys`] → nothing: Ed25519 [`SignerKey`] and [`TrustStore`] by key id;
-//!   - [`signed`] → `keys`, `rules`: signed etcd values;
+//!   - [`signed`] → `keys`, `rules`, `json`, `note`, `decode`, `encode`:
+//!     signed etcd values (format v1, and v2 with anti-rollback metadata);
+//!   - [`manifest`] → `json`, `rules`: the prefix layout's signed list of
+//!     live keys;
 //!   - [`token`] → `keys`, `decode`, `json`, `directive`, `encode`, `set`,
 //!     `timed`, `verifier`: the `X-Debug-Directive` token and
 //!     [`TokenVerifier`].
@@ -69,6 +72,7 @@ pub mod encode;
 pub mod explain;
 mod json;
 pub mod keys;
+pub mod manifest;
 pub mod note;
 mod rules;
 pub mod sample;
@@ -78,6 +82,7 @@ mod stats;
 pub mod store;
 pub mod timed;
 pub mod token;
+mod token_claims;
 pub mod verifier;
 pub mod view;
 
@@ -91,6 +96,7 @@ pub use explain::{DirectiveExplanation, Explanation};
 pub use keys::{KeyError, SignerKey, TrustStore};
 pub use note::{decode_publish_note, NoteError, PublishNote};
 pub use set::{Decision, DirectiveCounts, DirectiveSet};
+pub use signed::{SignedFormat, SignedMeta};
 pub use store::{
     DirectiveReader, DirectiveStore, InMemoryDirectiveStore, RevisionConflict, SharedDirectiveSet,
     Snapshot,

@@ -202,7 +202,13 @@ pub fn decode_publish_note(bytes: &[u8]) -> Result<PublishNote, NoteError> {
         return Err(RejectReason::TooLarge.into());
     }
     let text = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidUtf8)?;
-    let Json::Object(fields) = json::parse(text)? else {
+    note_from_json(json::parse(text)?)
+}
+
+/// A note from an already parsed object (the signed format's metadata
+/// carries one inside).
+pub(crate) fn note_from_json(value: Json) -> Result<PublishNote, NoteError> {
+    let Json::Object(fields) = value else {
         return Err(RejectReason::WrongType.into());
     };
     let mut note = PublishNote::new();

@@ -68,11 +68,27 @@ pub enum RejectReason {
     BadSignature,
     /// The value is signed by a key id the trust store does not hold.
     UnknownKey,
+    /// Prefix layout: the key's suffix (after the prefix) is not the id of
+    /// the directive it holds.
+    KeyIdMismatch,
+    /// Prefix layout, signed format v2: the key is not listed in the signed
+    /// manifest, or its value's hash differs from the listed one (an old
+    /// key mixed in, a deleted key put back).
+    NotInManifest,
+    /// Signed format v2: the value's sequence number is below the highest
+    /// this instance has accepted for its key or prefix (an old value put
+    /// back).
+    Replayed,
+    /// Signed format v2: an instance with no record for the key or prefix
+    /// got a value signed longer ago than the longest directive lifetime.
+    StaleSignature,
+    /// The trust store requires signed format v2 and the value is v1.
+    LegacySignature,
 }
 
 impl RejectReason {
     /// Every reason, for tables and metrics.
-    pub const ALL: [RejectReason; 25] = [
+    pub const ALL: [RejectReason; 30] = [
         RejectReason::TooLarge,
         RejectReason::InvalidUtf8,
         RejectReason::MalformedJson,
@@ -98,6 +114,11 @@ impl RejectReason {
         RejectReason::Unsigned,
         RejectReason::BadSignature,
         RejectReason::UnknownKey,
+        RejectReason::KeyIdMismatch,
+        RejectReason::NotInManifest,
+        RejectReason::Replayed,
+        RejectReason::StaleSignature,
+        RejectReason::LegacySignature,
     ];
 
     /// The stable, value-free slug (`unknown_field`, `zero_ttl`, …).
@@ -128,6 +149,11 @@ impl RejectReason {
             RejectReason::Unsigned => "unsigned",
             RejectReason::BadSignature => "bad_signature",
             RejectReason::UnknownKey => "unknown_key",
+            RejectReason::KeyIdMismatch => "key_id_mismatch",
+            RejectReason::NotInManifest => "not_in_manifest",
+            RejectReason::Replayed => "replayed",
+            RejectReason::StaleSignature => "stale_signature",
+            RejectReason::LegacySignature => "legacy_signature",
         }
     }
 

@@ -9,11 +9,24 @@
 //! v1.<key-id>.<base64url(payload)>.<base64url(signature)>
 //! ```
 //! - `key-id`: the signing key's id (1–64 chars of `[A-Za-z0-9._-]`);
-//! - `payload`: UTF-8 JSON `{"directive": D, "request_id": "…"}`, where `D`
-//!   is one directive object of the wire format (SPEC §2) with an absolute
-//!   `expires_at` (no `ttl_secs`), decoded by the fail-closed decoder, and
-//!   `request_id` is optional: when present the token applies to that
-//!   request only;
+//! - `payload`: UTF-8 JSON `{"directive": D, "request_id": "…", "iat": "…",
+//!   "nbf": "…", "aud": "…"}`, where `D` is one directive object of the wire
+//!   format (SPEC §2) with an absolute `expires_at` (no `ttl_secs`), decoded
+//!   by the fail-closed decoder, and the others are optional:
+//!   - `request_id`: the token applies to that request only;
+//!   - `iat` (issued at, RFC 3339): the token's *whole* lifetime,
+//!     `expires_at − iat`, must be within the maximum. Without it only the
+//!     remaining lifetime can be checked, so a token minted for a year
+//!     would pass in its last minutes; a trust store with
+//!     `osproxy-require token-iat` refuses tokens without it
+//!     (`missing_issued_at`). An `iat` ahead of the verifier's clock (beyond
+//!     the skew allowance) is `not_yet_valid`;
+//!   - `nbf` (not before, RFC 3339): refused before it (`not_yet_valid`);
+//!   - `aud` (audience: the fleet's name, the key id rule): a verifier that
+//!     requires an audience (`osproxy-audience` in its trust store, or
+//!     [`TokenVerifier::with_audience`]) refuses a token naming another one
+//!     or none (`wrong_audience`), so a header minted for one fleet is not
+//!     valid on another that trusts the same key;
 //! - `signature`: Ed25519 over `"osproxy-directives token v1\0"` followed by
 //!   the token's first three dot-separated parts exactly as sent
 //!   (`v1.<key-id>.<payload>`), so the version, the key id and every payload
@@ -25,7 +38,8 @@
 //!
 //! # What is refused
 //! Anything absent, malformed, signed by an unknown key or wrongly, expired,
-//! living longer than the maximum (default [`DEFAULT_MAX_TOKEN_LIFETIME`],
+//! not yet valid, for another audience, living (since `iat`, or from now
+//! when it has none) longer than the maximum (default [`DEFAULT_MAX_TOKEN_LIFETIME`],
 //! plus [`DEFAULT_TOKEN_CLOCK_SKEW`] for a signer whose clock runs ahead),
 //! or bound to another request. The seed's seam
 //! ([`DirectiveVerifier::verify`]) has no request to compare with, so it
@@ -44,13 +58,16 @@ use std::time::Duration;
 use osproxy_core::{Clock, Instant, RequestId};
 use serde_json::{Map, Value};
 
-use crate::decode::{decode_parsed, DecodeLimits, RejectReason};
+use crate::decode::{decode_parsed, parse_rfc3339, DecodeLimits, RejectReason};
 use crate::directive::{DiagnosticsDirective, RequestAttrs};
 use crate::encode::directive_value;
+use crate::encode::format_rfc3339;
 use crate::json::{self, Json};
 use crate::keys::{b64, is_valid_key_id, unb64, SignatureFault, SignerKey, TrustStore};
 use crate::set::Decision;
 use crate::timed::TimedDirective;
+use crate::token_claims::ClaimRules;
+pub use crate::token_claims::TokenClaims;
 use crate::verifier::DirectiveVerifier;
 
 /// The request header that carries a token.
@@ -101,11 +118,18 @@ pub enum HeaderVerdict {
     /// The token is bound to a request id and the caller gave none to
     /// compare with (the seed's `verify`).
     RequestUnchecked,
+    /// Its `nbf` (or `iat`) lies ahead of the verifier's clock.
+    NotYetValid,
+    /// The verifier requires an audience and the token names another one,
+    /// or none.
+    WrongAudience,
+    /// The verifier requires `iat` and the token has none.
+    MissingIssuedAt,
 }
 
 impl HeaderVerdict {
     /// Every verdict, for tables and metrics.
-    pub const ALL: [HeaderVerdict; 13] = [
+    pub const ALL: [HeaderVerdict; 16] = [
         HeaderVerdict::Accepted,
         HeaderVerdict::Absent,
         HeaderVerdict::TooLarge,
@@ -119,6 +143,9 @@ impl HeaderVerdict {
         HeaderVerdict::Expired,
         HeaderVerdict::WrongRequest,
         HeaderVerdict::RequestUnchecked,
+        HeaderVerdict::NotYetValid,
+        HeaderVerdict::WrongAudience,
+        HeaderVerdict::MissingIssuedAt,
     ];
 
     /// The stable, value-free slug (`accepted`, `bad_signature`, …).
@@ -137,6 +164,9 @@ impl HeaderVerdict {
             HeaderVerdict::Expired => "expired",
             HeaderVerdict::WrongRequest => "wrong_request",
             HeaderVerdict::RequestUnchecked => "request_unchecked",
+            HeaderVerdict::NotYetValid => "not_yet_valid",
+            HeaderVerdict::WrongAudience => "wrong_audience",
+            HeaderVerdict::MissingIssuedAt => "missing_issued_at",
         }
     }
 }
@@ -200,6 +230,9 @@ pub enum TokenError {
     /// The request id is empty or longer than [`MAX_BOUND_REQUEST_ID`].
     #[error("invalid request id")]
     InvalidRequestId,
+    /// The audience breaks the key id rule.
+    #[error("invalid audience")]
+    InvalidAudience,
 }
 
 /// Mints a token for `directive` (which needs its wall-clock expiry),
@@ -212,6 +245,20 @@ pub fn sign_token(
     directive: &TimedDirective,
     request_id: Option<&RequestId>,
 ) -> Result<String, TokenError> {
+    sign_token_with(signer, directive, request_id, &TokenClaims::default())
+}
+
+/// As [`sign_token`], with `claims` (`iat`, `nbf`, `aud`): what a minting
+/// tool should use, so that verifiers can bound the token's whole lifetime.
+///
+/// # Errors
+/// As [`sign_token`]; [`TokenError::InvalidAudience`].
+pub fn sign_token_with(
+    signer: &SignerKey,
+    directive: &TimedDirective,
+    request_id: Option<&RequestId>,
+    claims: &TokenClaims,
+) -> Result<String, TokenError> {
     if directive.expires_at_unix_nanos.is_none() {
         return Err(TokenError::MissingExpiry);
     }
@@ -222,6 +269,18 @@ pub fn sign_token(
             return Err(TokenError::InvalidRequestId);
         }
         payload.insert("request_id".into(), r.as_str().into());
+    }
+    if let Some(at) = claims.issued_at_unix_nanos {
+        payload.insert("iat".into(), format_rfc3339(at).into());
+    }
+    if let Some(at) = claims.not_before_unix_nanos {
+        payload.insert("nbf".into(), format_rfc3339(at).into());
+    }
+    if let Some(aud) = &claims.audience {
+        if !is_valid_key_id(aud) {
+            return Err(TokenError::InvalidAudience);
+        }
+        payload.insert("aud".into(), aud.as_str().into());
     }
     let payload = Value::Object(payload).to_string();
     let signed = format!(
@@ -251,6 +310,10 @@ pub struct TokenVerifier {
     trust: Arc<TrustStore>,
     clock: Arc<dyn Clock>,
     limits: DecodeLimits,
+    /// Tokens must name this audience (default: the trust store's).
+    audience: Option<String>,
+    /// Tokens must carry `iat` (default: the trust store's setting).
+    require_iat: bool,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -267,6 +330,8 @@ impl TokenVerifier {
     /// default maximum lifetime and clock skew.
     pub fn new(trust: TrustStore, clock: Arc<dyn Clock>) -> Self {
         TokenVerifier {
+            audience: trust.required_audience().map(str::to_owned),
+            require_iat: trust.requires_token_iat(),
             trust: Arc::new(trust),
             clock,
             limits: DecodeLimits {
@@ -290,6 +355,22 @@ impl TokenVerifier {
     #[must_use]
     pub fn with_clock_skew(mut self, skew: Duration) -> Self {
         self.limits.clock_skew_allowance = skew;
+        self
+    }
+
+    /// Accepts only tokens naming `audience` (this fleet's name), whatever
+    /// the trust store says.
+    #[must_use]
+    pub fn with_audience(mut self, audience: &str) -> Self {
+        self.audience = Some(audience.to_owned());
+        self
+    }
+
+    /// Refuses tokens without `iat` (`missing_issued_at`), whatever the
+    /// trust store says: once every minting tool writes it.
+    #[must_use]
+    pub fn requiring_issued_at(mut self) -> Self {
+        self.require_iat = true;
         self
     }
 
@@ -354,7 +435,7 @@ impl TokenVerifier {
         let Some(payload) = unb64(payload) else {
             return out;
         };
-        let (directive, bound) = match self.payload(&payload) {
+        let (directive, bound, claims) = match self.payload(&payload) {
             Ok(parts) => parts,
             Err((verdict, reason)) => {
                 out.verdict = verdict;
@@ -362,10 +443,15 @@ impl TokenVerifier {
                 return out;
             }
         };
-        out.verdict = if directive
-            .expires_at_unix_nanos
-            .is_none_or(|at| at <= self.clock.unix_nanos())
-        {
+        let now = self.clock.unix_nanos();
+        let rules = ClaimRules {
+            limits: &self.limits,
+            audience: self.audience.as_deref(),
+            require_iat: self.require_iat,
+        };
+        out.verdict = if let Some(verdict) = rules.verdict(&directive, &claims, now) {
+            verdict
+        } else if directive.expires_at_unix_nanos.is_none_or(|at| at <= now) {
             HeaderVerdict::Expired
         } else {
             match (&bound, request) {
@@ -379,24 +465,36 @@ impl TokenVerifier {
         out
     }
 
-    /// Decodes a verified payload: the directive and the bound request id.
+    /// Decodes a verified payload: the directive, the bound request id and
+    /// the claims.
     #[allow(clippy::type_complexity)]
     fn payload(
         &self,
         payload: &[u8],
-    ) -> Result<(TimedDirective, Option<RequestId>), (HeaderVerdict, Option<RejectReason>)> {
+    ) -> Result<
+        (TimedDirective, Option<RequestId>, TokenClaims),
+        (HeaderVerdict, Option<RejectReason>),
+    > {
         let malformed = (HeaderVerdict::Malformed, None);
         let text = std::str::from_utf8(payload).map_err(|_| malformed)?;
         let Ok(Json::Object(fields)) = json::parse(text) else {
             return Err(malformed);
         };
         let (mut directive, mut bound) = (None, None);
+        let mut claims = TokenClaims::default();
         for (key, value) in fields {
             match (key.as_str(), value) {
                 ("directive", v @ Json::Object(_)) => directive = Some(v),
                 ("request_id", Json::String(s)) if valid_request_id(&s) => {
                     bound = Some(RequestId::from(s.as_str()));
                 }
+                ("iat", Json::String(s)) => {
+                    claims.issued_at_unix_nanos = Some(parse_rfc3339(&s).map_err(|_| malformed)?);
+                }
+                ("nbf", Json::String(s)) => {
+                    claims.not_before_unix_nanos = Some(parse_rfc3339(&s).map_err(|_| malformed)?);
+                }
+                ("aud", Json::String(s)) if is_valid_key_id(&s) => claims.audience = Some(s),
                 _ => return Err(malformed),
             }
         }
@@ -407,7 +505,7 @@ impl TokenVerifier {
             }
         }
         match decode_parsed(directive, self.clock.as_ref(), &self.limits) {
-            Ok(d) => Ok((d, bound)),
+            Ok(d) => Ok((d, bound, claims)),
             Err(RejectReason::LifetimeTooLong) => Err((HeaderVerdict::LifetimeTooLong, None)),
             Err(r) => Err((HeaderVerdict::InvalidDirective, Some(r))),
         }

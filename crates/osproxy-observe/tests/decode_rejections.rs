@@ -705,10 +705,17 @@ fn the_table_covers_every_reason() {
     let covered: BTreeSet<RejectReason> = table().iter().map(|c| c.reason).collect();
     // The signature layer's reasons come from `signed`, not the decoder
     // (tests/trust_signed.rs covers them).
+    // So do the layout's and anti-rollback's (tests in osproxy-etcd and
+    // tests/trust_signed.rs).
     let signature = [
         RejectReason::Unsigned,
         RejectReason::BadSignature,
         RejectReason::UnknownKey,
+        RejectReason::KeyIdMismatch,
+        RejectReason::NotInManifest,
+        RejectReason::Replayed,
+        RejectReason::StaleSignature,
+        RejectReason::LegacySignature,
     ];
     let all: BTreeSet<RejectReason> = RejectReason::ALL
         .into_iter()

@@ -42,6 +42,8 @@ pub struct EtcdBackend {
     publisher: tokio::sync::Mutex<Option<Arc<Publisher>>>,
     /// Signs admin publishes (SPEC §9).
     signer: Option<SignerKey>,
+    /// The signed format admin publishes are written in.
+    signed_format: osproxy_observe::SignedFormat,
 }
 
 impl fmt::Debug for EtcdBackend {
@@ -70,6 +72,7 @@ impl EtcdBackend {
             status_prefix: DEFAULT_STATUS_PREFIX.to_owned(),
             publisher: tokio::sync::Mutex::new(None),
             signer: None,
+            signed_format: osproxy_observe::SignedFormat::V1,
         }
     }
 
@@ -94,6 +97,14 @@ impl EtcdBackend {
     #[must_use]
     pub fn signing(mut self, signer: Option<SignerKey>) -> Self {
         self.signer = signer;
+        self
+    }
+
+    /// Writes signed admin publishes in `format` (signed format v2: see
+    /// `osproxy_observe::signed`).
+    #[must_use]
+    pub fn signed_format(mut self, format: osproxy_observe::SignedFormat) -> Self {
+        self.signed_format = format;
         self
     }
 
@@ -129,7 +140,9 @@ impl EtcdBackend {
         .await?
         .with_decode_limits(limits);
         let p = match &self.signer {
-            Some(s) => p.with_signer(s.clone()),
+            Some(s) => p
+                .with_signer(s.clone())
+                .with_signed_format(self.signed_format),
             None => p,
         };
         let p = Arc::new(p);

@@ -1,11 +1,14 @@
 //! `history [--limit N]`: the revisions of the key or prefix still in etcd's
 //! history, newest first: revision, who and when (when recorded), why, and
-//! the directive ids each added, removed or changed.
+//! the directive ids each added, removed or changed. With `--trust-store`,
+//! a revision written in signed format v2 shows the note signed into the
+//! value (the marker's note is unsigned, anyone with etcd access can write
+//! it), and a marker that disagrees is flagged.
 
 use std::process::ExitCode;
 
 use clap::Args;
-use osproxy_etcd::{HistoryEntry, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use osproxy_etcd::{HistoryEntry, SignedNote, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use serde_json::json;
 
 use super::common::term::say;
@@ -32,6 +35,10 @@ pub struct HistoryOpts {
     /// How many revisions to show, newest first (at most 200).
     #[arg(long, default_value_t = DEFAULT_HISTORY_LIMIT, value_parser = parse_limit, value_name = "N")]
     pub limit: usize,
+    /// Check the notes signed into the values (signed format v2) against
+    /// this trust store file and show them instead of the unsigned marker's.
+    #[arg(long, env = "OSPROXY_TRUST_STORE", value_name = "FILE")]
+    pub trust_store: Option<std::path::PathBuf>,
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -40,7 +47,10 @@ pub struct HistoryOpts {
 /// Runs `history`.
 pub async fn run(opts: HistoryOpts) -> ExitCode {
     finish(opts.fleet.output.json, async {
-        let publisher = opts.fleet.publisher().await?;
+        let mut publisher = opts.fleet.publisher().await?;
+        if let Some(path) = &opts.trust_store {
+            publisher = publisher.with_trust_store(super::trust::read_trust_store(path)?);
+        }
         let history = publisher.history(opts.limit).await?;
         let key = publisher.layout().key().to_owned();
         if opts.fleet.output.json {
@@ -89,6 +99,17 @@ fn entry_text(e: &HistoryEntry) -> String {
         count(e.state.set.len()),
         note_text(&e.note)
     );
+    match &e.signed_note {
+        SignedNote::Absent => {}
+        SignedNote::Signed {
+            marker_agrees: true,
+            ..
+        } => line.push_str(" (signed)"),
+        SignedNote::Signed {
+            marker_agrees: false,
+            ..
+        } => line.push_str(" (signed; the unsigned marker note differs and is ignored)"),
+    }
     if !e.state.rejected.is_empty() {
         line.push_str(&format!("; {} rejected key(s)", e.state.rejected.len()));
     }
@@ -100,6 +121,8 @@ fn entry_json(e: &HistoryEntry) -> serde_json::Value {
     json!({
         "revision": e.revision,
         "note": note_json(&e.note),
+        "note_signed": matches!(e.signed_note, SignedNote::Signed { .. }),
+        "marker_note_differs": matches!(e.signed_note, SignedNote::Signed { marker_agrees: false, .. }),
         "directives": e.state.set.len(),
         "ids": e.state.set.directives().iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
         "changes": changes,

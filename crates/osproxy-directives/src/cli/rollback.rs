@@ -55,6 +55,10 @@ pub struct RollbackOpts {
     /// Who rolls back and why (the reason is recorded after `rollback to REV: `).
     #[command(flatten)]
     pub note: NoteArgs,
+    /// Sign the rollback (with v2, a new sequence number: it outranks the
+    /// values it replaces).
+    #[command(flatten)]
+    pub sign: super::trust::SignArgs,
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -67,7 +71,7 @@ pub async fn run(opts: RollbackOpts) -> ExitCode {
 
 async fn execute(opts: &RollbackOpts) -> Result<ExitCode, CliError> {
     let note = opts.note.note()?;
-    let publisher = opts.fleet.publisher().await?;
+    let publisher = opts.sign.apply(opts.fleet.publisher().await?)?;
     let outcome = publisher
         .rollback(opts.to, opts.expect_revision, &note, opts.dry_run)
         .await?;

@@ -138,6 +138,27 @@ pub struct ServeOpts {
         help_heading = "Trust"
     )]
     pub trust_store: Option<std::path::PathBuf>,
+    /// Refuse signed values of format v1 (`legacy_signature`): the last step
+    /// of moving a fleet to signed format v2, once every publisher writes it
+    /// (same as the trust store line `osproxy-require signed-v2`).
+    #[arg(
+        long,
+        env = "OSPROXY_REQUIRE_SIGNED_V2",
+        requires = "trust_store",
+        help_heading = "Trust"
+    )]
+    pub require_signed_v2: bool,
+    /// Keep the anti-rollback high-water mark (signed format v2) in this
+    /// existing directory, so that a restart still refuses an old signed
+    /// value put back (`replayed`).
+    #[arg(
+        long,
+        env = "OSPROXY_STATE_DIR",
+        value_name = "DIR",
+        requires = "etcd",
+        help_heading = "Trust"
+    )]
+    pub state_dir: Option<std::path::PathBuf>,
     /// Sign what `POST /admin/directives` publishes into etcd with this key.
     #[command(flatten)]
     pub sign: super::trust::SignArgs,
@@ -220,7 +241,14 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
             .decode_limits(limits);
         let mut builder = opts.safety.apply(builder);
         if let Some(path) = &opts.trust_store {
-            builder = builder.trust_store(super::trust::read_trust_store(path)?);
+            let mut trust = super::trust::read_trust_store(path)?;
+            if opts.require_signed_v2 {
+                trust = trust.requiring_signed_v2();
+            }
+            builder = builder.trust_store(trust);
+        }
+        if let Some(dir) = &opts.state_dir {
+            builder = builder.state_dir(dir);
         }
         if let Some(id) = &opts.instance_id {
             builder = builder.instance(InstanceReport {
@@ -244,7 +272,8 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
                             .as_deref()
                             .map(super::trust::read_signer)
                             .transpose()?,
-                    ),
+                    )
+                    .signed_format(opts.sign.format()),
             )),
             line,
         )

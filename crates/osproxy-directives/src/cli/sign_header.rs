@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 use osproxy_core::RequestId;
-use osproxy_observe::token::{sign_token, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_NAME};
+use osproxy_observe::token::{
+    sign_token_with, TokenClaims, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_NAME,
+};
 use osproxy_observe::{decode_directive, format_rfc3339, DecodeLimits};
 use serde_json::{json, Map, Value};
 
@@ -56,6 +58,10 @@ pub struct SignHeaderOpts {
     /// raises nothing else).
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
+    /// Only the fleet of this name (instances whose trust store says
+    /// `osproxy-audience <NAME>` refuse headers for another fleet or none).
+    #[arg(long, value_name = "NAME")]
+    pub audience: Option<String>,
     /// Lifetime from now.
     #[arg(long, default_value = duration_default!(DEFAULT_HEADER_TTL), value_parser = parse_duration, value_name = "DURATION")]
     pub ttl: Duration,
@@ -105,8 +111,19 @@ fn execute(opts: &SignHeaderOpts) -> Result<(), CliError> {
             .hint("see `osproxy-directives sign-header --help` for each flag's rules")
     })?;
     let request = opts.request_id.as_deref().map(RequestId::from);
-    let token = sign_token(&signer, &directive, request.as_ref())
-        .map_err(|e| CliError::usage("invalid_request_id", e.to_string()))?;
+    // Always stamped with the time it is minted: instances bound the whole
+    // lifetime from it (and may require it).
+    let claims = TokenClaims {
+        audience: opts.audience.clone(),
+        ..TokenClaims::issued_at(clock.unix_nanos())
+    };
+    let token = sign_token_with(&signer, &directive, request.as_ref(), &claims).map_err(|e| {
+        let slug = match e {
+            osproxy_observe::token::TokenError::InvalidAudience => "invalid_audience",
+            _ => "invalid_request_id",
+        };
+        CliError::usage(slug, e.to_string())
+    })?;
     if opts.output.json {
         print_json(&json!({
             "header": HEADER_NAME,
@@ -114,6 +131,7 @@ fn execute(opts: &SignHeaderOpts) -> Result<(), CliError> {
             "key_id": signer.id(),
             "expires_at": expires_at,
             "request_id": opts.request_id,
+            "audience": opts.audience,
         }));
     } else {
         println!("{token}");

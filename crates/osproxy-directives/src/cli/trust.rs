@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use osproxy_etcd::Publisher;
-use osproxy_observe::{KeyError, SignerKey, TrustStore};
+use osproxy_observe::{KeyError, SignedFormat, SignerKey, TrustStore};
 
 use super::common::CliError;
 
@@ -22,6 +22,17 @@ pub struct SignArgs {
     /// instances that enforce a trust store.
     #[arg(long, env = "OSPROXY_SIGN_KEY", value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
+    /// The signed format to write: v1, or v2 (also signs a sequence number,
+    /// the time and the note, so instances refuse an old value put back).
+    /// Upgrade every instance before writing v2.
+    #[arg(
+        long,
+        env = "OSPROXY_SIGNED_FORMAT",
+        value_name = "VERSION",
+        default_value = "v1",
+        value_parser = ["v1", "v2"]
+    )]
+    pub signed_format: String,
 }
 
 impl SignArgs {
@@ -31,9 +42,19 @@ impl SignArgs {
     /// A usage error when the key file cannot be read.
     pub fn apply(&self, publisher: Publisher) -> Result<Publisher, CliError> {
         Ok(match &self.sign_key {
-            Some(path) => publisher.with_signer(read_signer(path)?),
+            Some(path) => publisher
+                .with_signer(read_signer(path)?)
+                .with_signed_format(self.format()),
             None => publisher,
         })
+    }
+
+    /// The signed format asked for (`--signed-format`).
+    pub fn format(&self) -> SignedFormat {
+        match self.signed_format.as_str() {
+            "v2" => SignedFormat::V2,
+            _ => SignedFormat::V1,
+        }
     }
 }
 

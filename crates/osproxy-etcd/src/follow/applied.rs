@@ -7,17 +7,30 @@
 //! a re-read after a reconnect that finds the same revision neither re-decodes
 //! (which would re-anchor `ttl_secs` expiries, SPEC §5.7) nor re-swaps the
 //! snapshot.
+//!
+//! In the prefix layout each key must hold the directive its suffix names
+//! (`key_id_mismatch` otherwise), and the key equal to the prefix is never a
+//! directive: it holds the signed manifest of signed format v2. With a trust
+//! store, anti-rollback ([`super::rollback`]) refuses an old value of the
+//! single key (`replayed`), and once a manifest has been accepted a prefix
+//! key serves only while the manifest lists its value's hash
+//! (`not_in_manifest`). That check runs in [`AppliedState::compose`], after
+//! a whole watch response is applied: one transaction's keys and manifest
+//! arrive in one response, so a legitimate publish is never judged half
+//! applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use osproxy_core::Clock;
-use osproxy_observe::signed::open_value;
+use osproxy_observe::manifest::{value_hash, Manifest, ValueHash};
+use osproxy_observe::signed::{open_signed, Opened};
 use osproxy_observe::{
     decode_directive, decode_directive_set_with, DecodeError, DecodeLimits, DirectiveSet,
     RejectReason, TrustStore,
 };
 
+use super::rollback::HighWater;
 use super::shared::{DecodeInput, Decoded, SharedDecodes};
 use super::types::Kv;
 use crate::status::Rejection;
@@ -41,6 +54,13 @@ struct Entry {
     good: Option<Arc<DirectiveSet>>,
     /// The newest value's rejection, when it did not decode.
     rejected: Option<DecodeError>,
+    /// Prefix layout with a trust store: the hash of the value `good` came
+    /// from, checked against the signed manifest.
+    good_hash: Option<ValueHash>,
+    /// The newest value of this key the signed manifest listed, kept while
+    /// the manifest still lists it: a value the manifest does not list (an
+    /// older one put back) is refused and this one keeps serving.
+    admitted: Option<(Arc<DirectiveSet>, ValueHash)>,
 }
 
 /// What a change did to the served set.
@@ -69,6 +89,20 @@ pub(crate) struct AppliedState {
     empty: Arc<DirectiveSet>,
     /// The decodes this store shares with the others on its clock, if any.
     shared: Option<Arc<SharedDecodes>>,
+    /// Prefix layout: the prefix, so that a key whose suffix is not its
+    /// directive's id is refused (`key_id_mismatch`). `None`: not checked
+    /// (the model simulation's arbitrary keys).
+    prefix: Option<Vec<u8>>,
+    /// Anti-rollback (signed format v2): the highest sequence accepted for
+    /// the key or prefix.
+    high: HighWater,
+    /// Prefix layout: the last good signed manifest, which gates every key
+    /// once there is one (or once the trust store requires v2).
+    manifest: Option<Manifest>,
+    /// `not_in_manifest` rejections already counted, by key and revision.
+    counted: BTreeSet<(Vec<u8>, i64)>,
+    /// Rejections found by the last composition and not counted before.
+    fresh: Vec<RejectReason>,
 }
 
 impl AppliedState {
@@ -82,6 +116,118 @@ impl AppliedState {
             compose_rejections: Vec::new(),
             empty: Arc::new(DirectiveSet::new()),
             shared: None,
+            prefix: None,
+            high: HighWater::default(),
+            manifest: None,
+            counted: BTreeSet::new(),
+            fresh: Vec::new(),
+        }
+    }
+
+    /// Starts from this high-water mark (read from the state directory).
+    pub(crate) fn set_high_water(&mut self, high: HighWater) {
+        self.high = high;
+    }
+
+    /// Rejections the last [`compose`](Self::compose) found that were not
+    /// counted before (`not_in_manifest`), for the rejection counters.
+    pub(crate) fn take_fresh_rejections(&mut self) -> Vec<RejectReason> {
+        std::mem::take(&mut self.fresh)
+    }
+
+    /// Whether `key` is the prefix layout's manifest key (the prefix itself).
+    fn is_manifest_key(&self, key: &[u8]) -> bool {
+        self.prefix_layout && self.prefix.as_deref() == Some(key)
+    }
+
+    /// How old a value may be signed when it is news (see
+    /// [`HighWater::judge`]): the longest lifetime and the skew allowance.
+    fn max_signature_age(&self) -> std::time::Duration {
+        self.limits
+            .max_lifetime
+            .saturating_add(self.limits.clock_skew_allowance)
+    }
+
+    /// Anti-rollback for the single-key layout, with a trust store: a v2
+    /// value's sequence against the mark; a v1 value once there is a mark.
+    fn guard_single(&self, opened: &Opened<'_>, clock: &dyn Clock) -> Result<(), RejectReason> {
+        if self.trust.is_none() || self.prefix_layout {
+            return Ok(());
+        }
+        match &opened.meta {
+            Some(meta) => self
+                .high
+                .judge(meta, clock.unix_nanos(), self.max_signature_age()),
+            None if opened.version.is_some() && self.high.get().is_some() => {
+                Err(RejectReason::LegacySignature)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Applies a put of the prefix layout's manifest key: with a trust store
+    /// it must be a v2 value, not replayed nor stale, holding a valid
+    /// manifest; the last good manifest stays otherwise. Never a directive.
+    fn put_manifest(
+        &mut self,
+        kv: Kv,
+        clock: &dyn Clock,
+        rejected: &mut Vec<RejectReason>,
+    ) -> Outcome {
+        let checked = match &self.trust {
+            None => Ok(None),
+            Some(trust) => open_signed(&kv.value, &kv.key, Some(trust)).and_then(|o| {
+                let meta = o.meta.ok_or(RejectReason::LegacySignature)?;
+                self.high
+                    .judge(&meta, clock.unix_nanos(), self.max_signature_age())?;
+                let manifest = Manifest::decode(o.payload, &self.limits)?;
+                Ok(Some((meta.seq, manifest)))
+            }),
+        };
+        let rejection = match checked {
+            Ok(Some((seq, manifest))) => {
+                self.high.raise(seq);
+                self.manifest = Some(manifest);
+                None
+            }
+            Ok(None) => None,
+            Err(r) => {
+                rejected.push(r);
+                Some(DecodeError::whole(r))
+            }
+        };
+        self.entries.insert(
+            kv.key,
+            Entry {
+                mod_revision: kv.mod_revision,
+                create_revision: kv.create_revision,
+                value: kv.value,
+                good: None,
+                rejected: rejection,
+                good_hash: None,
+                admitted: None,
+            },
+        );
+        Outcome::Changed
+    }
+
+    /// Checks, in the prefix layout, that each key under `prefix` holds the
+    /// directive its suffix names.
+    pub(crate) fn set_prefix(&mut self, prefix: &str) {
+        self.prefix = Some(prefix.as_bytes().to_vec());
+    }
+
+    /// `key_id_mismatch` when `key`'s suffix after the prefix is not the id
+    /// of the one directive `set` holds. Checked after the (shared) decode:
+    /// the decode depends on the bytes only, this on the store's prefix.
+    fn check_key_id(&self, key: &[u8], set: &DirectiveSet) -> Result<(), DecodeError> {
+        let Some(prefix) = self.prefix.as_deref().filter(|_| self.prefix_layout) else {
+            return Ok(());
+        };
+        let suffix = key.strip_prefix(prefix).unwrap_or(key);
+        match set.directives() {
+            [d] if d.id.as_bytes() == suffix => Ok(()),
+            _ => Err(DecodeError::whole(RejectReason::KeyIdMismatch)),
         }
     }
 
@@ -155,11 +301,21 @@ impl AppliedState {
                 return Outcome::Unchanged;
             }
         }
-        let decoded = match open_value(&kv.value, &kv.key, self.trust.as_deref()) {
+        if self.is_manifest_key(&kv.key) {
+            return self.put_manifest(kv, clock, rejected);
+        }
+        let opened = open_signed(&kv.value, &kv.key, self.trust.as_deref())
+            .and_then(|o| self.guard_single(&o, clock).map(|()| o));
+        let accepted_seq = opened
+            .as_ref()
+            .ok()
+            .and_then(|o| o.meta.as_ref())
+            .map(|m| m.seq);
+        let decoded = match opened {
             // The signature is this store's to check (its trust store); the
             // decode of what it opened is shared.
             Err(e) => Err(e.into()),
-            Ok(payload) => match &self.shared {
+            Ok(Opened { payload, .. }) => match &self.shared {
                 Some(shared) => shared.get_or_decode(
                     &DecodeInput {
                         prefix_layout: self.prefix_layout,
@@ -174,15 +330,29 @@ impl AppliedState {
                 None => self.decode(payload, kv.mod_revision, clock),
             },
         };
+        let decoded = decoded.and_then(|set| self.check_key_id(&kv.key, &set).map(|()| set));
+        let previous = self.entries.get(&kv.key);
         let previous_good = previous.and_then(|p| p.good.clone());
+        let previous_hash = previous.and_then(|p| p.good_hash);
+        let admitted = previous.and_then(|p| p.admitted.clone());
         let entry = match decoded {
-            Ok(directives) => Entry {
-                mod_revision: kv.mod_revision,
-                create_revision: kv.create_revision,
-                value: kv.value,
-                good: Some(directives),
-                rejected: None,
-            },
+            Ok(directives) => {
+                if !self.prefix_layout {
+                    if let Some(seq) = accepted_seq.filter(|_| self.trust.is_some()) {
+                        self.high.raise(seq);
+                    }
+                }
+                let gated = self.prefix_layout && self.trust.is_some();
+                Entry {
+                    mod_revision: kv.mod_revision,
+                    create_revision: kv.create_revision,
+                    good_hash: gated.then(|| value_hash(&kv.value)),
+                    value: kv.value,
+                    good: Some(directives),
+                    rejected: None,
+                    admitted,
+                }
+            }
             Err(e) => {
                 rejected.push(e.reason);
                 Entry {
@@ -191,6 +361,8 @@ impl AppliedState {
                     value: kv.value,
                     good: previous_good,
                     rejected: Some(e),
+                    good_hash: previous_hash,
+                    admitted,
                 }
             }
         };
@@ -236,10 +408,51 @@ impl AppliedState {
         }
         let mut ids = std::collections::HashSet::new();
         let mut all = Vec::new();
-        for (key, entry) in &self.entries {
-            let Some(good) = &entry.good else { continue };
-            let good = good.directives();
-            if good.iter().any(|d| ids.contains(d.id.as_str())) {
+        // With a trust store and a signed manifest (or v2 required, or a
+        // high-water mark from a manifest seen before), a key serves only
+        // when the manifest lists it with its value's hash. Evaluated here,
+        // after a whole watch response is applied, so the keys and the
+        // manifest of one transaction are judged together.
+        let gated = self.trust.as_ref().is_some_and(|t| {
+            self.manifest.is_some() || t.requires_signed_v2() || self.high.get().is_some()
+        });
+        let no_manifest = Manifest::new();
+        let manifest = self.manifest.as_ref().unwrap_or(&no_manifest);
+        let prefix = self.prefix.as_deref().unwrap_or_default();
+        let mut unlisted = BTreeSet::new();
+        for (key, entry) in self.entries.iter_mut() {
+            let Some(good) = entry.good.clone() else {
+                continue;
+            };
+            let serve = if gated {
+                let id = key
+                    .strip_prefix(prefix)
+                    .and_then(|id| std::str::from_utf8(id).ok());
+                let admits = |h: &ValueHash| id.is_some_and(|id| manifest.admits(id, h));
+                match entry.good_hash {
+                    Some(h) if admits(&h) => {
+                        entry.admitted = Some((Arc::clone(&good), h));
+                        good
+                    }
+                    _ => {
+                        self.compose_rejections.push(Rejection {
+                            key: String::from_utf8_lossy(key).into_owned(),
+                            revision: entry.mod_revision,
+                            reason: RejectReason::NotInManifest.slug(),
+                            directive_index: None,
+                        });
+                        unlisted.insert((key.clone(), entry.mod_revision));
+                        match &entry.admitted {
+                            Some((set, h)) if admits(h) => Arc::clone(set),
+                            _ => continue,
+                        }
+                    }
+                }
+            } else {
+                good
+            };
+            let serve = serve.directives();
+            if serve.iter().any(|d| ids.contains(&d.id)) {
                 self.compose_rejections.push(Rejection {
                     key: String::from_utf8_lossy(key).into_owned(),
                     revision: entry.mod_revision,
@@ -248,9 +461,13 @@ impl AppliedState {
                 });
                 continue;
             }
-            ids.extend(good.iter().map(|d| d.id.as_str()));
-            all.extend(good.iter().cloned());
+            ids.extend(serve.iter().map(|d| d.id.clone()));
+            all.extend(serve.iter().cloned());
         }
+        let fresh = unlisted.difference(&self.counted).count();
+        self.fresh
+            .extend(std::iter::repeat_n(RejectReason::NotInManifest, fresh));
+        self.counted = unlisted;
         // Every directive was validated by the decoder and ids are unique, so
         // this cannot fail; an empty set is the fail-safe answer if it did.
         Arc::new(stamp(

@@ -89,6 +89,24 @@ impl Follower {
         self
     }
 
+    /// Prefix layout: refuses a key whose suffix after `prefix` is not its
+    /// directive's id (`key_id_mismatch`).
+    pub(crate) fn with_prefix(mut self, prefix: &str) -> Follower {
+        self.applied.set_prefix(prefix);
+        self
+    }
+
+    /// Starts anti-rollback from this high-water mark.
+    pub(crate) fn with_high_water(mut self, high: super::rollback::HighWater) -> Follower {
+        self.applied.set_high_water(high);
+        self
+    }
+
+    /// Rejections the last composition found, not counted before.
+    pub(crate) fn take_fresh_rejections(&mut self) -> Vec<RejectReason> {
+        self.applied.take_fresh_rejections()
+    }
+
     /// Applies only values signed by a key in `trust` (SPEC §9).
     pub(crate) fn trusting(mut self, trust: Option<Arc<TrustStore>>) -> Follower {
         self.applied.set_trust(trust);

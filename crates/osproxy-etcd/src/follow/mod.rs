@@ -20,6 +20,7 @@ pub(crate) mod applied;
 pub(crate) mod failsafe;
 pub(crate) mod follower;
 pub(crate) mod liveness;
+pub(crate) mod rollback;
 pub(crate) mod shared;
 #[cfg(test)]
 mod sim;

@@ -49,7 +49,8 @@ impl Publisher {
             layout: self.layout.clone(),
             request_timeout: self.request_timeout,
             stream: None,
-            follower: Follower::new(self.layout.is_prefix(), self.limits),
+            follower: Follower::new(self.layout.is_prefix(), self.limits)
+                .with_prefix(self.layout.key()),
             clock: Arc::clone(&self.clock),
             next_revision: 0,
             reread: true,

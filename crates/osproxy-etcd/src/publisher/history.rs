@@ -35,7 +35,7 @@ use osproxy_observe::encode::directive_value;
 use osproxy_observe::{DirectiveSet, NoteError, PublishNote};
 
 use super::live::{read_range, Live, LiveSet};
-use super::note::{note_at, RecordedNote};
+use super::note::{RecordedNote, SignedNote};
 use super::{request, PublishError, Publisher};
 use crate::error::{is_out_of_range, TransportError};
 
@@ -101,8 +101,11 @@ impl SetChanges {
 pub struct HistoryEntry {
     /// The etcd revision of the change.
     pub revision: i64,
-    /// Who, why and when, as recorded by the publisher that wrote it.
+    /// Who, why and when, as recorded by the publisher that wrote it (the
+    /// signed note when the value carries one, see [`SignedNote`]).
     pub note: RecordedNote,
+    /// The note signed into the value, checked against the marker's.
+    pub signed_note: SignedNote,
     /// The set as of this revision, as instances would serve it (and the
     /// keys they would reject, in [`LiveSet::rejected`]).
     pub state: LiveSet,
@@ -137,8 +140,10 @@ pub struct SetAt {
     /// The set as of it; [`LiveSet::revision`] is the last change at or
     /// before `requested` (0 when there was none).
     pub state: LiveSet,
-    /// The note of that change.
+    /// The note of that change (the signed one when there is one).
     pub note: RecordedNote,
+    /// The note signed into the value, checked against the marker's.
+    pub signed_note: SignedNote,
 }
 
 /// Two states of the set and what differs ([`Publisher::diff`]).
@@ -233,9 +238,11 @@ impl Publisher {
                 Err(e) => return Err(e),
             };
             let before_state = before.as_ref().map(|b| self.decode_live(b));
+            let (note, signed_note) = self.note_of(&at, revision);
             history.entries.push(HistoryEntry {
                 revision,
-                note: note_at(at.marker.as_ref(), revision),
+                note,
+                signed_note,
                 changes: before_state
                     .as_ref()
                     .map(|b| SetChanges::between(&b.set, &state.set)),
@@ -264,9 +271,11 @@ impl Publisher {
             });
         }
         let at = self.read_at(revision).await?;
+        let (note, signed_note) = self.note_of(&at, at.revision);
         Ok(SetAt {
             requested: revision,
-            note: note_at(at.marker.as_ref(), at.revision),
+            note,
+            signed_note,
             state: self.decode_live(&at),
         })
     }
@@ -282,9 +291,11 @@ impl Publisher {
             Some(r) => self.set_at(r).await?,
             None => {
                 let live = self.read().await?;
+                let (note, signed_note) = self.note_of(&live, live.revision);
                 SetAt {
                     requested: live.header,
-                    note: note_at(live.marker.as_ref(), live.revision),
+                    note,
+                    signed_note,
                     state: self.decode_live(&live),
                 }
             }

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
-use osproxy_observe::signed::{open_value, payload_of};
+use osproxy_observe::manifest::{value_hash, Manifest};
+use osproxy_observe::signed::{open_signed, open_value, payload_of};
 use osproxy_observe::{
     decode_directive, decode_directive_set_with, DecodeError, DirectiveSet, RejectReason,
+    TimedDirective,
 };
 use serde_json::Value;
 
@@ -202,14 +204,26 @@ impl Publisher {
                     }
                 }
             }
-            Layout::Prefix(_) => {
+            Layout::Prefix(prefix) => {
                 let mut list = Vec::with_capacity(live.kvs.len());
                 let mut ids = HashSet::new();
-                for kv in &live.kvs {
+                let manifest = self.live_manifest(prefix, live, &mut out.rejected);
+                for kv in live.kvs.iter().filter(|kv| kv.key() != prefix.as_bytes()) {
+                    let listed = |d: &TimedDirective| {
+                        manifest
+                            .as_ref()
+                            .is_none_or(|m| m.admits(&d.id, &value_hash(kv.value())))
+                    };
                     match self
                         .open(kv)
                         .and_then(|v| decode_directive(v, clock, &self.limits))
                     {
+                        Ok(d) if !listed(&d) => out
+                            .rejected
+                            .push(reject(kv, DecodeError::whole(RejectReason::NotInManifest))),
+                        Ok(d) if kv.key() != super::directive_key(prefix, &d.id).as_bytes() => out
+                            .rejected
+                            .push(reject(kv, DecodeError::whole(RejectReason::KeyIdMismatch))),
                         Ok(d) if !ids.insert(d.id.clone()) => out
                             .rejected
                             .push(reject(kv, DecodeError::whole(RejectReason::DuplicateId))),
@@ -233,6 +247,39 @@ impl Publisher {
             }
         }
         out
+    }
+}
+
+impl Publisher {
+    /// The prefix's signed manifest as instances gate on it: `None` when
+    /// keys are not gated (no trust store, or no manifest and v2 not
+    /// required); else the manifest that verifies, or an empty one (every
+    /// key refused) when it does not (its rejection reported).
+    fn live_manifest(
+        &self,
+        prefix: &str,
+        live: &Live,
+        rejected: &mut Vec<KeyRejection>,
+    ) -> Option<Manifest> {
+        let trust = self.trust.as_deref()?;
+        let Some(kv) = live.kvs.iter().find(|kv| kv.key() == prefix.as_bytes()) else {
+            return trust.requires_signed_v2().then(Manifest::new);
+        };
+        let opened = open_signed(kv.value(), kv.key(), Some(trust)).and_then(|o| {
+            o.meta.ok_or(RejectReason::LegacySignature)?;
+            Manifest::decode(o.payload, &self.limits)
+        });
+        match opened {
+            Ok(m) => Some(m),
+            Err(r) => {
+                rejected.push(KeyRejection {
+                    key: key_string(kv),
+                    mod_revision: kv.mod_revision(),
+                    error: DecodeError::whole(r),
+                });
+                Some(Manifest::new())
+            }
+        }
     }
 }
 

@@ -102,6 +102,8 @@ mod fleet;
 mod history;
 mod live;
 mod note;
+mod prefix;
+mod seal;
 mod write;
 
 use std::fmt;
@@ -113,7 +115,7 @@ use crate::config::{Connection, Layout};
 use crate::error::{bounded, ConfigError};
 use etcd_client::{Client, GetOptions};
 use osproxy_core::Clock;
-use osproxy_observe::{DecodeLimits, SignerKey, TrustStore};
+use osproxy_observe::{DecodeLimits, SignedFormat, SignerKey, TrustStore};
 
 pub use changes::{Change, Changes};
 pub use error::{PublishError, PublishFault};
@@ -123,7 +125,7 @@ pub use history::{
     DEFAULT_HISTORY_PAGE_BYTES, MAX_HISTORY_LIMIT,
 };
 pub use live::{KeyRejection, LiveSet};
-pub use note::RecordedNote;
+pub use note::{RecordedNote, SignedNote};
 pub use write::{directive_key, Written};
 
 /// How many read-modify-write cycles [`Publisher::add`] and
@@ -141,6 +143,8 @@ pub struct Publisher {
     limits: DecodeLimits,
     /// Signs every value written (SPEC §9).
     signer: Option<SignerKey>,
+    /// The signed format written (v1 unless told otherwise).
+    format: SignedFormat,
     /// Checks live values before they are read back (and re-signed).
     trust: Option<Arc<TrustStore>>,
 }
@@ -165,7 +169,8 @@ impl Publisher {
     /// [`with_decode_limits`](Self::with_decode_limits).
     ///
     /// # Errors
-    /// [`PublishError::Config`] for invalid options or an empty key;
+    /// [`PublishError::Config`] for invalid options, an empty key or a
+    /// prefix without a trailing `/`;
     /// [`PublishError::Connect`] naming the endpoints and the last cause.
     pub async fn connect<C>(
         connection: C,
@@ -177,9 +182,7 @@ impl Publisher {
         ConfigError: From<C::Error>,
     {
         let connection: Connection = connection.try_into().map_err(ConfigError::from)?;
-        if layout.key().is_empty() {
-            return Err(ConfigError::EmptyKey.into());
-        }
+        layout.validate()?;
         let probe = layout.key().to_owned();
         let (i, client) = crate::connection::first_answering(
             connection.endpoints(),
@@ -204,6 +207,7 @@ impl Publisher {
             clock,
             limits: DecodeLimits::default(),
             signer: None,
+            format: SignedFormat::V1,
             trust: None,
         })
     }
@@ -226,6 +230,25 @@ impl Publisher {
             self.trust = Some(Arc::new(own));
         }
         self.signer = Some(signer);
+        self
+    }
+
+    /// Writes signed format `format` (default [`SignedFormat::V1`]); only
+    /// with a [`signer`](Self::with_signer).
+    ///
+    /// With [`SignedFormat::V2`] every value signs a sequence number, the
+    /// time and the write's note too, so instances refuse an old value put
+    /// back (`replayed`); in the prefix layout every write also rewrites the
+    /// prefix's signed manifest at the key equal to the prefix (see
+    /// `osproxy_observe::manifest`), and an add or remove becomes a
+    /// compare-and-swap of the whole prefix. A v2 publish always writes,
+    /// even when the content equals the live one: re-signing with a new
+    /// sequence is what makes a rollback outrank a replay. Upgrade every
+    /// instance before a publisher writes v2 (older instances refuse it as
+    /// `bad_signature`).
+    #[must_use]
+    pub fn with_signed_format(mut self, format: SignedFormat) -> Self {
+        self.format = format;
         self
     }
 

@@ -7,11 +7,19 @@
 //! The seed-compatible [`Publisher::publish`], [`Publisher::add`] and
 //! [`Publisher::remove`] record a note with nothing but the time; the
 //! `*_noted` forms take the caller's note.
+//!
+//! The marker is not signed: whoever can write to etcd can write any note
+//! there. A value in signed format v2 carries its note inside what is
+//! signed (`osproxy_observe::signed`), so where one verifies (with the
+//! publisher's trust store) that note is the one reported, and a marker that
+//! says otherwise is flagged ([`SignedNote::Signed`] with `marker_agrees`
+//! false).
 
 use etcd_client::KeyValue;
+use osproxy_observe::signed::open_signed;
 use osproxy_observe::{decode_publish_note, DirectiveSet, NoteError, PublishNote, TimedDirective};
 
-use super::live::LiveSet;
+use super::live::{Live, LiveSet};
 use super::{PublishError, Publisher, Written};
 
 /// The marker value publishers before notes wrote: what it is, nothing
@@ -78,14 +86,59 @@ pub(crate) fn decode_marker(value: &[u8]) -> RecordedNote {
     }
 }
 
+/// The note signed into the value of a revision (signed format v2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignedNote {
+    /// The value carries no signed note that verifies (format v1, unsigned,
+    /// not written at that revision, or no trust store to check it with).
+    Absent,
+    /// The value's signed note, reported as the revision's note;
+    /// `marker_agrees` is false when the (unsigned) marker names another
+    /// author or reason: someone wrote it around the signers.
+    Signed {
+        /// The signed note.
+        note: PublishNote,
+        /// Whether the marker's note has the same author and reason.
+        marker_agrees: bool,
+    },
+}
+
 impl Publisher {
+    /// The note of the change at `revision` in `live`: the signed one when
+    /// the value (key layout) or manifest (prefix layout) written at that
+    /// revision carries one that verifies, else the marker's.
+    pub(crate) fn note_of(&self, live: &Live, revision: i64) -> (RecordedNote, SignedNote) {
+        let marker = note_at(live.marker.as_ref(), revision);
+        let signed = self.trust.as_deref().and_then(|trust| {
+            let kv = self
+                .sequenced(live)
+                .filter(|kv| kv.mod_revision() == revision)?;
+            open_signed(kv.value(), kv.key(), Some(trust)).ok()?.meta
+        });
+        match signed {
+            None => (marker, SignedNote::Absent),
+            Some(meta) => {
+                let note = meta.note;
+                let marker_agrees =
+                    marker.author() == note.author() && marker.reason() == note.reason();
+                (
+                    RecordedNote::Recorded(note.clone()),
+                    SignedNote::Signed {
+                        note,
+                        marker_agrees,
+                    },
+                )
+            }
+        }
+    }
+
     /// [`live`](Self::live), with the note of the live revision.
     ///
     /// # Errors
     /// A request error.
     pub async fn live_noted(&self) -> Result<(LiveSet, RecordedNote), PublishError> {
         let live = self.read().await?;
-        let note = note_at(live.marker.as_ref(), live.revision);
+        let (note, _) = self.note_of(&live, live.revision);
         Ok((self.decode_live(&live), note))
     }
 

@@ -1,13 +1,12 @@
 //! The writes: whole-set publishes and single-directive edits, each one
 //! transaction that also puts the revision marker, with the exact bytes
-//! checked first and leases tidied only after a confirmed success.
+//! checked first and leases tidied only after a confirmed success. The
+//! prefix layout's own writes are in `publisher::prefix`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use etcd_client::{
-    Compare, CompareOp, GetOptions, KeyValue, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp,
-    TxnOpResponse, TxnResponse,
+    Compare, CompareOp, GetOptions, LeaseTimeToLiveOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use osproxy_core::Instant;
 use osproxy_observe::encode::directive_value;
@@ -17,10 +16,9 @@ use osproxy_observe::{
     TimedDirective,
 };
 use tokio::time::timeout;
-use tracing::debug;
 
 use super::error::write_error;
-use super::live::{key_string, newest_revision, relative_lifetimes, Live};
+use super::live::{newest_revision, relative_lifetimes, Live};
 use super::{PublishError, Publisher, MAX_ATTEMPTS};
 use crate::config::Layout;
 
@@ -60,10 +58,12 @@ impl Publisher {
     ) -> Result<i64, PublishError> {
         match &self.layout {
             Layout::Key(key) => {
-                let bytes = self.seal(key.as_bytes(), self.checked_set_bytes(set)?);
+                let payload = self.checked_set_bytes(set)?;
                 let live = self.read().await?;
                 let since = compare_base(expected, &live)?;
-                if live.kvs.first().is_some_and(|kv| kv.value() == bytes) {
+                let bytes = self.seal_key(key, payload, &live, note);
+                // (A v2 write always writes: see `publisher::prefix`.)
+                if !self.signs_v2() && live.kvs.first().is_some_and(|kv| kv.value() == bytes) {
                     return Ok(live.revision);
                 }
                 let txn = Txn::new()
@@ -155,7 +155,7 @@ impl Publisher {
     }
 
     /// The canonical bytes of `set`, if the fleet's decoder accepts them.
-    fn checked_set_bytes(&self, set: &DirectiveSet) -> Result<Vec<u8>, PublishError> {
+    pub(super) fn checked_set_bytes(&self, set: &DirectiveSet) -> Result<Vec<u8>, PublishError> {
         let bytes = encode_directive_set(set);
         decode_directive_set_with(&bytes, self.clock.as_ref(), &self.limits)
             .map_err(PublishError::Invalid)?;
@@ -163,7 +163,10 @@ impl Publisher {
     }
 
     /// The canonical bytes of one prefix-layout directive, if accepted.
-    fn checked_directive_bytes(&self, d: &TimedDirective) -> Result<Vec<u8>, PublishError> {
+    pub(super) fn checked_directive_bytes(
+        &self,
+        d: &TimedDirective,
+    ) -> Result<Vec<u8>, PublishError> {
         let bytes = directive_bytes(d);
         decode_directive(&bytes, self.clock.as_ref(), &self.limits)
             .map_err(PublishError::Invalid)?;
@@ -171,7 +174,7 @@ impl Publisher {
     }
 
     /// "Nothing in the range nor the marker changed after `since`."
-    fn guard(&self, since: i64) -> Vec<Compare> {
+    pub(super) fn guard(&self, since: i64) -> Vec<Compare> {
         let range = Compare::mod_revision(self.layout.key(), CompareOp::Less, since + 1);
         let range = if self.layout.is_prefix() {
             range.with_prefix()
@@ -184,13 +187,13 @@ impl Publisher {
         ]
     }
 
-    fn marker_put(&self, note: &PublishNote) -> TxnOp {
+    pub(super) fn marker_put(&self, note: &PublishNote) -> TxnOp {
         let value = note.clone().stamped(self.now()).encode();
         TxnOp::put(self.layout.revision_key(), value, None)
     }
 
     /// Reads what a failed guard needs to report the live revision.
-    fn conflict_probe(&self) -> Vec<TxnOp> {
+    pub(super) fn conflict_probe(&self) -> Vec<TxnOp> {
         vec![
             TxnOp::get(
                 self.layout.key(),
@@ -205,7 +208,7 @@ impl Publisher {
 
     /// Sends a write transaction. A lost answer is an unknown outcome, never
     /// a failure to clean up after.
-    async fn commit(
+    pub(super) async fn commit(
         &self,
         op: &'static str,
         txn: Txn,
@@ -251,7 +254,7 @@ impl Publisher {
                 });
             }
             let (next, replaced) = edit(&decoded.set, self.clock.now())?;
-            let bytes = self.seal(key.as_bytes(), self.checked_set_bytes(&next)?);
+            let bytes = self.seal_key(key, self.checked_set_bytes(&next)?, &live, note);
             let txn = Txn::new()
                 .when(self.guard(live.revision))
                 .and_then([TxnOp::put(key, bytes, None), self.marker_put(note)])
@@ -268,184 +271,7 @@ impl Publisher {
         })
     }
 
-    /// Replaces everything under `prefix` with `set` in one transaction.
-    async fn replace_prefix(
-        &self,
-        prefix: &str,
-        set: &DirectiveSet,
-        expected: Option<i64>,
-        note: &PublishNote,
-    ) -> Result<i64, PublishError> {
-        let mut wanted: BTreeMap<Vec<u8>, (Vec<u8>, &TimedDirective)> = BTreeMap::new();
-        for d in set.directives() {
-            let key = directive_key(prefix, &d.id).into_bytes();
-            let bytes = self.seal(&key, self.checked_directive_bytes(d)?);
-            wanted.insert(key, (bytes, d));
-        }
-        let live = self.read().await?;
-        let since = compare_base(expected, &live)?;
-        let by_key: HashMap<&[u8], &KeyValue> = live.kvs.iter().map(|kv| (kv.key(), kv)).collect();
-        let mut replaced: Vec<&KeyValue> = Vec::new();
-        let mut ops: Vec<TxnOp> = Vec::new();
-        for kv in &live.kvs {
-            if !wanted.contains_key(kv.key()) {
-                ops.push(TxnOp::delete(kv.key(), None));
-                replaced.push(kv);
-            }
-        }
-        let changed: Vec<(&Vec<u8>, &Vec<u8>, &TimedDirective)> = wanted
-            .iter()
-            .filter(|(key, (bytes, _))| {
-                by_key
-                    .get(key.as_slice())
-                    .is_none_or(|kv| kv.value() != bytes.as_slice())
-            })
-            .map(|(key, (bytes, d))| (key, bytes, *d))
-            .collect();
-        if ops.is_empty() && changed.is_empty() {
-            return Ok(live.revision);
-        }
-        let now = self.now();
-        let mut leases: BTreeMap<i64, i64> = BTreeMap::new();
-        for (key, bytes, d) in changed {
-            let ttl = lease_ttl_secs(d, now);
-            let lease = match leases.get(&ttl) {
-                Some(id) => *id,
-                None => match self.grant_lease(ttl).await {
-                    Ok(id) => *leases.entry(ttl).or_insert(id),
-                    Err(e) => {
-                        self.revoke_unattached(leases.values()).await;
-                        return Err(e);
-                    }
-                },
-            };
-            if let Some(kv) = by_key.get(key.as_slice()) {
-                replaced.push(kv);
-            }
-            ops.push(TxnOp::put(
-                key.clone(),
-                bytes.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            ));
-        }
-        ops.push(self.marker_put(note));
-        let txn = Txn::new()
-            .when(self.guard(since))
-            .and_then(ops)
-            .or_else(self.conflict_probe());
-        let outcome = match self.commit("publish", txn, live.revision).await {
-            // The keys may be written and bound to these leases: keep them.
-            Err(e @ PublishError::OutcomeUnknown { .. }) => return Err(e),
-            Err(e) => Err(e),
-            Ok(resp) => settle(&resp, since),
-        };
-        match outcome {
-            Ok(revision) => {
-                let new: BTreeSet<i64> = leases.values().copied().collect();
-                let old: BTreeSet<i64> = replaced
-                    .iter()
-                    .map(|kv| kv.lease())
-                    .filter(|id| *id != 0 && !new.contains(id))
-                    .collect();
-                self.revoke_if_unused(old).await;
-                Ok(revision)
-            }
-            Err(e) => {
-                // Definitely not applied: the new leases hold no key.
-                self.revoke_unattached(leases.values()).await;
-                Err(e)
-            }
-        }
-    }
-
-    async fn add_to_prefix(
-        &self,
-        prefix: &str,
-        directive: &TimedDirective,
-        note: &PublishNote,
-    ) -> Result<Written, PublishError> {
-        let key = directive_key(prefix, &directive.id);
-        let bytes = self.seal(key.as_bytes(), self.checked_directive_bytes(directive)?);
-        let before = self.revision().await?;
-        let lease = self
-            .grant_lease(lease_ttl_secs(directive, self.now()))
-            .await?;
-        let put = TxnOp::put(
-            key,
-            bytes,
-            Some(PutOptions::new().with_lease(lease).with_prev_key()),
-        );
-        let txn = Txn::new().and_then([put, self.marker_put(note)]);
-        let resp = match self.commit("add", txn, before).await {
-            Ok(resp) => resp,
-            Err(e @ PublishError::OutcomeUnknown { .. }) => return Err(e),
-            Err(e) => {
-                self.revoke_unattached([lease].iter()).await;
-                return Err(e);
-            }
-        };
-        let previous = resp.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Put(p) => p.prev_key().map(KeyValue::lease),
-            _ => None,
-        });
-        if let Some(old) = previous.filter(|id| *id != 0 && *id != lease) {
-            self.revoke_if_unused([old]).await;
-        }
-        Ok(Written {
-            revision: resp.header().map_or(0, |h| h.revision()),
-            replaced: previous.is_some(),
-        })
-    }
-
-    async fn remove_from_prefix(
-        &self,
-        prefix: &str,
-        id: &str,
-        note: &PublishNote,
-    ) -> Result<Written, PublishError> {
-        let by_name = directive_key(prefix, id).into_bytes();
-        for attempt in 1..=MAX_ATTEMPTS {
-            let live = self.read().await?;
-            let clock = self.clock.as_ref();
-            let found = live
-                .kvs
-                .iter()
-                .find(|kv| kv.key() == by_name.as_slice())
-                .or_else(|| {
-                    live.kvs.iter().find(|kv| {
-                        decode_directive(payload_of(kv.value()), clock, &self.limits)
-                            .is_ok_and(|d| d.id == id)
-                    })
-                });
-            let Some(kv) = found else {
-                return Err(PublishError::NotFound { id: id.to_owned() });
-            };
-            let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    kv.key(),
-                    CompareOp::Equal,
-                    kv.mod_revision(),
-                )])
-                .and_then([TxnOp::delete(kv.key(), None), self.marker_put(note)]);
-            let resp = self.commit("remove", txn, live.revision).await?;
-            if resp.succeeded() {
-                if kv.lease() != 0 {
-                    self.revoke_if_unused([kv.lease()]).await;
-                }
-                return Ok(Written {
-                    revision: resp.header().map_or(0, |h| h.revision()),
-                    replaced: true,
-                });
-            }
-            debug!(key = %key_string(kv), "remove lost a race; retrying");
-            retry_pause(attempt).await;
-        }
-        Err(PublishError::Contended {
-            attempts: MAX_ATTEMPTS,
-        })
-    }
-
-    async fn grant_lease(&self, ttl_secs: i64) -> Result<i64, PublishError> {
+    pub(super) async fn grant_lease(&self, ttl_secs: i64) -> Result<i64, PublishError> {
         let mut client = self.client.clone();
         let resp = self
             .request("grant lease", client.lease_grant(ttl_secs, None))
@@ -455,7 +281,7 @@ impl Publisher {
 
     /// Revokes leases granted for a write that was definitely not applied
     /// (no key is bound to them). Best effort: they expire anyway.
-    async fn revoke_unattached(&self, leases: impl Iterator<Item = &i64>) {
+    pub(super) async fn revoke_unattached(&self, leases: impl Iterator<Item = &i64>) {
         for id in leases {
             let mut client = self.client.clone();
             let _ = self.request("revoke lease", client.lease_revoke(*id)).await;
@@ -464,7 +290,7 @@ impl Publisher {
 
     /// Revokes each lease that no key uses any more (a lease another tool
     /// shares with other keys is left alone). Best effort.
-    async fn revoke_if_unused(&self, leases: impl IntoIterator<Item = i64>) {
+    pub(super) async fn revoke_if_unused(&self, leases: impl IntoIterator<Item = i64>) {
         for id in leases {
             let mut client = self.client.clone();
             let options = LeaseTimeToLiveOptions::new().with_keys();
@@ -485,7 +311,7 @@ impl Publisher {
 /// The revision a write compares against: `expected` when given (it must
 /// not be older than the live revision nor newer than the cluster), else the
 /// live revision.
-fn compare_base(expected: Option<i64>, live: &Live) -> Result<i64, PublishError> {
+pub(super) fn compare_base(expected: Option<i64>, live: &Live) -> Result<i64, PublishError> {
     match expected {
         None => Ok(live.revision),
         Some(x) if x < live.revision || x > live.header => Err(PublishError::Conflict {
@@ -497,7 +323,7 @@ fn compare_base(expected: Option<i64>, live: &Live) -> Result<i64, PublishError>
 }
 
 /// The revision of a successful swap, or the conflict its probe read.
-fn settle(resp: &TxnResponse, expected: i64) -> Result<i64, PublishError> {
+pub(super) fn settle(resp: &TxnResponse, expected: i64) -> Result<i64, PublishError> {
     if resp.succeeded() {
         return Ok(resp.header().map_or(0, |h| h.revision()));
     }
@@ -526,7 +352,7 @@ fn directive_bytes(d: &TimedDirective) -> Vec<u8> {
 
 /// The lease of a directive: its remaining lifetime, rounded up to whole
 /// seconds, at least 1 s (etcd raises short leases to its own minimum).
-fn lease_ttl_secs(d: &TimedDirective, now_unix_nanos: u64) -> i64 {
+pub(super) fn lease_ttl_secs(d: &TimedDirective, now_unix_nanos: u64) -> i64 {
     let remaining = d
         .expires_at_unix_nanos
         .unwrap_or_default()
@@ -537,7 +363,7 @@ fn lease_ttl_secs(d: &TimedDirective, now_unix_nanos: u64) -> i64 {
 
 /// A short, jittered pause before another read-modify-swap attempt, so
 /// writers that collided do not collide again in lockstep.
-async fn retry_pause(attempt: u32) {
+pub(super) async fn retry_pause(attempt: u32) {
     let base = 10 * u64::from(attempt);
     let jitter = rand::random_range(0..=base);
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;

@@ -14,7 +14,7 @@ use osproxy_core::{Clock, SystemClock};
 use osproxy_etcd::config::{
     Connection, ConnectionConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
-use osproxy_etcd::{ConfigError, Layout, Publisher, TlsConfig};
+use osproxy_etcd::{Layout, Publisher, TlsConfig};
 use osproxy_observe::decode::{MAX_BODY_BYTES, MAX_LIFETIME};
 use osproxy_observe::DecodeLimits;
 
@@ -225,7 +225,7 @@ pub struct LayoutArgs {
     )]
     pub key: String,
     /// Use the prefix layout instead: one directive per key `<PREFIX><id>`,
-    /// each bound to a lease of its lifetime. End it with `/`.
+    /// each bound to a lease of its lifetime. It must end with `/`.
     #[arg(
         long,
         env = "OSPROXY_DIRECTIVES_PREFIX",
@@ -239,15 +239,14 @@ impl LayoutArgs {
     /// The layout.
     ///
     /// # Errors
-    /// A usage error for an empty key or prefix.
+    /// A usage error for an empty key or prefix, or a prefix without a
+    /// trailing `/`.
     pub fn layout(&self) -> Result<Layout, CliError> {
         let layout = match &self.prefix {
             Some(p) => Layout::Prefix(p.clone()),
             None => Layout::Key(self.key.clone()),
         };
-        if layout.key().is_empty() {
-            return Err(config_error(ConfigError::EmptyKey));
-        }
+        layout.validate().map_err(config_error)?;
         Ok(layout)
     }
 }
@@ -376,7 +375,7 @@ pub async fn finish_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osproxy_etcd::PublishError;
+    use osproxy_etcd::{ConfigError, PublishError};
     use osproxy_observe::DecodeError;
 
     #[test]
@@ -407,6 +406,24 @@ mod tests {
         assert_eq!(e.revision_before, Some(17));
         assert!(e.message.contains("outcome unknown"), "{}", e.message);
         assert!(e.hint.as_deref().unwrap_or("").contains("17"));
+    }
+
+    #[test]
+    fn a_prefix_without_its_slash_is_a_usage_error() {
+        let args = |prefix: &str| LayoutArgs {
+            key: DEFAULT_KEY.into(),
+            prefix: Some(prefix.into()),
+        };
+        let e = args("/env/prod").layout().unwrap_err();
+        assert_eq!((e.code(), e.slug), (2, "invalid_config"));
+        assert!(
+            e.causes.iter().any(|c| c.contains("must end in '/'")) || e.message.contains("'/'"),
+            "{e:?}"
+        );
+        assert_eq!(
+            args("/env/prod/").layout().unwrap(),
+            Layout::Prefix("/env/prod/".into())
+        );
     }
 
     #[test]
