@@ -33,6 +33,26 @@ pub(crate) fn require(name: &str) -> PathBuf {
     .unwrap_or_else(|where_| panic!("{ETCD_NOT_FOUND} (looked for `{name}` in {where_})"))
 }
 
+/// `<dir>/etcd` and `<dir>/etcdctl` when `dir` is given (a caller that
+/// picks its etcd itself, e.g. a benchmark comparing versions in one run),
+/// else [`require`] of each; panics with [`ETCD_NOT_FOUND`] when missing.
+pub(crate) fn etcd_pair(dir: Option<&Path>) -> (PathBuf, PathBuf) {
+    let Some(dir) = dir else {
+        return (require("etcd"), require("etcdctl"));
+    };
+    let pick = |name: &str| {
+        let path = dir.join(name);
+        if !is_file(&path) {
+            panic!(
+                "{ETCD_NOT_FOUND} (looked for `{name}` in {})",
+                dir.display()
+            );
+        }
+        path
+    };
+    (pick("etcd"), pick("etcdctl"))
+}
+
 /// [`require`] over explicit variables; `Err` says where it looked.
 fn find(name: &str, bin_dir: Option<&OsStr>, path_var: Option<&OsStr>) -> Result<PathBuf, String> {
     if let Some(dir) = bin_dir.filter(|d| !d.is_empty()) {

@@ -44,15 +44,25 @@ impl std::fmt::Debug for EtcdProxy {
 }
 
 impl EtcdProxy {
-    /// Starts a proxy in front of every member of `cluster` and waits until
-    /// a read through it succeeds.
+    /// Starts a proxy in front of every member of `cluster`, with the same
+    /// `etcd` executable as the members, and waits until a read through it
+    /// succeeds.
     pub fn start(cluster: &EtcdCluster) -> EtcdProxy {
-        Self::start_for(cluster.endpoints())
+        let bins = (
+            cluster.etcd_bin().to_path_buf(),
+            cluster.etcdctl_bin().to_path_buf(),
+        );
+        Self::launch_for(cluster.endpoints(), Some(bins))
     }
 
-    /// Starts a proxy in front of exactly `upstream` (`host:port` each).
+    /// Starts a proxy in front of exactly `upstream` (`host:port` each), with
+    /// the default `etcd` (`OSPROXY_ETCD_BIN_DIR`'s, Debian's, `PATH`'s).
     pub fn start_for(upstream: Vec<String>) -> EtcdProxy {
-        let ws = Workspace::prepare("grpc-proxy", "osproxy-etcd-proxy-", "proxy");
+        Self::launch_for(upstream, None)
+    }
+
+    fn launch_for(upstream: Vec<String>, bins: Option<(PathBuf, PathBuf)>) -> EtcdProxy {
+        let ws = Workspace::prepare("grpc-proxy", "osproxy-etcd-proxy-", "proxy", bins);
         let ports = free_ports(2);
         let pid_path = ws.dir.path().join("proxy").join("etcd.pid");
         let proxy = EtcdProxy {

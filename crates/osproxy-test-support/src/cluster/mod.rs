@@ -18,7 +18,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,6 +63,7 @@ pub struct EtcdClusterBuilder {
     startup_timeout: Duration,
     max_request_bytes: Option<usize>,
     pprof: bool,
+    bin_dir: Option<PathBuf>,
 }
 
 impl Default for EtcdClusterBuilder {
@@ -74,6 +75,7 @@ impl Default for EtcdClusterBuilder {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             max_request_bytes: None,
             pprof: false,
+            bin_dir: None,
         }
     }
 }
@@ -125,6 +127,15 @@ impl EtcdClusterBuilder {
         self
     }
 
+    /// Run the `etcd` and `etcdctl` in `dir` rather than the default ones
+    /// (`OSPROXY_ETCD_BIN_DIR`, Debian's, `PATH`'s): for a benchmark that
+    /// compares versions in one run. [`EtcdProxy::start`](crate::EtcdProxy::start)
+    /// in front of this cluster runs the same `etcd`.
+    pub fn etcd_bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
+        self
+    }
+
     /// Starts the members and blocks until every one reports healthy, then
     /// sets up auth if requested.
     ///
@@ -136,7 +147,14 @@ impl EtcdClusterBuilder {
             etcdctl_bin,
             dir,
             watchdog,
-        } = Workspace::prepare("etcd cluster", "osproxy-etcd-", "member-*");
+        } = Workspace::prepare(
+            "etcd cluster",
+            "osproxy-etcd-",
+            "member-*",
+            self.bin_dir
+                .as_deref()
+                .map(|dir| crate::binaries::etcd_pair(Some(dir))),
+        );
         let config = Arc::new(Config {
             etcd_bin,
             etcdctl_bin,
@@ -308,6 +326,22 @@ impl EtcdCluster {
     /// Client URLs of all members, always with a scheme.
     pub fn client_urls(&self) -> Vec<String> {
         self.members.iter().map(EtcdMember::client_url).collect()
+    }
+
+    /// The `etcd` executable the members run (and a proxy in front of
+    /// them, [`EtcdProxy::start`](crate::EtcdProxy::start)).
+    pub fn etcd_bin(&self) -> &Path {
+        &self.config.etcd_bin
+    }
+
+    /// The `etcdctl` executable the cluster's helpers run.
+    pub fn etcdctl_bin(&self) -> &Path {
+        &self.config.etcdctl_bin
+    }
+
+    /// The version the members' `etcd` reports (`3.7.2`), or `unknown`.
+    pub fn etcd_version(&self) -> String {
+        crate::binaries::etcd_version(&self.config.etcd_bin)
     }
 
     /// The PKI the cluster serves TLS with, if any.

@@ -32,14 +32,19 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
-    /// Finds the executables (panicking with [`crate::ETCD_NOT_FOUND`] when
-    /// missing), creates a temporary directory named `<prefix>…` and starts
-    /// the watchdog over the pid files in `<dir>/<pid_glob>/etcd.pid`.
-    /// `what` names the caller in panic messages.
-    pub(crate) fn prepare(what: &str, prefix: &str, pid_glob: &str) -> Workspace {
-        let etcd_bin = binaries::require("etcd");
+    /// Takes `bins` (`etcd`, `etcdctl`) or finds the default executables
+    /// (panicking with [`crate::ETCD_NOT_FOUND`] when missing),
+    /// creates a temporary directory named `<prefix>…` and starts the
+    /// watchdog over the pid files in `<dir>/<pid_glob>/etcd.pid`. `what`
+    /// names the caller in panic messages.
+    pub(crate) fn prepare(
+        what: &str,
+        prefix: &str,
+        pid_glob: &str,
+        bins: Option<(PathBuf, PathBuf)>,
+    ) -> Workspace {
+        let (etcd_bin, etcdctl_bin) = bins.unwrap_or_else(|| binaries::etcd_pair(None));
         binaries::announce(&etcd_bin);
-        let etcdctl_bin = binaries::require("etcdctl");
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()

@@ -33,6 +33,7 @@ mod plot;
 mod propagation;
 mod recovery;
 mod report;
+mod scale;
 mod stats;
 mod sys;
 mod target;
@@ -136,6 +137,8 @@ impl Plan {
 struct Args {
     quick: bool,
     topology_only: bool,
+    scale: bool,
+    etcd_bin_dirs: Vec<PathBuf>,
     stores: Option<Vec<usize>>,
     writes: Option<usize>,
     out: Option<PathBuf>,
@@ -146,6 +149,8 @@ fn parse_args() -> Res<Args> {
     let mut args = Args {
         quick: false,
         topology_only: false,
+        scale: false,
+        etcd_bin_dirs: Vec::new(),
         stores: None,
         writes: None,
         out: None,
@@ -156,6 +161,10 @@ fn parse_args() -> Res<Args> {
         match a.as_str() {
             "--quick" => args.quick = true,
             "--topology-only" => args.topology_only = true,
+            "--scale" => args.scale = true,
+            "--etcd-bin-dir" => args
+                .etcd_bin_dirs
+                .push(it.next().ok_or("--etcd-bin-dir needs a directory")?.into()),
             "--out" => args.out = Some(it.next().ok_or("--out needs a path")?.into()),
             "--stores" => {
                 let list = it.next().ok_or("--stores needs a list, e.g. 1,100,1000")?;
@@ -173,7 +182,7 @@ fn parse_args() -> Res<Args> {
             "--plots" => args.plots = Some(it.next().ok_or("--plots needs a directory")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: propagation [--quick] [--topology-only] [--stores N,N,..] [--writes N] [--out PATH] [--plots DIR]"
+                    "usage: propagation [--quick] [--topology-only | --scale [--etcd-bin-dir DIR]...] [--stores N,N,..] [--writes N] [--out PATH] [--plots DIR]"
                 );
                 std::process::exit(0);
             }
@@ -313,6 +322,9 @@ fn run() -> Res<()> {
         writes: args.writes.unwrap_or(plan.topology_writes).max(1),
         cap: Duration::from_millis(plan.cap_ms),
     };
+    if args.scale {
+        return scale_only(&rt, &args, &plan, source, machine, &out, t0);
+    }
     if args.topology_only {
         let values = Values::new(plan.directives);
         let runs = topology::run(&rt, &values, &topology_settings)?;
@@ -512,5 +524,56 @@ fn run() -> Res<()> {
     for p in &report.plots {
         println!("plot: {p}");
     }
+    Ok(())
+}
+
+/// `--scale`: the topology phase on every `--etcd-bin-dir` (the default
+/// etcd when none is given) at 1 to 5,000 stores, 20 writes per size, a 2 s
+/// cap per write (so a p99 over 1 s shows), stopping a (release, topology)
+/// at the first size that trips [`scale::STOP_P99_MS`] or fails to connect.
+fn scale_only(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    plan: &Plan,
+    source: Source,
+    machine: Machine,
+    out: &std::path::Path,
+    t0: osproxy_core::Instant,
+) -> Res<()> {
+    let settings = topology::Settings {
+        store_counts: args
+            .stores
+            .clone()
+            .unwrap_or_else(|| vec![1, 100, 1000, 5000]),
+        proxies: plan.topology_proxies.clone(),
+        writes: args.writes.unwrap_or(20).max(1),
+        cap: Duration::from_secs(2),
+    };
+    let dirs: Vec<Option<PathBuf>> = if args.etcd_bin_dirs.is_empty() {
+        vec![None]
+    } else {
+        args.etcd_bin_dirs.iter().cloned().map(Some).collect()
+    };
+    let values = Values::new(plan.directives);
+    let measured = scale::run(rt, &values, &settings, &dirs);
+    let (text, targets) = scale::report(&measured);
+    let json = serde_json::json!({
+        "mode": plan.mode,
+        "source": source,
+        "machine": machine,
+        "settings": settings,
+        "etcd_bin_dirs": dirs,
+        "scale": measured,
+        "targets": targets,
+        "duration_s": mono().saturating_duration_since(t0).as_secs_f64(),
+    });
+    let out = out.with_file_name("scale.json");
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_vec_pretty(&json)?)?;
+    std::fs::write(out.with_extension("md"), &text)?;
+    println!("{text}");
+    println!("JSON: {}", out.display());
     Ok(())
 }

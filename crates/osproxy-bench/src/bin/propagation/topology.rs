@@ -38,8 +38,10 @@ pub struct Settings {
 }
 
 /// One topology at one fleet size.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct TopologyRun {
+    /// The etcd release of the member and the proxies (`3.7.2`).
+    pub etcd: String,
     pub topology: String,
     pub proxies: usize,
     pub stores: usize,
@@ -151,14 +153,27 @@ pub fn run(rt: &Runtime, values: &Values, s: &Settings) -> Res<Vec<TopologyRun>>
     for &k in &s.proxies {
         for &n in &s.store_counts {
             eprintln!("topology: {} × {n} stores", name(k));
-            out.push(one(rt, values, k, n, s)?);
+            out.push(one(rt, values, k, n, s, None)?);
         }
     }
     Ok(out)
 }
 
-fn one(rt: &Runtime, values: &Values, k: usize, n: usize, s: &Settings) -> Res<TopologyRun> {
-    let cluster = EtcdCluster::builder().pprof().launch();
+/// One topology at one fleet size, on a fresh member of the etcd in
+/// `bin_dir` (`None`: the default etcd), with proxies of the same etcd.
+pub fn one(
+    rt: &Runtime,
+    values: &Values,
+    k: usize,
+    n: usize,
+    s: &Settings,
+    bin_dir: Option<&std::path::Path>,
+) -> Res<TopologyRun> {
+    let mut builder = EtcdCluster::builder().pprof();
+    if let Some(dir) = bin_dir {
+        builder = builder.etcd_bin_dir(dir);
+    }
+    let cluster = builder.launch();
     let member = cluster.member(0);
     let server_pid = member.pid().ok_or("etcd is not running")?;
     let proxies: Vec<EtcdProxy> = (0..k).map(|_| EtcdProxy::start(&cluster)).collect();
@@ -278,6 +293,7 @@ fn one(rt: &Runtime, values: &Values, k: usize, n: usize, s: &Settings) -> Res<T
     #[allow(clippy::cast_precision_loss)]
     let per_store = (server_rss_with as f64 - server_rss_before as f64) / n.max(1) as f64;
     Ok(TopologyRun {
+        etcd: cluster.etcd_version(),
         topology: name(k),
         proxies: k,
         stores: n,
