@@ -97,7 +97,7 @@ pub use decode::{
     decode_directive_set_with, DecodeError, DecodeLimits, RejectReason,
 };
 pub use diagnostic_sink::{DiagnosticSink, NoopDiagnosticSink};
-pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
+pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs, RequestKeys};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};
 pub use explain::{DirectiveExplanation, Explanation};
 pub use export::{NoopExporter, SpanExporter};
