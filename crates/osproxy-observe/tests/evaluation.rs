@@ -19,7 +19,10 @@ fn level_for(set: &DirectiveSet, attrs: &RequestAttrs<'_>, clock: &dyn Clock) ->
     assert_eq!(set.decide_by_scan(attrs, clock.now(), &id).level, level);
     // The borrowed-string path decides the same.
     let keys = RequestKeys::from(attrs);
-    assert_eq!(set.decide_keys(&keys, clock.now(), id.as_str()).level, level);
+    assert_eq!(
+        set.decide_keys(&keys, clock.now(), id.as_str()).level,
+        level
+    );
     level
 }
 
