@@ -127,6 +127,25 @@ impl Inner {
             && self.clock.now() >= self.shared.load_full().last_expiry()
     }
 
+    /// The request's decision through the thread's reader (counted as
+    /// `decide` counts), and `then` applied to the set that took it.
+    #[inline]
+    pub(crate) fn with_decision<R>(
+        &self,
+        request: &RequestKeys<'_>,
+        request_id: &str,
+        now: Instant,
+        then: impl FnOnce(&osproxy_observe::DirectiveSet, Decision) -> R,
+    ) -> (Decision, R) {
+        let reader = self.readers.get_or(|| RefCell::new(self.shared.reader()));
+        let mut reader = reader.borrow_mut();
+        let set = reader.current();
+        let decision = set.decide_keys(request, now, request_id);
+        self.decided.fetch_add(1, Ordering::Relaxed);
+        let r = then(set, decision);
+        (decision, r)
+    }
+
     /// Takes the request's decision: reads its identity fields into the
     /// thread's buffers and decides through the thread's reader.
     fn open_request(&self, attrs: &Attributes<'_>, now: Instant) -> Option<RequestState> {
@@ -134,30 +153,29 @@ impl Inner {
         let mut keys = keys_cell.borrow_mut();
         keys.clear();
         attrs.record(&mut *keys);
-        let endpoint = EndpointKind::from_name(&keys.endpoint).unwrap_or(EndpointKind::Unknown);
+        let endpoint = endpoint_of(&keys.endpoint);
         let request = RequestKeys {
             tenant: keys.has_tenant.then_some(keys.tenant.as_str()),
             index: &keys.index,
             principal: &keys.principal,
             endpoint,
         };
-        let reader = self.readers.get_or(|| RefCell::new(self.shared.reader()));
-        let mut reader = reader.borrow_mut();
-        let set = reader.current();
-        let decision = set.decide_keys(&request, now, &keys.request_id);
-        self.decided.fetch_add(1, Ordering::Relaxed);
-        if decision.level == DiagLevel::Off {
-            return None;
-        }
-        let winner = set.winner(&decision);
-        let provenance = Provenance {
-            directive_id: winner.map(|w| w.id.clone()).unwrap_or_default(),
-            revision: decision.revision,
-            key_id: set.key_id().map(str::to_owned),
-            level: decision.level,
-            sampled: winner.is_some_and(|w| w.sample_per_mille < 1000),
-            set_id: self.set_id,
-        };
+        let (decision, provenance) =
+            self.with_decision(&request, &keys.request_id, now, |set, decision| {
+                if decision.level == DiagLevel::Off {
+                    return None;
+                }
+                let winner = set.winner(&decision);
+                Some(Provenance {
+                    directive_id: winner.map(|w| w.id.clone()).unwrap_or_default(),
+                    revision: decision.revision,
+                    key_id: set.key_id().map(str::to_owned),
+                    level: decision.level,
+                    sampled: winner.is_some_and(|w| w.sample_per_mille < 1000),
+                    set_id: self.set_id,
+                })
+            });
+        let provenance = provenance?;
         let identity = Identity {
             tenant: request.tenant.map(str::to_owned),
             index: keys.index.clone(),
@@ -165,7 +183,6 @@ impl Inner {
             endpoint: endpoint.as_str(),
             request_id: keys.request_id.clone(),
         };
-        drop(reader);
         drop(keys);
         let mut fields = Vec::new();
         attrs.record(&mut ShapeVisitor {
@@ -231,6 +248,18 @@ impl Inner {
         }
         self.recorded.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The endpoint kind a span names: its wire name, in any case (`Search`,
+/// `search`); anything else is `Unknown`.
+fn endpoint_of(name: &str) -> EndpointKind {
+    EndpointKind::from_name(name)
+        .or_else(|| {
+            EndpointKind::ALL
+                .into_iter()
+                .find(|e| e.as_str().eq_ignore_ascii_case(name))
+        })
+        .unwrap_or(EndpointKind::Unknown)
 }
 
 /// Whether a descendant at `level` is recorded for a request at `diag`.

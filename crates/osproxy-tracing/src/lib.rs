@@ -12,7 +12,7 @@
 //! * Open one span per request, named `request` (or the name given to
 //!   [`RecorderBuilder::request_span`]), with the request's identity as
 //!   fields given when the span is created: `tenant`, `index`, `principal`,
-//!   `endpoint` (an [`osproxy_core::EndpointKind`] wire name) and
+//!   `endpoint` (an [`osproxy_core::EndpointKind`] wire name, `Search`; any case) and
 //!   `request_id`, as strings (`tenant = t.as_str()` or `tenant = %t`).
 //!   The recorder decides there, once, through the store's per-thread
 //!   [`osproxy_observe::DirectiveReader`] and
@@ -107,8 +107,8 @@ use std::time::Duration;
 
 use osproxy_core::{Clock, SystemClock};
 use osproxy_observe::{
-    BreakGlassBuffer, DiagnosticSink, NoopDiagnosticSink, NoopExporter, SharedDirectiveSet,
-    SpanExporter,
+    BreakGlassBuffer, Decision, DiagnosticSink, NoopDiagnosticSink, NoopExporter, RequestKeys,
+    SharedDirectiveSet, SpanExporter,
 };
 use thread_local::ThreadLocal;
 use tracing_core::Subscriber;
@@ -349,6 +349,17 @@ impl Recorder {
     /// last refresh).
     pub fn is_active(&self) -> bool {
         self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// The decision the layer takes for a request with these identity
+    /// fields, now: the thread's reader and
+    /// [`osproxy_observe::DirectiveSet::decide_keys`], counted (budgets and
+    /// counters) exactly as the layer counts. For services that want the
+    /// decision outside a span, and for the cost benchmark.
+    pub fn decide(&self, request: &RequestKeys<'_>, request_id: &str) -> Decision {
+        self.inner
+            .with_decision(request, request_id, self.inner.clock.now(), |_, _| ())
+            .0
     }
 
     /// The instance's break-glass tape.

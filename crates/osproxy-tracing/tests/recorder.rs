@@ -137,6 +137,10 @@ fn a_tenant_directive_records_that_tenant_only_stamped_and_shape_only() {
     assert_eq!(tape.len(), 3, "{tape:?}");
     for doc in &tape {
         assert_eq!(doc["tenant"], "acme");
+        assert_eq!(
+            doc["endpoint"], "Search",
+            "the span's `search`, as the wire name"
+        );
         assert_eq!(doc["osproxy.directive.id"], "acme-shape");
         assert_eq!(doc["osproxy.directive.revision"], 1);
         assert!(doc.get("osproxy.directive.key_id").is_none());
