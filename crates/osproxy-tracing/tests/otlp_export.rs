@@ -41,8 +41,20 @@ fn request(tenant: &str, id: &str) {
     tracing::info!(status = 200u64, "sent");
 }
 
+/// `tracing`'s callsite interest is process-wide: the union over every live
+/// dispatcher. Tests in this binary each install their own, so they run one
+/// at a time, as a service (one dispatcher) would.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn spans_reach_a_real_receiver_stamped_and_shape_only() {
+    let _serial = serial();
     let receiver = OtlpReceiver::start();
     let clock = ManualClock::new();
     let store = store(&clock);
@@ -129,6 +141,7 @@ impl SpanExporter for Keep {
 
 #[test]
 fn the_seam_payload_is_otlp_json_a_receiver_decodes() {
+    let _serial = serial();
     let receiver = OtlpReceiver::start();
     let clock = ManualClock::new();
     let store = store(&clock);
@@ -165,6 +178,7 @@ fn the_seam_payload_is_otlp_json_a_receiver_decodes() {
 
 #[test]
 fn a_stuck_collector_never_blocks_a_request_and_drops_are_counted() {
+    let _serial = serial();
     // A collector that accepts connections and never answers.
     let stuck = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1/traces", stuck.local_addr().unwrap());

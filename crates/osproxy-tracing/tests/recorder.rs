@@ -109,8 +109,20 @@ fn assert_no_secret(what: &str, v: &Value) {
     }
 }
 
+/// `tracing`'s callsite interest is process-wide: the union over every live
+/// dispatcher. Tests in this binary each install their own, so they run one
+/// at a time, as a service (one dispatcher) would.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn without_a_live_directive_nothing_is_enabled_or_recorded() {
+    let _serial = serial();
     let f = fixture("");
     assert!(!f.recorder.is_active());
     // The filter does not even take a decision: the request span is
@@ -122,6 +134,7 @@ fn without_a_live_directive_nothing_is_enabled_or_recorded() {
 
 #[test]
 fn a_tenant_directive_records_that_tenant_only_stamped_and_shape_only() {
+    let _serial = serial();
     let f = fixture(
         r#"{"id":"acme-shape","level":"Shape","tenant":"acme","sample_per_mille":1000,
             "ttl_secs":600,"ring_buffer":true,"capture":true}"#,
@@ -192,6 +205,7 @@ fn a_tenant_directive_records_that_tenant_only_stamped_and_shape_only() {
 
 #[test]
 fn timing_adds_busy_and_idle_and_rewrite_diff_adds_debug() {
+    let _serial = serial();
     let f = fixture(
         r#"{"id":"t","level":"ShapeTiming","tenant":"acme","sample_per_mille":1000,
             "ttl_secs":600,"ring_buffer":true},
@@ -230,6 +244,7 @@ fn timing_adds_busy_and_idle_and_rewrite_diff_adds_debug() {
 
 #[test]
 fn after_expiry_nothing_more_is_recorded() {
+    let _serial = serial();
     let f = fixture(
         r#"{"id":"acme","level":"Shape","tenant":"acme","sample_per_mille":1000,
             "ttl_secs":60,"ring_buffer":true}"#,
@@ -251,6 +266,7 @@ fn after_expiry_nothing_more_is_recorded() {
 
 #[test]
 fn removing_the_directive_stops_recording() {
+    let _serial = serial();
     let f = fixture(
         r#"{"id":"acme","level":"Shape","tenant":"acme","sample_per_mille":1000,
             "ttl_secs":600,"ring_buffer":true}"#,
@@ -264,6 +280,7 @@ fn removing_the_directive_stops_recording() {
 
 #[test]
 fn the_services_baseline_output_is_untouched_by_the_recorder() {
+    let _serial = serial();
     use std::io::Write;
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -303,6 +320,7 @@ fn the_services_baseline_output_is_untouched_by_the_recorder() {
 
 #[test]
 fn a_signed_set_stamps_its_key_id() {
+    let _serial = serial();
     let clock = ManualClock::new();
     let store = InMemoryDirectiveStore::new();
     let body = br#"{"directives":[{"id":"k","level":"Shape","sample_per_mille":1000,
