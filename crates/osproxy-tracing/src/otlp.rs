@@ -98,33 +98,41 @@ impl OtlpExport {
     /// # Errors
     /// [`OtlpError`] when the runtime or the exporter cannot be built.
     pub fn start(config: OtlpConfig) -> Result<Self, OtlpError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let client =
-            opentelemetry_http::hyper::HyperClient::with_default_connector(config.timeout, None);
-        let mut exporter = runtime.block_on(async {
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_http_client(client)
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(config.endpoint.clone())
-                .with_timeout(config.timeout)
-                .build()
-                .map_err(|e| OtlpError::Build(e.to_string()))
-        })?;
-        exporter.set_resource(
-            &Resource::builder_empty()
-                .with_service_name(config.service_name.clone())
-                .build(),
-        );
         let (tx, rx) = mpsc::sync_channel(config.queue_requests.max(1));
         let stats = Arc::new(ExportStats::default());
         let worker_stats = Arc::clone(&stats);
-        let max_batch = config.max_batch_spans.max(1);
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), OtlpError>>(1);
+        // The runtime and the exporter are built on the worker thread: a
+        // runtime cannot be started (`block_on`) on a thread that already
+        // drives one, and the caller may well be inside a tokio runtime.
         let worker = std::thread::Builder::new()
             .name("osproxy-otlp".into())
-            .spawn(move || drain(&runtime, &exporter, &rx, &worker_stats, max_batch))?;
+            .spawn(move || {
+                let built = build(&config);
+                let (runtime, exporter) = match built {
+                    Ok(pair) => {
+                        let _ = ready_tx.send(Ok(()));
+                        pair
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let max_batch = config.max_batch_spans.max(1);
+                drain(&runtime, &exporter, &rx, &worker_stats, max_batch);
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = worker.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = worker.join();
+                return Err(OtlpError::Build("the export worker stopped".into()));
+            }
+        }
         Ok(OtlpExport {
             tx: Some(tx),
             stats,
@@ -166,6 +174,33 @@ impl Drop for OtlpExport {
             let _ = worker.join();
         }
     }
+}
+
+/// The worker's runtime and exporter.
+fn build(
+    config: &OtlpConfig,
+) -> Result<(tokio::runtime::Runtime, opentelemetry_otlp::SpanExporter), OtlpError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client =
+        opentelemetry_http::hyper::HyperClient::with_default_connector(config.timeout, None);
+    let mut exporter = runtime.block_on(async {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(client)
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(config.endpoint.clone())
+            .with_timeout(config.timeout)
+            .build()
+            .map_err(|e| OtlpError::Build(e.to_string()))
+    })?;
+    exporter.set_resource(
+        &Resource::builder_empty()
+            .with_service_name(config.service_name.clone())
+            .build(),
+    );
+    Ok((runtime, exporter))
 }
 
 fn drain(
