@@ -140,6 +140,13 @@ impl EtcdDirectiveStore {
         self.inner.shared.reader()
     }
 
+    /// The cell this store publishes into: what a recorder on this process
+    /// reads (`osproxy_tracing::Recorder::builder`), with its own per-thread
+    /// readers.
+    pub fn shared(&self) -> &SharedDirectiveSet {
+        &self.inner.shared
+    }
+
     /// The layout this store follows.
     pub fn layout(&self) -> &Layout {
         &self.inner.layout

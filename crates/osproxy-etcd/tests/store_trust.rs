@@ -73,6 +73,11 @@ async fn key_layout_applies_signed_values_only() {
     let store = trusting_store(cluster, Layout::Key(key.clone()), &ops).await;
     assert_eq!(ids(&store), ["a"], "a signed publish applies at connect");
     assert!(store.status().rejected.is_empty());
+    assert_eq!(
+        store.snapshot().key_id(),
+        Some("ops-1"),
+        "the verified key is stamped on the applied set"
+    );
     let signed = cluster.get(&key).unwrap();
     assert!(signed.starts_with("osproxy-signed v1 ops-1 "), "{signed}");
 
@@ -102,6 +107,11 @@ async fn key_layout_applies_signed_values_only() {
         .await
         .unwrap();
     assert_eq!(ids(&plain), ["evil"]);
+    assert_eq!(
+        plain.snapshot().key_id(),
+        None,
+        "nothing verified, nothing stamped"
+    );
 
     // A signed publish applies again and clears the rejection. The live
     // value is not trusted, so an edit refuses to re-sign it; a whole-set

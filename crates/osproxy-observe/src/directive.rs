@@ -155,6 +155,25 @@ impl DirectiveMatch {
             && self.endpoint.is_none_or(|e| e == attrs.endpoint)
     }
 
+    /// [`DirectiveMatch::matches`] for attributes borrowed as plain strings.
+    #[inline]
+    pub fn matches_keys(&self, keys: &RequestKeys<'_>) -> bool {
+        self.tenant
+            .as_ref()
+            .is_none_or(|t| keys.tenant == Some(t.as_str()))
+            && self.matches_keys_besides_tenant(keys)
+    }
+
+    #[inline]
+    fn matches_keys_besides_tenant(&self, keys: &RequestKeys<'_>) -> bool {
+        self.index.as_ref().is_none_or(|i| i.as_str() == keys.index)
+            && self
+                .principal
+                .as_ref()
+                .is_none_or(|p| p.as_str() == keys.principal)
+            && self.endpoint.is_none_or(|e| e == keys.endpoint)
+    }
+
     /// Whether no target is set (the directive applies to every request).
     pub fn is_wildcard(&self) -> bool {
         self.tenant.is_none()
@@ -283,5 +302,112 @@ impl<'a> RequestAttrs<'a> {
     pub fn with_principal(mut self, principal: &'a PrincipalId) -> Self {
         self.principal = principal;
         self
+    }
+}
+
+/// The attributes of one request as plain borrowed strings: what a recorder
+/// reads off a `tracing` span's fields, where no id newtype exists and
+/// building one would allocate. Evaluates exactly like [`RequestAttrs`] with
+/// the same strings ([`crate::DirectiveSet::decide_keys`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestKeys<'a> {
+    /// The resolved tenant, when the request has one.
+    pub tenant: Option<&'a str>,
+    /// The logical index; `""` when there is none.
+    pub index: &'a str,
+    /// The authenticated principal; `""` when unknown.
+    pub principal: &'a str,
+    /// The endpoint kind.
+    pub endpoint: EndpointKind,
+}
+
+impl<'a> RequestKeys<'a> {
+    /// Keys with only the endpoint kind set.
+    #[inline]
+    pub fn new(endpoint: EndpointKind) -> Self {
+        RequestKeys {
+            tenant: None,
+            index: "",
+            principal: "",
+            endpoint,
+        }
+    }
+}
+
+impl<'a> From<&RequestAttrs<'a>> for RequestKeys<'a> {
+    #[inline]
+    fn from(a: &RequestAttrs<'a>) -> Self {
+        RequestKeys {
+            tenant: a.tenant.map(PartitionId::as_str),
+            index: a.index,
+            principal: a.principal.as_str(),
+            endpoint: a.endpoint,
+        }
+    }
+}
+
+/// What the set's index and matcher read of a request: implemented by both
+/// attribute forms so one decision body serves both (monomorphised, so the
+/// [`RequestAttrs`] path is the code it was).
+pub(crate) trait AttrView {
+    fn tenant_key(&self) -> Option<&str>;
+    fn index_key(&self) -> &str;
+    fn principal_key(&self) -> &str;
+    fn endpoint_kind(&self) -> EndpointKind;
+    fn matched_by(&self, m: &DirectiveMatch) -> bool;
+    fn matched_besides_tenant(&self, m: &DirectiveMatch) -> bool;
+}
+
+impl AttrView for RequestAttrs<'_> {
+    #[inline(always)]
+    fn tenant_key(&self) -> Option<&str> {
+        self.tenant.map(PartitionId::as_str)
+    }
+    #[inline(always)]
+    fn index_key(&self) -> &str {
+        self.index
+    }
+    #[inline(always)]
+    fn principal_key(&self) -> &str {
+        self.principal.as_str()
+    }
+    #[inline(always)]
+    fn endpoint_kind(&self) -> EndpointKind {
+        self.endpoint
+    }
+    #[inline(always)]
+    fn matched_by(&self, m: &DirectiveMatch) -> bool {
+        m.matches(self)
+    }
+    #[inline(always)]
+    fn matched_besides_tenant(&self, m: &DirectiveMatch) -> bool {
+        m.matches_besides_tenant(self)
+    }
+}
+
+impl AttrView for RequestKeys<'_> {
+    #[inline(always)]
+    fn tenant_key(&self) -> Option<&str> {
+        self.tenant
+    }
+    #[inline(always)]
+    fn index_key(&self) -> &str {
+        self.index
+    }
+    #[inline(always)]
+    fn principal_key(&self) -> &str {
+        self.principal
+    }
+    #[inline(always)]
+    fn endpoint_kind(&self) -> EndpointKind {
+        self.endpoint
+    }
+    #[inline(always)]
+    fn matched_by(&self, m: &DirectiveMatch) -> bool {
+        m.matches_keys(self)
+    }
+    #[inline(always)]
+    fn matched_besides_tenant(&self, m: &DirectiveMatch) -> bool {
+        m.matches_keys_besides_tenant(self)
     }
 }

@@ -30,6 +30,10 @@
 //!   - [`explain`] → `set`, `directive`, `sample`;
 //!   - [`store`] → `set`; [`verifier`] → `directive`;
 //!   - [`view`] → `encode`, `set`, `timed`.
+//! * Where records go (the observation seams a recorder feeds):
+//!   - [`breakglass`] → nothing: the [`BreakGlassBuffer`] tape;
+//!   - [`diagnostic_sink`] → nothing: [`DiagnosticSink`];
+//!   - [`export`] → nothing: [`SpanExporter`].
 //! * Trust (SPEC §9):
 //!   - [`keys`] → nothing: Ed25519 [`SignerKey`] and [`TrustStore`] by key id;
 //!   - [`signed`] → `keys`, `rules`, `json`, `note`, `decode`, `encode`:
@@ -41,8 +45,11 @@
 //!     [`TokenVerifier`].
 //!
 //! Seed compatibility: every public item of the seed's `osproxy-observe`
-//! 1.0.2 directive subsystem is here with its seed signature (SPEC §4);
-//! richer API sits beside it.
+//! 1.0.2 directive subsystem is here with its seed signature (SPEC §4), and
+//! so are its observation seams ([`BreakGlassBuffer`], [`DiagnosticSink`],
+//! [`SpanExporter`]); richer API sits beside them. The seed's proxy-specific
+//! trace stages (`RequestTrace` and its per-stage infos, `resource_spans`) are
+//! not: `osproxy-tracing` records any `tracing`-instrumented service instead.
 //!
 //! # Example
 //! ```
@@ -66,10 +73,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod breakglass;
 pub mod decode;
+pub mod diagnostic_sink;
 pub mod directive;
 pub mod encode;
 pub mod explain;
+pub mod export;
 mod json;
 pub mod keys;
 pub mod manifest;
@@ -86,13 +96,16 @@ mod token_claims;
 pub mod verifier;
 pub mod view;
 
+pub use breakglass::BreakGlassBuffer;
 pub use decode::{
     decode_directive, decode_directive_set, decode_directive_set_detailed,
     decode_directive_set_with, DecodeError, DecodeLimits, RejectReason,
 };
-pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs};
+pub use diagnostic_sink::{DiagnosticSink, NoopDiagnosticSink};
+pub use directive::{DiagLevel, DiagnosticsDirective, DirectiveMatch, RequestAttrs, RequestKeys};
 pub use encode::{encode_directive_set, encode_directive_set_pretty, format_rfc3339};
 pub use explain::{DirectiveExplanation, Explanation};
+pub use export::{NoopExporter, SpanExporter};
 pub use keys::{KeyError, SignerKey, TrustStore};
 pub use note::{decode_publish_note, NoteError, PublishNote};
 pub use set::{Decision, DirectiveCounts, DirectiveSet};

@@ -17,8 +17,14 @@ pub fn fnv1a_64(bytes: &[u8]) -> u64 {
 /// The request's sample bucket, 0–999: FNV-1a-64 of its id modulo 1000.
 #[inline]
 pub fn bucket(id: &RequestId) -> u16 {
+    bucket_of(id.as_str())
+}
+
+/// [`bucket`] of a request id held as a plain string.
+#[inline]
+pub fn bucket_of(id: &str) -> u16 {
     // The remainder is below 1000, so it always fits.
-    (fnv1a_64(id.as_str().as_bytes()) % 1000) as u16
+    (fnv1a_64(id.as_bytes()) % 1000) as u16
 }
 
 /// Whether a request in `bucket` is inside a sample of `per_mille`.

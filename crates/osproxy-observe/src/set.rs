@@ -15,7 +15,7 @@ use std::sync::Arc;
 use osproxy_core::{Clock, EndpointKind, Instant, RequestId};
 use rustc_hash::FxHashMap;
 
-use crate::directive::{DiagLevel, DiagnosticsDirective, RequestAttrs};
+use crate::directive::{AttrView, DiagLevel, DiagnosticsDirective, RequestAttrs, RequestKeys};
 use crate::rules::{is_valid_id, is_valid_target, DecodeError, RejectReason};
 use crate::sample;
 pub use crate::stats::DirectiveCounts;
@@ -72,6 +72,9 @@ pub struct DirectiveSet {
     /// Where the set came from (an etcd revision, the in-memory store's
     /// counter), when its store says so.
     revision: Option<u64>,
+    /// The id of the key that signed the set, when whoever applied it
+    /// verified a signature.
+    key_id: Option<Arc<str>>,
 }
 
 impl PartialEq for DirectiveSet {
@@ -179,6 +182,7 @@ impl DirectiveSet {
             index,
             stats,
             revision: None,
+            key_id: None,
         }
     }
 
@@ -194,6 +198,39 @@ impl DirectiveSet {
     /// The revision the set was published at, when its store stamped one.
     pub fn revision(&self) -> Option<u64> {
         self.revision
+    }
+
+    /// The same set, stamped with the id of the key whose signature was
+    /// verified on it. Whoever applies a signed set stamps it (a store that
+    /// checks signatures), so that what is recorded under the set can name
+    /// the key; an unsigned set has none. Not part of equality.
+    #[must_use]
+    pub fn with_key_id(mut self, key_id: impl Into<Arc<str>>) -> Self {
+        self.key_id = Some(key_id.into());
+        self
+    }
+
+    /// The id of the key that signed the set, when it was signed and its
+    /// store stamped it ([`DirectiveSet::with_key_id`]).
+    pub fn key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+
+    /// Whether some directive is alive at `now` with a level above `Off`:
+    /// while none is, nothing can be recorded and a recorder may switch
+    /// itself off entirely.
+    pub fn any_live_above_off(&self, now: Instant) -> bool {
+        now < self.index.last_expiry
+            && self
+                .directives
+                .iter()
+                .any(|d| d.is_live(now) && d.level > DiagLevel::Off)
+    }
+
+    /// The latest expiry of any directive (`Instant::ZERO`-like when empty):
+    /// at or after it nothing applies.
+    pub fn last_expiry(&self) -> Instant {
+        self.index.last_expiry
     }
 
     /// The directive a decision's level came from ([`Decision::winner`]).
@@ -333,7 +370,8 @@ impl DirectiveSet {
         now: Instant,
         id: &RequestId,
     ) -> DiagLevel {
-        self.decide_among(candidates, attrs, now, id, true).level
+        self.decide_among(candidates, attrs, now, id.as_str(), true)
+            .level
     }
 
     /// Whether any directive applying to the request asks for the ring
@@ -344,13 +382,22 @@ impl DirectiveSet {
         now: Instant,
         id: &RequestId,
     ) -> bool {
-        self.decide_with(attrs, now, id, false).ring_buffer
+        self.decide_with(attrs, now, id.as_str(), false).ring_buffer
     }
 
     /// Whether any directive applying to the request asks for a body
     /// capture. Looks only: no budget is used and nothing is counted.
     pub fn wants_capture(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> bool {
-        self.decide_with(attrs, now, id, false).capture
+        self.decide_with(attrs, now, id.as_str(), false).capture
+    }
+
+    /// [`DirectiveSet::decide`] over attributes borrowed as plain strings
+    /// (and the request id as one): the same decision, counted the same way,
+    /// for callers that hold no id newtypes (a `tracing` recorder reading
+    /// span fields) and would otherwise allocate them per request.
+    #[inline]
+    pub fn decide_keys(&self, keys: &RequestKeys<'_>, now: Instant, id: &str) -> Decision {
+        self.decide_with(keys, now, id, true)
     }
 
     /// Level, ring buffer and capture in one pass over the applying
@@ -362,15 +409,15 @@ impl DirectiveSet {
     /// [`DirectiveSet::wants_capture`] only look).
     #[inline]
     pub fn decide(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> Decision {
-        self.decide_with(attrs, now, id, true)
+        self.decide_with(attrs, now, id.as_str(), true)
     }
 
     #[inline(always)]
-    fn decide_with(
+    fn decide_with<A: AttrView>(
         &self,
-        attrs: &RequestAttrs<'_>,
+        attrs: &A,
         now: Instant,
-        id: &RequestId,
+        id: &str,
         account: bool,
     ) -> Decision {
         match self.candidates(attrs, now) {
@@ -386,19 +433,19 @@ impl DirectiveSet {
     /// when nothing can apply (the set is empty or past its last expiry, or
     /// nothing is filed where the request could match).
     #[inline(always)]
-    fn candidates(&self, attrs: &RequestAttrs<'_>, now: Instant) -> Option<Candidates<'_>> {
+    fn candidates<A: AttrView>(&self, attrs: &A, now: Instant) -> Option<Candidates<'_>> {
         if self.directives.is_empty() || now >= self.index.last_expiry {
             return None;
         }
         let ix = &self.index;
         let candidates = Candidates([
-            bucket(&ix.by_tenant, attrs.tenant.map(|t| t.as_str())),
+            bucket(&ix.by_tenant, attrs.tenant_key()),
             // An absent index ("") or principal (the empty id) is looked up
             // like any other: no decoded directive is filed under "", and an
             // unchecked one that is matches it in the scan too.
-            bucket(&ix.by_index, Some(attrs.index)),
-            bucket(&ix.by_principal, Some(attrs.principal.as_str())),
-            &ix.by_endpoint[endpoint_slot(attrs.endpoint)],
+            bucket(&ix.by_index, Some(attrs.index_key())),
+            bucket(&ix.by_principal, Some(attrs.principal_key())),
+            &ix.by_endpoint[endpoint_slot(attrs.endpoint_kind())],
             &ix.wildcard,
         ]);
         let none = candidates.0.iter().all(|c| c.is_empty());
@@ -407,12 +454,12 @@ impl DirectiveSet {
 
     /// The decision among `candidates`: admits and counts when `account`.
     #[inline(always)]
-    fn decide_among(
+    fn decide_among<A: AttrView>(
         &self,
         candidates: &Candidates<'_>,
-        attrs: &RequestAttrs<'_>,
+        attrs: &A,
         now: Instant,
-        id: &RequestId,
+        id: &str,
         account: bool,
     ) -> Decision {
         let mut decision = Decision {
@@ -432,16 +479,16 @@ impl DirectiveSet {
                     continue;
                 }
                 let matched = if tenant_known {
-                    d.match_.matches_besides_tenant(attrs)
+                    attrs.matched_besides_tenant(&d.match_)
                 } else {
-                    d.match_.matches(attrs)
+                    attrs.matched_by(&d.match_)
                 };
                 if !matched {
                     continue;
                 }
                 let at = pos as usize;
                 if d.sample_per_mille < 1000 {
-                    let b = *request_bucket.get_or_insert_with(|| sample::bucket(id));
+                    let b = *request_bucket.get_or_insert_with(|| sample::bucket_of(id));
                     if !sample::in_sample(b, d.sample_per_mille) {
                         if account {
                             self.stats.count(at, Counted::SampledOut);

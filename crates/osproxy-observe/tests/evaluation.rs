@@ -9,7 +9,7 @@ use common::*;
 use osproxy_core::{
     Clock, EndpointKind, IndexName, ManualClock, PartitionId, PrincipalId, SystemClock,
 };
-use osproxy_observe::{DiagLevel, DirectiveSet, RequestAttrs};
+use osproxy_observe::{DiagLevel, DirectiveSet, RequestAttrs, RequestKeys};
 
 const NS: Duration = Duration::from_nanos(1);
 
@@ -17,6 +17,12 @@ fn level_for(set: &DirectiveSet, attrs: &RequestAttrs<'_>, clock: &dyn Clock) ->
     let id = rid("req-1");
     let level = set.evaluate(attrs, clock.now(), &id);
     assert_eq!(set.decide_by_scan(attrs, clock.now(), &id).level, level);
+    // The borrowed-string path decides the same.
+    let keys = RequestKeys::from(attrs);
+    assert_eq!(
+        set.decide_keys(&keys, clock.now(), id.as_str()).level,
+        level
+    );
     level
 }
 

@@ -30,6 +30,8 @@
 //! * [`Browser`]: a headless Chromium driven over the DevTools protocol
 //!   (pipes, no port), with a temporary profile, killed by pid on drop,
 //!   for the operator page's real-browser tests.
+//! * [`OtlpReceiver`]: a real OTLP/HTTP trace receiver (protobuf and JSON,
+//!   decoded with the `opentelemetry-proto` types) on a loopback port.
 //! * [`unique_key`], [`wait_until`], [`wait_within`], [`eventually`], [`poll_within`]: per-test
 //!   key names and bounded polling instead of sleeps.
 //! * [`fixtures`]: what the test crates share beyond that — directive bodies
@@ -85,6 +87,7 @@ mod cluster;
 pub mod fixtures;
 mod forwarder;
 mod keys;
+mod otlp;
 mod pki;
 mod ports;
 mod proxy;
@@ -95,6 +98,7 @@ pub use browser::{Browser, Tab, CHROMIUM_NOT_FOUND, CHROMIUM_VAR};
 pub use cluster::{EtcdCluster, EtcdClusterBuilder, EtcdMember, MemberStatus, KEEP_ENV};
 pub use forwarder::TcpForwarder;
 pub use keys::unique_key;
+pub use otlp::{attr_int, attr_str, OtlpEncoding, OtlpReceiver};
 pub use pki::{ClientCert, TestPki};
 pub use proxy::EtcdProxy;
 pub use wait::{eventually, poll_within, wait_until, wait_within};

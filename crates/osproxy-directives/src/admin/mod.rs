@@ -6,6 +6,7 @@
 //! | `/admin/directives` | GET | yes | the applied set: `revision`, canonical `directives` (re-publishable), `view` with remaining lifetimes; `ETag: "<revision>"`; in fleet mode also `failsafe` (`engaged`, `since`, `since_unix_nanos`, `withheld`), `clamped` (`[{id, clamps}]`) and, on each clamped `view` entry, `clamped: [<ceiling slug>]` (SPEC §8) |
 //! | `/admin/directives` | POST | yes | publish a directive set (body ≤ 1 MiB, `Content-Type: application/json`) into the in-memory store, or into etcd with compare-and-swap in fleet mode; `If-Match: <revision>` to publish only over that revision; `X-Osproxy-Reason` recorded as the note's reason, the token's name as its author |
 //! | `/admin/explain` | GET | yes | `?tenant=&index=&principal=&endpoint=&request_id=`: the decision for that request now (level, flags, winning `directive`, `revision`), its sample `bucket`, and per directive its targets (`any`/`match`/`mismatch`), sample, expiry, budget, clamps, counters and `why_not` (`expired`, `targets`, `sampled_out`, `over_budget`); 400 `unknown_parameter`, `duplicate_parameter`, `invalid_endpoint`, `invalid_target` (SPEC §8) |
+//! | `/admin/breakglass` | GET | yes | the instance's break-glass tape, newest first (`entries`, each a shape-only request record naming its `osproxy.directive.id` and `osproxy.directive.revision`, with `explain`: the `/admin/explain` query for that request), `capacity`, `enabled` (`false` when no recorder fills a tape here) |
 //! | `/ui` | GET | the data only with it (the shell asks for it; see the `page` module) | the operator's page: live directives with a ticking remaining lifetime, the fleet's instances and their state |
 //! | `/ui/app.js`, `/ui/app.css` | GET | no | the page's script and style |
 //! | `/ui/history.js` | GET | no | the page's history panel |
@@ -34,6 +35,7 @@
 //! revision, count and reason slug only.
 
 mod auth;
+mod breakglass;
 mod error;
 mod guard;
 mod handlers;
@@ -79,6 +81,10 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/admin/rollback",
             post(page::rollback).fallback(handlers::only_post),
+        )
+        .route(
+            "/admin/breakglass",
+            get(breakglass::get_breakglass).fallback(handlers::only_get),
         )
         .route(
             "/admin/explain",

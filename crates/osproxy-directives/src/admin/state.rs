@@ -186,6 +186,9 @@ pub struct AdminOptions {
     pub tls: bool,
     /// Whether `/metrics` needs the token too (`serve --metrics-need-token`).
     pub metrics_need_token: bool,
+    /// The instance's break-glass tape, when a recorder on this process
+    /// fills one (`osproxy-tracing`): read by `GET /admin/breakglass`.
+    pub breakglass: Option<Arc<osproxy_observe::BreakGlassBuffer>>,
 }
 
 /// The author recorded for a write through an instance that has no token:
@@ -207,6 +210,7 @@ impl AdminOptions {
             allowed_hosts: Vec::new(),
             tls: false,
             metrics_need_token: false,
+            breakglass: None,
         }
     }
 

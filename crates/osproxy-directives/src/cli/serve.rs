@@ -218,6 +218,9 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         allowed_hosts: access.allowed_hosts.clone(),
         tls: access.tls.is_some(),
         metrics_need_token: access.metrics_need_token,
+        // This process records nothing itself; a service embedding the
+        // admin router hands its recorder's tape here.
+        breakglass: None,
         limits,
         clock: clock(),
         header_verifier,

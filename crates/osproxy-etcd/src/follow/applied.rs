@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use osproxy_core::Clock;
 use osproxy_observe::manifest::{value_hash, Manifest, ValueHash};
-use osproxy_observe::signed::{open_signed, Opened};
+use osproxy_observe::signed::{open_signed, signing_key_id, Opened};
 use osproxy_observe::{
     decode_directive, decode_directive_set_with, DecodeError, DecodeLimits, DirectiveSet,
     RejectReason, TrustStore,
@@ -335,6 +335,7 @@ impl AppliedState {
         let previous_good = previous.and_then(|p| p.good.clone());
         let previous_hash = previous.and_then(|p| p.good_hash);
         let admitted = previous.and_then(|p| p.admitted.clone());
+        let decoded = decoded.map(|d| self.stamp_key_id(d, &kv.value));
         let entry = match decoded {
             Ok(directives) => {
                 if !self.prefix_layout {
@@ -368,6 +369,19 @@ impl AppliedState {
         };
         self.entries.insert(kv.key, entry);
         Outcome::Changed
+    }
+
+    /// `set` stamped with the id of the key whose signature this store
+    /// verified on `value` (only with a trust store: without one nothing was
+    /// verified), so what is recorded under it can name the key. A copy of
+    /// the shared decode, made once per applied change.
+    fn stamp_key_id(&self, set: Arc<DirectiveSet>, value: &[u8]) -> Arc<DirectiveSet> {
+        match (&self.trust, signing_key_id(value)) {
+            (Some(_), Some(id)) if set.key_id() != Some(id) => {
+                Arc::new(DirectiveSet::clone(&set).with_key_id(id))
+            }
+            _ => set,
+        }
     }
 
     /// Applies a delete of `key` at `revision`.
@@ -468,12 +482,25 @@ impl AppliedState {
         self.fresh
             .extend(std::iter::repeat_n(RejectReason::NotInManifest, fresh));
         self.counted = unlisted;
+        // One signing key for every key's value: the composed set names it.
+        let mut key_ids = self
+            .entries
+            .values()
+            .filter_map(|e| e.good.as_ref())
+            .map(|g| g.key_id());
+        let first = key_ids.next().flatten();
+        let one_key = first.filter(|f| key_ids.all(|k| k == Some(*f)));
+        let one_key = one_key.map(str::to_owned);
         // Every directive was validated by the decoder and ids are unique, so
         // this cannot fail; an empty set is the fail-safe answer if it did.
-        Arc::new(stamp(
+        let set = stamp(
             DirectiveSet::try_from_directives(all).unwrap_or_default(),
             self.revision,
-        ))
+        );
+        Arc::new(match one_key {
+            Some(id) => set.with_key_id(id),
+            None => set,
+        })
     }
 
     /// Every standing rejection.

@@ -1,0 +1,296 @@
+//! What the `tracing` recorder costs a service, as ratios against the same
+//! request with the recorder absent, measured in the same run.
+//!
+//! Run with `cargo bench -p osproxy-bench --bench recorder`.
+//!
+//! The workload: one request span with 10 child spans and 20 debug events
+//! (two per child) in the service's own target, no I/O; the service's fmt
+//! layer writes to `io::sink` behind its baseline as a per-layer filter
+//! (`info`, and `warn` as a second row). Cases, per baseline:
+//!
+//! - `absent`: registry + fmt layer, no recorder (the baseline);
+//! - `off_empty`: the recorder added, an empty set (idle: `Interest::never`);
+//! - `off_1000`: the recorder added, 1,000 live directives for other tenants
+//!   (the recorder is on and decides every request; none applies);
+//! - `timing`: one `ShapeTiming` directive matching every request, tape on;
+//! - `timing_export`: the same plus OTLP/HTTP export to a real receiver on
+//!   loopback, requests as fast as one thread runs them (export under load;
+//!   spans dropped by the bounded queue are reported).
+//!
+//! And the decision alone: `Recorder::decide` against
+//! `DirectiveSet::decide` on the same attributes (through a reader, with a
+//! clock read, both), in the 1,000-directive set.
+//!
+//! Why not criterion: each case needs its own `tracing` dispatcher, and
+//! callsite interest is process-wide (the union of every live dispatcher's),
+//! so a case's subscriber is built, registered and dropped around each of
+//! its windows; the cases then alternate in short windows, many rounds, so
+//! that every case sees the same machine, and each ratio is the median of
+//! the rounds' paired ratios.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
+
+use std::hint::black_box;
+
+use osproxy_core::{EndpointKind, PartitionId, RequestId, SystemClock};
+use osproxy_observe::{
+    decode_directive_set, DirectiveSet, InMemoryDirectiveStore, RequestAttrs, RequestKeys,
+};
+use osproxy_test_support::OtlpReceiver;
+use osproxy_tracing::{OtlpConfig, OtlpExport, Recorder};
+use tracing::Dispatch;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
+
+const ROUNDS: usize = 31;
+const REQUESTS_PER_WINDOW: usize = 2_000;
+const IDS: usize = 1024;
+
+fn ids() -> Vec<String> {
+    (0..IDS).map(|i| format!("req-{i:08}")).collect()
+}
+
+#[inline(never)]
+fn request(tenant: &str, id: &str) {
+    let span = tracing::info_span!(
+        "request",
+        tenant = tenant,
+        index = "logs",
+        principal = "alice",
+        endpoint = "search",
+        request_id = id,
+    );
+    let _in = span.enter();
+    for step in 0..10u64 {
+        let child = tracing::info_span!("step", n = step);
+        let _c = child.enter();
+        tracing::debug!(k = step, "first");
+        tracing::debug!(k = step, "second");
+    }
+}
+
+fn others_body(n: usize) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":"other-{i}","level":"ShapeTiming","tenant":"other-{i}","sample_per_mille":1000,"ttl_secs":86400}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"directives":[{}]}}"#, items.join(","))
+}
+
+fn store_with(body: &str) -> InMemoryDirectiveStore {
+    let store = InMemoryDirectiveStore::new();
+    store.publish(decode_directive_set(body.as_bytes(), &SystemClock).unwrap());
+    store
+}
+
+struct Case {
+    name: &'static str,
+    recorder: Option<Recorder>,
+}
+
+fn dispatch(baseline: LevelFilter, recorder: Option<&Recorder>) -> Dispatch {
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::sink)
+        .with_filter(baseline);
+    match recorder {
+        None => Dispatch::new(tracing_subscriber::registry().with(fmt)),
+        Some(r) => Dispatch::new(tracing_subscriber::registry().with(fmt).with(r.layer())),
+    }
+}
+
+/// ns per request of one window of `case`.
+fn window(baseline: LevelFilter, case: &Case, ids: &[String], offset: &mut usize) -> f64 {
+    let d = dispatch(baseline, case.recorder.as_ref());
+    tracing::dispatcher::with_default(&d, || {
+        // Interest is rebuilt when the dispatcher registers; a few requests
+        // warm the thread-locals before the clock starts.
+        for i in 0..16 {
+            request("acme", &ids[i % IDS]);
+        }
+        let t0 = std::time::Instant::now();
+        for _ in 0..REQUESTS_PER_WINDOW {
+            *offset = (*offset + 1) % IDS;
+            request(black_box("acme"), black_box(&ids[*offset]));
+        }
+        t0.elapsed().as_nanos() as f64 / REQUESTS_PER_WINDOW as f64
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn run_row(baseline: LevelFilter, cases: &[Case], ids: &[String]) -> Vec<(f64, f64)> {
+    let mut per_case: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut offset = 0;
+    for round in 0..ROUNDS {
+        let mut this = vec![0.0; cases.len()];
+        for k in 0..cases.len() {
+            // Rotate the order every round.
+            let i = (k + round) % cases.len();
+            this[i] = window(baseline, &cases[i], ids, &mut offset);
+        }
+        for i in 0..cases.len() {
+            per_case[i].push(this[i]);
+            ratios[i].push(this[i] / this[0]);
+        }
+    }
+    per_case
+        .into_iter()
+        .zip(ratios)
+        .map(|(t, r)| (median(t), median(r)))
+        .collect()
+}
+
+fn decision_row(
+    store: &InMemoryDirectiveStore,
+    recorder: &Recorder,
+    ids: &[String],
+) -> (f64, f64, f64) {
+    let clock = SystemClock;
+    let tenant = PartitionId::from("acme");
+    let principal = osproxy_core::PrincipalId::from("alice");
+    let attrs = RequestAttrs::new(EndpointKind::Search)
+        .with_tenant(&tenant)
+        .with_index_str("logs")
+        .with_principal(&principal);
+    let keys = RequestKeys {
+        tenant: Some("acme"),
+        index: "logs",
+        principal: "alice",
+        endpoint: EndpointKind::Search,
+    };
+    let rids: Vec<RequestId> = ids.iter().map(|s| RequestId::from(s.as_str())).collect();
+    let mut reader = store.reader();
+    const N: usize = 200_000;
+    let mut base = Vec::new();
+    let mut ours = Vec::new();
+    let mut ratios = Vec::new();
+    for _ in 0..ROUNDS {
+        let t0 = std::time::Instant::now();
+        for i in 0..N {
+            let set: &DirectiveSet = reader.current();
+            let now = osproxy_core::Clock::now(&clock);
+            black_box(set.decide(black_box(&attrs), now, &rids[i % IDS]));
+        }
+        let b = t0.elapsed().as_nanos() as f64 / N as f64;
+        let t0 = std::time::Instant::now();
+        for i in 0..N {
+            black_box(recorder.decide(black_box(&keys), &ids[i % IDS]));
+        }
+        let o = t0.elapsed().as_nanos() as f64 / N as f64;
+        base.push(b);
+        ours.push(o);
+        ratios.push(o / b);
+    }
+    (median(base), median(ours), median(ratios))
+}
+
+fn main() {
+    let ids = ids();
+    let others = store_with(&others_body(1_000));
+    let empty = store_with(r#"{"directives":[]}"#);
+    let timing_body = r#"{"directives":[{"id":"acme-timing","level":"ShapeTiming","tenant":"acme","sample_per_mille":1000,"ttl_secs":86400,"ring_buffer":true}]}"#;
+    let timing = store_with(timing_body);
+    let timing_x = store_with(timing_body);
+    let receiver = OtlpReceiver::start();
+    let recorder = |s: &InMemoryDirectiveStore| {
+        Recorder::builder(s.shared().clone())
+            .refresh_every(None)
+            .build()
+    };
+    let export_recorder = Recorder::builder(timing_x.shared().clone())
+        .refresh_every(None)
+        .otlp(OtlpExport::start(OtlpConfig::new(receiver.traces_url())).unwrap())
+        .build();
+    let cases = [
+        Case {
+            name: "absent",
+            recorder: None,
+        },
+        Case {
+            name: "off_empty",
+            recorder: Some(recorder(&empty)),
+        },
+        Case {
+            name: "off_1000",
+            recorder: Some(recorder(&others)),
+        },
+        Case {
+            name: "timing",
+            recorder: Some(recorder(&timing)),
+        },
+        Case {
+            name: "timing_export",
+            recorder: Some(export_recorder.clone()),
+        },
+    ];
+    // `OSPROXY_RECORDER_CASES=absent,off_1000` runs only those cases (for a
+    // profile); the full run is the reported one.
+    let only = std::env::var("OSPROXY_RECORDER_CASES").ok();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|n| n == c.name))
+        })
+        .collect();
+    println!("recorder cost: {ROUNDS} rounds × {REQUESTS_PER_WINDOW} requests per case, cases alternating");
+    let rows_only = std::env::var("OSPROXY_RECORDER_ROWS").ok();
+    for (label, baseline) in [("info", LevelFilter::INFO), ("warn", LevelFilter::WARN)] {
+        if rows_only
+            .as_deref()
+            .is_some_and(|r| !r.split(',').any(|n| n == label))
+        {
+            continue;
+        }
+        let rows = run_row(baseline, &cases, &ids);
+        let absent = rows[0].0;
+        println!("baseline {label}:");
+        for (case, (ns, ratio)) in cases.iter().zip(&rows) {
+            println!(
+                "  {:<14} {:>9.1} ns/request  {:>6.3}x absent  {:>+8.1} ns",
+                case.name,
+                ns,
+                ratio,
+                ns - absent
+            );
+        }
+        for name in ["off_empty", "off_1000"] {
+            let Some(i) = cases.iter().position(|c| c.name == name) else {
+                continue;
+            };
+            let ok = rows[i].1 <= 1.10;
+            println!(
+                "  target {name} <= 1.10x absent ({label}): {:.3}x {}",
+                rows[i].1,
+                if ok { "met" } else { "MISSED" }
+            );
+        }
+    }
+    let s = export_recorder.stats();
+    println!(
+        "export under load: {} spans queued, {} exported, {} dropped (queue full), {} failed",
+        s.export_queued, s.exported, s.export_dropped, s.export_failed
+    );
+    if rows_only.is_some() {
+        return;
+    }
+    let decider = recorder(&others);
+    let (base, ours, ratio) = decision_row(&others, &decider, &ids);
+    println!(
+        "decision, 1,000 live directives, none matching: DirectiveSet::decide {base:.1} ns, Recorder::decide {ours:.1} ns, {ratio:.3}x; target <= 1.2x: {}",
+        if ratio <= 1.2 { "met" } else { "MISSED" }
+    );
+    drop(cases);
+    drop(receiver);
+}

@@ -1,0 +1,519 @@
+//! The `tracing-subscriber` layer and its per-layer filter.
+//!
+//! Why a per-layer filter: the recorder must see a request's debug events
+//! when a directive asks for them while the service's own output stays at
+//! its baseline. A global filter would decide for every layer at once; a
+//! per-layer filter lets each layer enable what it needs.
+//!
+//! The cost model: while no live directive is above `Off` the filter gives
+//! every callsite `Interest::never` (and a maximum level of `OFF`), so a
+//! callsite nobody else wants is skipped by `tracing` itself. While some
+//! directive is live, the request span is always enabled for the recorder
+//! (it must see it to decide); a descendant is enabled only inside a request
+//! that was decided above `Off`, which the filter learns from one
+//! thread-local counter before it looks at any span.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use osproxy_core::{Clock, EndpointKind, Instant};
+use osproxy_observe::{
+    BreakGlassBuffer, Decision, DiagLevel, DiagnosticSink, DirectiveReader, RequestKeys,
+    SharedDirectiveSet, SpanExporter,
+};
+use thread_local::ThreadLocal;
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::subscriber::Interest;
+use tracing_core::{Event, Level, LevelFilter, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Filter, Layer};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::otlp::OtlpExport;
+use crate::record::{EventRec, Identity, Provenance, RequestRec, SpanRec};
+use crate::shape::{Keys, ShapeVisitor};
+
+/// Events kept per span, and descendant spans kept per request; beyond,
+/// they are counted as dropped.
+pub(crate) const MAX_EVENTS_PER_SPAN: usize = 256;
+
+pub(crate) struct Inner {
+    pub(crate) shared: SharedDirectiveSet,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) request_span: &'static str,
+    pub(crate) safe: Vec<&'static str>,
+    pub(crate) set_id: &'static str,
+    pub(crate) tape: Arc<BreakGlassBuffer>,
+    pub(crate) sink: Arc<dyn DiagnosticSink>,
+    pub(crate) exporter: Arc<dyn SpanExporter>,
+    pub(crate) otlp: Option<OtlpExport>,
+    pub(crate) scope: opentelemetry::InstrumentationScope,
+    pub(crate) resource: opentelemetry_sdk::Resource,
+    pub(crate) max_spans: usize,
+    pub(crate) active: AtomicBool,
+    pub(crate) seen_swaps: AtomicU64,
+    pub(crate) readers: ThreadLocal<RefCell<DirectiveReader>>,
+    pub(crate) keys: ThreadLocal<RefCell<Keys>>,
+    pub(crate) depth: ThreadLocal<Cell<u32>>,
+    pub(crate) seed: u64,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) decided: AtomicU64,
+    pub(crate) recorded: AtomicU64,
+}
+
+/// The state of a request decided above `Off`, in its span's extensions.
+struct RequestState {
+    decision: Decision,
+    provenance: Provenance,
+    identity: Identity,
+    trace_id: u128,
+    root: SpanRec,
+    children: Vec<SpanRec>,
+    dropped_spans: u32,
+    start_unix_nanos: u64,
+}
+
+/// A recorded descendant, in its span's extensions.
+struct ChildState {
+    request: Id,
+    level: DiagLevel,
+    trace_id: u128,
+    rec: SpanRec,
+}
+
+impl Inner {
+    #[inline]
+    pub(crate) fn is_request(&self, meta: &Metadata<'_>) -> bool {
+        meta.is_span() && meta.name() == self.request_span
+    }
+
+    #[inline]
+    fn depth(&self) -> &Cell<u32> {
+        self.depth.get_or(|| Cell::new(0))
+    }
+
+    fn fresh_id(&self) -> u64 {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // splitmix64 over a per-recorder random seed: unique per recorder,
+        // never zero (zero is OTLP's "no id").
+        let mut z = self
+            .seed
+            .wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)).max(1)
+    }
+
+    /// Re-reads whether any live directive is above `Off`; rebuilds the
+    /// callsite interest cache when that changed. Returns the new state.
+    pub(crate) fn refresh(&self) -> bool {
+        self.seen_swaps
+            .store(self.shared.swaps(), Ordering::Release);
+        let set = self.shared.load_full();
+        let active = set.any_live_above_off(self.clock.now());
+        if self.active.swap(active, Ordering::AcqRel) != active {
+            tracing_core::callsite::rebuild_interest_cache();
+        }
+        active
+    }
+
+    /// Whether the set changed, or the live set reached its last expiry,
+    /// since the last refresh.
+    pub(crate) fn stale(&self) -> bool {
+        if self.shared.swaps() != self.seen_swaps.load(Ordering::Acquire) {
+            return true;
+        }
+        self.active.load(Ordering::Acquire)
+            && self.clock.now() >= self.shared.load_full().last_expiry()
+    }
+
+    /// The request's decision through the thread's reader (counted as
+    /// `decide` counts), and `then` applied to the set that took it.
+    #[inline]
+    pub(crate) fn with_decision<R>(
+        &self,
+        request: &RequestKeys<'_>,
+        request_id: &str,
+        now: Instant,
+        then: impl FnOnce(&osproxy_observe::DirectiveSet, Decision) -> R,
+    ) -> (Decision, R) {
+        let reader = self.readers.get_or(|| RefCell::new(self.shared.reader()));
+        let mut reader = reader.borrow_mut();
+        let set = reader.current();
+        let decision = set.decide_keys(request, now, request_id);
+        self.decided.fetch_add(1, Ordering::Relaxed);
+        let r = then(set, decision);
+        (decision, r)
+    }
+
+    /// Takes the request's decision: reads its identity fields into the
+    /// thread's buffers and decides through the thread's reader.
+    fn open_request(&self, attrs: &Attributes<'_>, now: Instant) -> Option<RequestState> {
+        let keys_cell = self.keys.get_or(|| RefCell::new(Keys::default()));
+        let mut keys = keys_cell.borrow_mut();
+        keys.clear();
+        attrs.record(&mut *keys);
+        let endpoint = endpoint_of(&keys.endpoint);
+        let request = RequestKeys {
+            tenant: keys.has_tenant.then_some(keys.tenant.as_str()),
+            index: &keys.index,
+            principal: &keys.principal,
+            endpoint,
+        };
+        let (decision, provenance) =
+            self.with_decision(&request, &keys.request_id, now, |set, decision| {
+                if decision.level == DiagLevel::Off {
+                    return None;
+                }
+                let winner = set.winner(&decision);
+                Some(Provenance {
+                    directive_id: winner.map(|w| w.id.clone()).unwrap_or_default(),
+                    revision: decision.revision,
+                    key_id: set.key_id().map(str::to_owned),
+                    level: decision.level,
+                    sampled: winner.is_some_and(|w| w.sample_per_mille < 1000),
+                    set_id: self.set_id,
+                })
+            });
+        let provenance = provenance?;
+        let identity = Identity {
+            tenant: request.tenant.map(str::to_owned),
+            index: keys.index.clone(),
+            principal: keys.principal.clone(),
+            endpoint: endpoint.as_str(),
+            request_id: keys.request_id.clone(),
+        };
+        drop(keys);
+        let mut fields = Vec::new();
+        attrs.record(&mut ShapeVisitor {
+            safe: &self.safe,
+            out: &mut fields,
+        });
+        let meta = attrs.metadata();
+        let trace_id = (u128::from(self.fresh_id()) << 64) | u128::from(self.fresh_id());
+        Some(RequestState {
+            decision,
+            provenance,
+            identity,
+            trace_id,
+            root: SpanRec {
+                span_id: self.fresh_id(),
+                parent_id: 0,
+                name: meta.name(),
+                target: meta.target(),
+                level: *meta.level(),
+                fields,
+                events: Vec::new(),
+                start: now,
+                end: now,
+                busy: std::time::Duration::ZERO,
+                entered: None,
+            },
+            children: Vec::new(),
+            dropped_spans: 0,
+            start_unix_nanos: self.clock.unix_nanos(),
+        })
+    }
+
+    fn finish(&self, state: RequestState) {
+        let rec = RequestRec {
+            trace_id: state.trace_id,
+            identity: state.identity,
+            provenance: state.provenance,
+            root: state.root,
+            children: state.children,
+            start_unix_nanos: state.start_unix_nanos,
+            dropped_spans: state.dropped_spans,
+        };
+        let wants_sink = state.decision.capture && self.sink.enabled();
+        if state.decision.ring_buffer || wants_sink {
+            let doc = rec.document();
+            if wants_sink {
+                self.sink.emit(doc.clone());
+            }
+            if state.decision.ring_buffer {
+                self.tape.capture(doc);
+            }
+        }
+        let wants_seam = self.exporter.enabled();
+        if self.otlp.is_some() || wants_seam {
+            let spans = rec.spans(&self.scope);
+            if wants_seam {
+                self.exporter
+                    .export(crate::payload::otlp_json(spans.clone(), &self.resource));
+            }
+            if let Some(otlp) = &self.otlp {
+                otlp.send(spans);
+            }
+        }
+        self.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The endpoint kind a span names: its wire name, in any case (`Search`,
+/// `search`); anything else is `Unknown`.
+fn endpoint_of(name: &str) -> EndpointKind {
+    EndpointKind::from_name(name)
+        .or_else(|| {
+            EndpointKind::ALL
+                .into_iter()
+                .find(|e| e.as_str().eq_ignore_ascii_case(name))
+        })
+        .unwrap_or(EndpointKind::Unknown)
+}
+
+/// Whether a descendant at `level` is recorded for a request at `diag`.
+#[inline]
+fn allows(diag: DiagLevel, level: &Level) -> bool {
+    match diag {
+        DiagLevel::Off => false,
+        DiagLevel::Shape | DiagLevel::ShapeTiming => *level <= Level::INFO,
+        DiagLevel::ShapeRewriteDiff => *level <= Level::DEBUG,
+    }
+}
+
+/// The recorder's per-layer filter (see [`crate::Recorder::layer`]).
+#[derive(Clone)]
+pub struct RecorderFilter(pub(crate) Arc<Inner>);
+
+impl std::fmt::Debug for RecorderFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecorderFilter")
+    }
+}
+
+fn level_of<S>(span: &SpanRef<'_, S>) -> Option<DiagLevel>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let ext = span.extensions();
+    ext.get::<RequestState>()
+        .map(|r| r.provenance.level)
+        .or_else(|| ext.get::<ChildState>().map(|c| c.level))
+}
+
+impl<S> Filter<S> for RecorderFilter
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    #[inline]
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        let inner = &self.0;
+        if !inner.active.load(Ordering::Relaxed) {
+            return false;
+        }
+        if inner.is_request(meta) {
+            return true;
+        }
+        if inner.depth().get() == 0 {
+            return false;
+        }
+        cx.lookup_current()
+            .and_then(|span| level_of(&span))
+            .is_some_and(|diag| allows(diag, meta.level()))
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        let inner = &self.0;
+        if !inner.active.load(Ordering::Acquire) {
+            return Interest::never();
+        }
+        if inner.is_request(meta) || *meta.level() <= Level::DEBUG {
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        if self.0.active.load(Ordering::Acquire) {
+            Some(LevelFilter::DEBUG)
+        } else {
+            Some(LevelFilter::OFF)
+        }
+    }
+}
+
+/// The recorder's layer (see [`crate::Recorder::layer`]).
+#[derive(Clone)]
+pub struct RecorderLayer(pub(crate) Arc<Inner>);
+
+impl std::fmt::Debug for RecorderLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecorderLayer")
+    }
+}
+
+impl<S> Layer<S> for RecorderLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let inner = &self.0;
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let now = inner.clock.now();
+        if inner.is_request(attrs.metadata()) {
+            if let Some(state) = inner.open_request(attrs, now) {
+                span.extensions_mut().insert(state);
+            }
+            return;
+        }
+        let Some(parent) = span.parent() else {
+            return;
+        };
+        let found = {
+            let ext = parent.extensions();
+            if let Some(r) = ext.get::<RequestState>() {
+                Some((parent.id(), r.provenance.level, r.trace_id, r.root.span_id))
+            } else {
+                ext.get::<ChildState>()
+                    .map(|c| (c.request.clone(), c.level, c.trace_id, c.rec.span_id))
+            }
+        };
+        let Some((request, level, trace_id, parent_id)) = found else {
+            return;
+        };
+        let mut fields = Vec::new();
+        attrs.record(&mut ShapeVisitor {
+            safe: &inner.safe,
+            out: &mut fields,
+        });
+        let meta = attrs.metadata();
+        let rec = SpanRec {
+            span_id: inner.fresh_id(),
+            parent_id,
+            name: meta.name(),
+            target: meta.target(),
+            level: *meta.level(),
+            fields,
+            events: Vec::new(),
+            start: now,
+            end: now,
+            busy: std::time::Duration::ZERO,
+            entered: None,
+        };
+        span.extensions_mut().insert(ChildState {
+            request,
+            level,
+            trace_id,
+            rec,
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        let fields = if let Some(r) = ext.get_mut::<RequestState>() {
+            &mut r.root.fields
+        } else if let Some(c) = ext.get_mut::<ChildState>() {
+            &mut c.rec.fields
+        } else {
+            return;
+        };
+        values.record(&mut ShapeVisitor {
+            safe: &self.0.safe,
+            out: fields,
+        });
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        let events = if let Some(r) = ext.get_mut::<RequestState>() {
+            &mut r.root.events
+        } else if let Some(c) = ext.get_mut::<ChildState>() {
+            &mut c.rec.events
+        } else {
+            return;
+        };
+        if events.len() >= MAX_EVENTS_PER_SPAN {
+            return;
+        }
+        let mut fields = Vec::new();
+        event.record(&mut ShapeVisitor {
+            safe: &self.0.safe,
+            out: &mut fields,
+        });
+        let meta = event.metadata();
+        events.push(EventRec {
+            name: meta.name(),
+            target: meta.target(),
+            level: *meta.level(),
+            fields,
+            at: self.0.clock.now(),
+        });
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        if let Some(r) = ext.get_mut::<RequestState>() {
+            let depth = self.0.depth();
+            depth.set(depth.get().saturating_add(1));
+            if r.provenance.level >= DiagLevel::ShapeTiming {
+                r.root.enter(self.0.clock.now());
+            }
+        } else if let Some(c) = ext.get_mut::<ChildState>() {
+            if c.level >= DiagLevel::ShapeTiming {
+                c.rec.enter(self.0.clock.now());
+            }
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        if let Some(r) = ext.get_mut::<RequestState>() {
+            let depth = self.0.depth();
+            depth.set(depth.get().saturating_sub(1));
+            if r.provenance.level >= DiagLevel::ShapeTiming {
+                r.root.exit(self.0.clock.now());
+            }
+        } else if let Some(c) = ext.get_mut::<ChildState>() {
+            if c.level >= DiagLevel::ShapeTiming {
+                c.rec.exit(self.0.clock.now());
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let inner = &self.0;
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let now = inner.clock.now();
+        let (request, child) = {
+            let mut ext = span.extensions_mut();
+            (ext.remove::<RequestState>(), ext.remove::<ChildState>())
+        };
+        if let Some(mut state) = request {
+            state.root.exit(now);
+            state.root.end = now;
+            inner.finish(state);
+        } else if let Some(mut child) = child {
+            child.rec.exit(now);
+            child.rec.end = now;
+            let Some(request) = ctx.span(&child.request) else {
+                return;
+            };
+            let mut ext = request.extensions_mut();
+            if let Some(r) = ext.get_mut::<RequestState>() {
+                if r.children.len() < inner.max_spans {
+                    r.children.push(child.rec);
+                } else {
+                    r.dropped_spans = r.dropped_spans.saturating_add(1);
+                }
+            }
+        }
+    }
+}

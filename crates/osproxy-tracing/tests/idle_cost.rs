@@ -1,0 +1,77 @@
+//! While the recorder is on but a request is decided `Off`, nothing of the
+//! request beyond its own span reaches the recorder or a layer whose filter
+//! refuses it. (Child spans are still built by the registry while the
+//! recorder's callsite interest is `sometimes`: the cost BENCHMARKS.md
+//! reports for 1,000 live directives that match nothing.)
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use osproxy_core::ManualClock;
+use osproxy_observe::{decode_directive_set, InMemoryDirectiveStore};
+use osproxy_tracing::Recorder;
+use tracing::Subscriber;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::Layer;
+
+#[derive(Clone, Default)]
+struct Count {
+    spans: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
+}
+
+impl<S: Subscriber> Layer<S> for Count {
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: Context<'_, S>,
+    ) {
+        self.spans.fetch_add(1, Ordering::Relaxed);
+    }
+    fn on_event(&self, _: &tracing::Event<'_>, _: Context<'_, S>) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn an_off_request_creates_only_its_own_span() {
+    let clock = ManualClock::new();
+    let store = InMemoryDirectiveStore::new();
+    let body = r#"{"directives":[{"id":"other","level":"ShapeTiming","tenant":"other",
+        "sample_per_mille":1000,"ttl_secs":600}]}"#;
+    store.publish(decode_directive_set(body.as_bytes(), &clock).unwrap());
+    let recorder = Recorder::builder(store.shared().clone())
+        .clock(Arc::new(clock))
+        .refresh_every(None)
+        .build();
+    let count = Count::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(count.clone().with_filter(LevelFilter::WARN))
+        .with(recorder.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        for i in 0..10 {
+            let span = tracing::info_span!(
+                "request",
+                tenant = "acme",
+                index = "logs",
+                principal = "alice",
+                endpoint = "search",
+                request_id = i
+            );
+            let _in = span.enter();
+            for step in 0..10u64 {
+                let child = tracing::info_span!("step", n = step);
+                let _c = child.enter();
+                tracing::debug!(k = step, "first");
+            }
+        }
+    });
+    assert_eq!(recorder.stats().decided, 10);
+    assert_eq!(count.spans.load(Ordering::Relaxed), 0);
+    assert_eq!(count.events.load(Ordering::Relaxed), 0);
+    assert!(recorder.tape().is_empty());
+}
