@@ -54,8 +54,8 @@ etcd_suites=(
   publisher publisher_history publisher_proxy
   store_auth_watch store_budget store_cluster_faults store_compaction
   store_connect store_expiry store_handles store_model store_politeness
-  store_prefix store_proxy store_race store_safety store_secure
-  store_seed_scenario store_shared store_stale store_trust
+  store_prefix store_proxy store_race store_rollback store_safety
+  store_secure store_seed_scenario store_shared store_stale store_trust
 )
 # osproxy-directives: `serve` in fleet mode, and everything else that
 # starts etcd.
@@ -63,7 +63,8 @@ serve_suites=(http_serve serve_safety)
 operator_suites=(
   "${serve_suites[@]}"
   cli_demo cli_edit cli_fleet_gate cli_history cli_publish
-  cli_publish_safety cli_trust cli_watch_status page_browser page_history
+  cli_publish_safety cli_rollback cli_trust cli_watch_status page_browser
+  page_history
 )
 
 # cargo test --workspace with the given test binaries, against the etcd in
