@@ -1,8 +1,8 @@
 //! The browser as an untrusted client, on a running `serve`: a page on
 //! another loopback origin, in real headless Chromium, tries to publish a
 //! capture directive (a no-cors `fetch`, an HTML form POST) and to read the
-//! history (`<img>`); each is refused, counted, and changes nothing. Over
-//! plain HTTP: the CSRF reproduction with curl's headers, DNS rebinding
+//! history and the break-glass tape (`<img>`); each is refused, counted,
+//! and changes nothing. Over plain HTTP: the CSRF reproduction with curl's headers, DNS rebinding
 //! (`Host`), and the JSON-only rule.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -119,12 +119,15 @@ async fn a_page_on_another_origin_cannot_publish_or_read() {
 <input name='{{"directives":[{{"id":"form-drive-by","level":"ShapeRewriteDiff","capture":true,"ttl_secs":600,"pad":"' value='"}}]}}'>
 </form>
 <img id="img" src="{victim}/admin/history">
+<img id="tape" src="{victim}/admin/breakglass">
 <script>
-window.done = {{fetch: false, img: false, form: false}};
+window.done = {{fetch: false, img: false, form: false, tape: false}};
 fetch("{victim}/admin/directives", {{method: "POST", mode: "no-cors", body: {set}}})
   .then(function () {{ window.done.fetch = true; }}, function () {{ window.done.fetch = true; }});
 var img = document.getElementById("img");
 img.onload = img.onerror = function () {{ window.done.img = true; }};
+var tape = document.getElementById("tape");
+tape.onload = tape.onerror = function () {{ window.done.tape = true; }};
 document.getElementById("sink").onload = function () {{ window.done.form = true; }};
 document.getElementById("form").submit();
 </script>"#
@@ -133,13 +136,13 @@ document.getElementById("form").submit();
     let browser = Browser::launch();
     let tab = browser.open(&site.url);
     tab.wait_for(
-        "the page's three requests are answered",
-        "window.done && window.done.fetch && window.done.img && window.done.form",
+        "the page's four requests are answered",
+        "window.done && window.done.fetch && window.done.img && window.done.form && window.done.tape",
     );
     assert_eq!(
         refused(&serve, "cross_site").await - before,
-        3,
-        "the fetch, the form and the image were each refused"
+        4,
+        "the fetch, the form and the two images (history, break-glass tape) were each refused"
     );
     assert!(
         applied_ids(&serve).await.is_empty(),
@@ -225,7 +228,13 @@ async fn the_curl_reproductions_are_refused_with_slugs() {
 async fn a_rebound_host_name_is_refused_on_every_route() {
     let serve = Serve::start(&["--allowed-host", "ops.example"]);
     let http = reqwest::Client::new();
-    for path in ["/admin/directives", "/ui", "/healthz", "/metrics"] {
+    for path in [
+        "/admin/directives",
+        "/admin/breakglass",
+        "/ui",
+        "/healthz",
+        "/metrics",
+    ] {
         let (s, v) = json_answer(
             http.get(serve.at(path))
                 .header(HOST, "rebind.evil.example")
@@ -254,5 +263,5 @@ async fn a_rebound_host_name_is_refused_on_every_route() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{host}");
     }
-    assert_eq!(refused(&serve, "bad_host").await, 4);
+    assert_eq!(refused(&serve, "bad_host").await, 5);
 }

@@ -92,6 +92,41 @@ impl Inner {
         self.depth.get_or(|| Cell::new(0))
     }
 
+    /// A span of a recorded request is entered (`enter`) or left: the
+    /// request depth of this thread, and busy time from ShapeTiming up.
+    fn busy<S>(&self, id: &Id, ctx: &Context<'_, S>, enter: bool)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        if let Some(r) = ext.get_mut::<RequestState>() {
+            let depth = self.depth();
+            depth.set(if enter {
+                depth.get().saturating_add(1)
+            } else {
+                depth.get().saturating_sub(1)
+            });
+            if r.provenance.level >= DiagLevel::ShapeTiming {
+                if enter {
+                    r.root.enter(self.clock.now());
+                } else {
+                    r.root.exit(self.clock.now());
+                }
+            }
+        } else if let Some(c) = ext.get_mut::<ChildState>() {
+            if c.level >= DiagLevel::ShapeTiming {
+                if enter {
+                    c.rec.enter(self.clock.now());
+                } else {
+                    c.rec.exit(self.clock.now());
+                }
+            }
+        }
+    }
+
     fn fresh_id(&self) -> u64 {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         // splitmix64 over a per-recorder random seed: unique per recorder,
@@ -451,39 +486,11 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
-        let mut ext = span.extensions_mut();
-        if let Some(r) = ext.get_mut::<RequestState>() {
-            let depth = self.0.depth();
-            depth.set(depth.get().saturating_add(1));
-            if r.provenance.level >= DiagLevel::ShapeTiming {
-                r.root.enter(self.0.clock.now());
-            }
-        } else if let Some(c) = ext.get_mut::<ChildState>() {
-            if c.level >= DiagLevel::ShapeTiming {
-                c.rec.enter(self.0.clock.now());
-            }
-        }
+        self.0.busy(id, &ctx, true);
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
-        let mut ext = span.extensions_mut();
-        if let Some(r) = ext.get_mut::<RequestState>() {
-            let depth = self.0.depth();
-            depth.set(depth.get().saturating_sub(1));
-            if r.provenance.level >= DiagLevel::ShapeTiming {
-                r.root.exit(self.0.clock.now());
-            }
-        } else if let Some(c) = ext.get_mut::<ChildState>() {
-            if c.level >= DiagLevel::ShapeTiming {
-                c.rec.exit(self.0.clock.now());
-            }
-        }
+        self.0.busy(id, &ctx, false);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

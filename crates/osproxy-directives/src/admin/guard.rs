@@ -85,12 +85,12 @@ pub(crate) fn check(
     scheme: &str,
     allowed: &[String],
 ) -> Result<(), Refusal> {
-    let host = headers.get(HOST).map(|h| h.to_str().unwrap_or("\u{0}"));
-    if let Some(host) = host {
-        if !host_allowed(host, allowed) {
-            return Err(Refusal::BadHost);
-        }
-    }
+    // No `Host` at all is not a browser (every browser sends one).
+    let host = match headers.get(HOST).map(|h| h.to_str()) {
+        None => None,
+        Some(Ok(h)) if host_allowed(h, allowed) => Some(h),
+        Some(_) => return Err(Refusal::BadHost),
+    };
     let admin = path == "/admin" || path.starts_with("/admin/");
     if !admin {
         return Ok(());

@@ -394,25 +394,21 @@ impl Registry {
                 }
                 None => false,
             };
+            let full = !admitted && open.values().filter(|c| c.reserve).count() >= HEALTH_RESERVE;
             if self.log_ready() {
-                if admitted {
-                    warn!(
-                        cap = self.cap,
-                        "admin connection cap reached: closing the idlest connection to admit a new one"
-                    );
+                let what = if admitted {
+                    "admin connection cap reached: closing the idlest connection to admit a new one"
+                } else if full {
+                    "admin connection cap reached, every connection busy and the health reserve full: refusing a new one"
                 } else {
-                    warn!(
-                        cap = self.cap,
-                        "admin connection cap reached and every connection is busy: admitting health checks only"
-                    );
-                }
+                    "admin connection cap reached and every connection is busy: admitting health checks only"
+                };
+                warn!(cap = self.cap, "{what}");
             }
-            if !admitted {
-                if open.values().filter(|c| c.reserve).count() >= HEALTH_RESERVE {
-                    return None;
-                }
-                reserve = true;
+            if full {
+                return None;
             }
+            reserve = !admitted;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(ConnState {

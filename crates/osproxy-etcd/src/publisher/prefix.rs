@@ -20,7 +20,7 @@ use osproxy_observe::{decode_directive, DirectiveSet, PublishNote, TimedDirectiv
 use tracing::debug;
 
 use super::live::key_string;
-use super::write::{compare_base, lease_ttl_secs, retry_pause, settle};
+use super::write::{compare_base, lease_ttl_secs, retry_pause, settle, with_added, without};
 use super::{directive_key, PublishError, Publisher, Written, MAX_ATTEMPTS};
 
 impl Publisher {
@@ -152,17 +152,7 @@ impl Publisher {
         if self.signs_v2() {
             return self
                 .edit_prefix_v2(prefix, "add", note, |live, now| {
-                    let replaced = live.get(&directive.id).is_some();
-                    let mut list: Vec<TimedDirective> = live
-                        .directives()
-                        .iter()
-                        .filter(|d| d.is_live(now) && d.id != directive.id)
-                        .cloned()
-                        .collect();
-                    list.push(directive.clone());
-                    let next =
-                        DirectiveSet::try_from_directives(list).map_err(PublishError::Invalid)?;
-                    Ok((next, replaced))
+                    with_added(live, directive, now)
                 })
                 .await;
         }
@@ -207,20 +197,7 @@ impl Publisher {
     ) -> Result<Written, PublishError> {
         if self.signs_v2() {
             return self
-                .edit_prefix_v2(prefix, "remove", note, |live, now| {
-                    if live.get(id).is_none() {
-                        return Err(PublishError::NotFound { id: id.to_owned() });
-                    }
-                    let list = live
-                        .directives()
-                        .iter()
-                        .filter(|d| d.is_live(now) && d.id != id)
-                        .cloned()
-                        .collect();
-                    let next =
-                        DirectiveSet::try_from_directives(list).map_err(PublishError::Invalid)?;
-                    Ok((next, true))
-                })
+                .edit_prefix_v2(prefix, "remove", note, |live, now| without(live, id, now))
                 .await;
         }
         let by_name = directive_key(prefix, id).into_bytes();

@@ -99,17 +99,7 @@ impl Publisher {
         match &self.layout {
             Layout::Key(key) => {
                 self.edit_key(key, "add", note, |live, now| {
-                    let replaced = live.get(&directive.id).is_some();
-                    let mut list: Vec<TimedDirective> = live
-                        .directives()
-                        .iter()
-                        .filter(|d| d.is_live(now) && d.id != directive.id)
-                        .cloned()
-                        .collect();
-                    list.push(directive.clone());
-                    let next =
-                        DirectiveSet::try_from_directives(list).map_err(PublishError::Invalid)?;
-                    Ok((next, replaced))
+                    with_added(live, &directive, now)
                 })
                 .await
             }
@@ -134,21 +124,8 @@ impl Publisher {
     ) -> Result<Written, PublishError> {
         match &self.layout {
             Layout::Key(key) => {
-                self.edit_key(key, "remove", note, |live, now| {
-                    if live.get(id).is_none() {
-                        return Err(PublishError::NotFound { id: id.to_owned() });
-                    }
-                    let list = live
-                        .directives()
-                        .iter()
-                        .filter(|d| d.is_live(now) && d.id != id)
-                        .cloned()
-                        .collect();
-                    let next =
-                        DirectiveSet::try_from_directives(list).map_err(PublishError::Invalid)?;
-                    Ok((next, true))
-                })
-                .await
+                self.edit_key(key, "remove", note, |live, now| without(live, id, now))
+                    .await
             }
             Layout::Prefix(prefix) => self.remove_from_prefix(prefix, id, note).await,
         }
@@ -306,6 +283,45 @@ impl Publisher {
             }
         }
     }
+}
+
+/// The edit behind `add`: the live directives still alive at `now`, with
+/// `directive` in place of any of the same id; and whether it replaced one.
+pub(super) fn with_added(
+    live: &DirectiveSet,
+    directive: &TimedDirective,
+    now: Instant,
+) -> Result<(DirectiveSet, bool), PublishError> {
+    let replaced = live.get(&directive.id).is_some();
+    let mut list: Vec<TimedDirective> = live
+        .directives()
+        .iter()
+        .filter(|d| d.is_live(now) && d.id != directive.id)
+        .cloned()
+        .collect();
+    list.push(directive.clone());
+    let next = DirectiveSet::try_from_directives(list).map_err(PublishError::Invalid)?;
+    Ok((next, replaced))
+}
+
+/// The edit behind `remove`: the live directives still alive at `now`
+/// without `id` (`NotFound` when the live set has no such id).
+pub(super) fn without(
+    live: &DirectiveSet,
+    id: &str,
+    now: Instant,
+) -> Result<(DirectiveSet, bool), PublishError> {
+    if live.get(id).is_none() {
+        return Err(PublishError::NotFound { id: id.to_owned() });
+    }
+    let list = live
+        .directives()
+        .iter()
+        .filter(|d| d.is_live(now) && d.id != id)
+        .cloned()
+        .collect();
+    let next = DirectiveSet::try_from_directives(list).map_err(PublishError::Invalid)?;
+    Ok((next, true))
 }
 
 /// The revision a write compares against: `expected` when given (it must
