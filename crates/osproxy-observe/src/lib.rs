@@ -1,7 +1,35 @@
 //! The diagnostics directive model: what a directive is, how it arrives
 //! ([`decode_directive_set`], fail-closed), how a request is evaluated against a
-//! set ([`DirectiveSet::evaluate`], indexed), and the seam through which a proxy
-//! reads the current set ([`DirectiveStore`]).
+//! set ([`DirectiveSet::decide`], indexed), and the seam through which a
+//! service reads the current set ([`DirectiveStore`], [`DirectiveReader`]).
+//!
+//! # Quick start
+//!
+//! Decode a set (from etcd, an admin POST or a file: one decoder for all),
+//! publish it into a store, and on each request take the decision once:
+//!
+//! ```
+//! use osproxy_core::{Clock, EndpointKind, ManualClock, PartitionId, RequestId};
+//! use osproxy_observe::{decode_directive_set, DiagLevel, InMemoryDirectiveStore, RequestAttrs};
+//!
+//! let clock = ManualClock::new();
+//! let body = br#"{"directives":[{"id":"acme-timing","level":"ShapeTiming",
+//!     "tenant":"acme","sample_per_mille":1000,"ttl_secs":600}]}"#;
+//! let store = InMemoryDirectiveStore::new();
+//! store.publish(decode_directive_set(body, &clock)?);
+//!
+//! // Per worker thread: a reader (a read writes no shared memory).
+//! let mut reader = store.reader();
+//! // Per request: one decision, which also counts budgets.
+//! let tenant = PartitionId::from("acme");
+//! let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&tenant);
+//! let decision = reader.current().decide(&attrs, clock.now(), &RequestId::from("req-1"));
+//! assert_eq!(decision.level, DiagLevel::ShapeTiming);
+//! # Ok::<(), &'static str>(())
+//! ```
+//!
+//! The fleet's store, fed by an etcd watch, is `osproxy_etcd::EtcdDirectiveStore`;
+//! it hands out the same [`DirectiveReader`].
 //!
 //! Layering: [`directive`] defines the domain types, [`decode`] turns untrusted
 //! bytes into them (one decoder for every channel), [`encode`] writes the
@@ -50,27 +78,7 @@
 //! [`SpanExporter`]); richer API sits beside them. The seed's proxy-specific
 //! trace stages (`RequestTrace` and its per-stage infos, `resource_spans`) are
 //! not: `osproxy-tracing` records any `tracing`-instrumented service instead.
-//!
-//! # Example
-//! ```
-//! use std::sync::Arc;
-//! use osproxy_core::{EndpointKind, ManualClock, PartitionId, RequestId, Clock};
-//! use osproxy_observe::{decode_directive_set, DiagLevel, DirectiveStore,
-//!     InMemoryDirectiveStore, RequestAttrs};
-//!
-//! let clock = ManualClock::new();
-//! let body = br#"{"directives":[{"id":"acme-timing","level":"ShapeTiming",
-//!     "tenant":"acme","sample_per_mille":1000,"ttl_secs":600}]}"#;
-//! let store = InMemoryDirectiveStore::new();
-//! store.publish(decode_directive_set(body, &clock)?);
-//!
-//! // On the request path: one snapshot load, one evaluation.
-//! let tenant = PartitionId::from("acme");
-//! let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&tenant);
-//! let level = store.snapshot().evaluate(&attrs, clock.now(), &RequestId::from("req-1"));
-//! assert_eq!(level, DiagLevel::ShapeTiming);
-//! # Ok::<(), &'static str>(())
-//! ```
+
 #![deny(missing_docs)]
 
 pub mod breakglass;

@@ -407,6 +407,29 @@ impl DirectiveSet {
     /// per request ([`DirectiveSet::evaluate`] is `decide(..).level`;
     /// [`DirectiveSet::wants_ring_buffer`] and
     /// [`DirectiveSet::wants_capture`] only look).
+    ///
+    /// ```
+    /// use osproxy_core::{Clock, EndpointKind, ManualClock, PartitionId, RequestId};
+    /// use osproxy_observe::{decode_directive_set, DiagLevel, RequestAttrs};
+    ///
+    /// let clock = ManualClock::new();
+    /// let set = decode_directive_set(br#"{"directives":[
+    ///     {"id":"acme-timing","level":"ShapeTiming","tenant":"acme","ttl_secs":600},
+    ///     {"id":"acme-tape","level":"Shape","tenant":"acme","ring_buffer":true,"ttl_secs":600}]}"#,
+    ///     &clock)?;
+    /// let acme = PartitionId::from("acme");
+    /// let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&acme);
+    /// let d = set.decide(&attrs, clock.now(), &RequestId::from("req-1"));
+    /// // The highest level wins; ring buffer and capture are or-ed over the applying directives.
+    /// assert_eq!((d.level, d.ring_buffer, d.capture), (DiagLevel::ShapeTiming, true, false));
+    /// // The winner, to stamp on what is recorded.
+    /// assert_eq!(set.winner(&d).map(|w| w.directive.id.as_str()), Some("acme-timing"));
+    ///
+    /// let other = PartitionId::from("globex");
+    /// let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&other);
+    /// assert_eq!(set.decide(&attrs, clock.now(), &RequestId::from("req-2")).level, DiagLevel::Off);
+    /// # Ok::<(), &'static str>(())
+    /// ```
     #[inline]
     pub fn decide(&self, attrs: &RequestAttrs<'_>, now: Instant, id: &RequestId) -> Decision {
         self.decide_with(attrs, now, id.as_str(), true)

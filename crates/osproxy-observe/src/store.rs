@@ -141,6 +141,23 @@ impl SharedDirectiveSet {
 /// and one that sees a new count reloads a set at least that new. A reader
 /// therefore never goes back to an older set, and the common path is a single
 /// acquire load and a compare.
+///
+/// ```
+/// use osproxy_core::{Clock, EndpointKind, ManualClock, RequestId};
+/// use osproxy_observe::{decode_directive_set, DiagLevel, InMemoryDirectiveStore, RequestAttrs};
+///
+/// let clock = ManualClock::new();
+/// let store = InMemoryDirectiveStore::new();
+/// let mut reader = store.reader(); // one per worker thread
+/// let attrs = RequestAttrs::new(EndpointKind::Search);
+/// assert_eq!(reader.current().decide(&attrs, clock.now(), &RequestId::from("r-1")).level, DiagLevel::Off);
+///
+/// // A publish is seen by the reader's next call, without any lock.
+/// store.publish(decode_directive_set(
+///     br#"{"directives":[{"id":"all","level":"Shape","ttl_secs":60}]}"#, &clock)?);
+/// assert_eq!(reader.current().decide(&attrs, clock.now(), &RequestId::from("r-2")).level, DiagLevel::Shape);
+/// # Ok::<(), &'static str>(())
+/// ```
 #[derive(Clone)]
 pub struct DirectiveReader {
     current: Arc<DirectiveSet>,
@@ -179,6 +196,25 @@ impl fmt::Debug for DirectiveReader {
 /// Each publish gets the next revision number (starting at 1; 0 means nothing
 /// was ever published), so operators and compare-and-swap callers can refer to
 /// what they saw.
+///
+/// ```
+/// use osproxy_core::ManualClock;
+/// use osproxy_observe::{decode_directive_set, DirectiveStore, InMemoryDirectiveStore};
+///
+/// let clock = ManualClock::new();
+/// let set = |body: &[u8]| decode_directive_set(body, &clock);
+/// let store = InMemoryDirectiveStore::new();
+/// assert_eq!(store.revision(), 0);
+/// let rev = store.publish(set(br#"{"directives":[{"id":"a","level":"Shape","ttl_secs":60}]}"#)?);
+/// assert_eq!(store.snapshot().len(), 1);
+///
+/// // Compare-and-swap: only if nobody published after `rev`.
+/// let next = set(br#"{"directives":[]}"#)?;
+/// assert!(store.publish_if(rev, next).is_ok());
+/// let stale = set(br#"{"directives":[]}"#)?;
+/// assert_eq!(store.publish_if(rev, stale).map_err(|c| c.actual), Err(rev + 1));
+/// # Ok::<(), &'static str>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct InMemoryDirectiveStore {
     shared: SharedDirectiveSet,
