@@ -66,12 +66,25 @@ pub fn router(state: AdminState) -> Router {
                 .post(handlers::post_directives)
                 .fallback(handlers::only_get_post),
         )
+        .route("/", get(page::root).fallback(handlers::only_get))
         .route("/ui", get(page::page).fallback(handlers::only_get))
         .route("/ui/app.js", get(page::script).fallback(handlers::only_get))
         .route("/ui/app.css", get(page::style).fallback(handlers::only_get))
         .route(
             "/ui/history.js",
             get(page::history_script).fallback(handlers::only_get),
+        )
+        .route(
+            "/ui/author.js",
+            get(page::author_script).fallback(handlers::only_get),
+        )
+        .route(
+            "/admin/preview",
+            post(page::preview).fallback(handlers::only_post),
+        )
+        .route(
+            "/admin/edit",
+            post(page::edit).fallback(handlers::only_post),
         )
         .route("/admin/page", get(page::data).fallback(handlers::only_get))
         .route(

@@ -287,7 +287,11 @@ impl Publisher {
 
 /// The edit behind `add`: the live directives still alive at `now`, with
 /// `directive` in place of any of the same id; and whether it replaced one.
-pub(super) fn with_added(
+/// Also what the admin page's add previews and writes.
+///
+/// # Errors
+/// [`PublishError::Invalid`] when the result is not a valid set.
+pub fn with_added(
     live: &DirectiveSet,
     directive: &TimedDirective,
     now: Instant,
@@ -305,8 +309,12 @@ pub(super) fn with_added(
 }
 
 /// The edit behind `remove`: the live directives still alive at `now`
-/// without `id` (`NotFound` when the live set has no such id).
-pub(super) fn without(
+/// without `id`. Also what the admin page's end previews and writes.
+///
+/// # Errors
+/// [`PublishError::NotFound`] when the live set has no such id;
+/// [`PublishError::Invalid`] when the result is not a valid set.
+pub fn without(
     live: &DirectiveSet,
     id: &str,
     now: Instant,
