@@ -41,11 +41,11 @@ mod guard;
 mod handlers;
 mod metrics;
 mod page;
+pub mod routes;
 pub mod server;
 mod state;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::{middleware, Router};
 use osproxy_observe::decode::MAX_BODY_BYTES;
 
@@ -59,62 +59,9 @@ pub use state::{
 /// request and connection limits), or call it directly in tests
 /// (`tower::ServiceExt::oneshot`).
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route(
-            "/admin/directives",
-            get(handlers::get_directives)
-                .post(handlers::post_directives)
-                .fallback(handlers::only_get_post),
-        )
-        .route("/", get(page::root).fallback(handlers::only_get))
-        .route("/ui", get(page::page).fallback(handlers::only_get))
-        .route("/ui/app.js", get(page::script).fallback(handlers::only_get))
-        .route("/ui/app.css", get(page::style).fallback(handlers::only_get))
-        .route(
-            "/ui/history.js",
-            get(page::history_script).fallback(handlers::only_get),
-        )
-        .route(
-            "/ui/author.js",
-            get(page::author_script).fallback(handlers::only_get),
-        )
-        .route(
-            "/admin/preview",
-            post(page::preview).fallback(handlers::only_post),
-        )
-        .route(
-            "/admin/edit",
-            post(page::edit).fallback(handlers::only_post),
-        )
-        .route("/admin/page", get(page::data).fallback(handlers::only_get))
-        .route(
-            "/admin/history",
-            get(page::history).fallback(handlers::only_get),
-        )
-        .route(
-            "/admin/rollback",
-            post(page::rollback).fallback(handlers::only_post),
-        )
-        .route(
-            "/admin/breakglass",
-            get(breakglass::get_breakglass).fallback(handlers::only_get),
-        )
-        .route(
-            "/admin/explain",
-            get(handlers::get_explain).fallback(handlers::only_get),
-        )
-        .route(
-            "/healthz",
-            get(handlers::healthz).fallback(handlers::only_get),
-        )
-        .route(
-            "/readyz",
-            get(handlers::readyz).fallback(handlers::only_get),
-        )
-        .route(
-            "/metrics",
-            get(handlers::metrics).fallback(handlers::only_get),
-        )
+    routes::ROUTES
+        .iter()
+        .fold(Router::new(), |app, r| app.route(r.path, r.method_router()))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
