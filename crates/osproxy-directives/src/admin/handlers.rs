@@ -1,5 +1,5 @@
-//! The route handlers; see the module docs of [`crate::admin`] for the
-//! contract of each.
+//! The route handlers; [`crate::admin::routes::ROUTES`] (rendered as
+//! `docs/reference/http.md`) states the contract of each.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

@@ -1,4 +1,4 @@
-//! The operator's page (issue 14): `GET /ui` is server-rendered HTML of what
+//! The operator's page: `GET /ui` is server-rendered HTML of what
 //! this instance applies and, in fleet mode, what each instance reports; its
 //! script (`/ui/app.js`) polls `GET /admin/page` once a second and counts
 //! remaining lifetimes down in between, so the page stays live without a
@@ -9,16 +9,8 @@
 //! written with compare-and-swap against the revision the page showed.
 //! `GET /` redirects to `/ui`.
 //!
-//! | route | token | answer |
-//! |---|---|---|
-//! | `/ui` | see below | the page (HTML) |
-//! | `/` | no | 303 to `/ui` |
-//! | `/ui/app.js`, `/ui/history.js`, `/ui/author.js`, `/ui/app.css` | no | the page's scripts and style (static, no data) |
-//! | `/admin/page` | yes | the page's data as JSON (`PageModel`) |
-//! | `/admin/history` | yes | GET: the revisions still in etcd's history with their diffs (fleet mode; see `history`) |
-//! | `/admin/rollback` | yes | POST `{"to", "expected_revision"}`: republish the set as of `to` with compare-and-swap |
-//! | `/admin/preview` | yes | POST an edit (`author`): the set it would write, checked; nothing written |
-//! | `/admin/edit` | yes | POST an edit: checked, then written with compare-and-swap |
+//! Its routes are rows of [`crate::admin::routes::ROUTES`] (see
+//! `docs/reference/http.md`).
 //!
 //! **Token.** With an admin token configured, the data is behind it like
 //! everything under `/admin`. A browser's navigation to `/ui` carries no
