@@ -161,6 +161,11 @@ async fn the_token_is_checked_before_routing_under_admin_only() {
     assert_eq!(store.revision(), 0, "nothing published");
     let (s, _) = call(&app, get("/admin/nope")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let end = r#"{"op":"end","id":"a","expected_revision":0,"reason":"x"}"#;
+    for path in ["/admin/preview", "/admin/edit"] {
+        let (s, _) = call(&app, post(path, end)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+    }
     let authorized = Request::post("/admin/directives")
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::AUTHORIZATION, "Bearer t0ken")

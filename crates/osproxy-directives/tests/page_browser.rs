@@ -231,6 +231,14 @@ fn with_a_token_the_page_asks_for_it_and_then_shows_the_data() {
         "document.getElementById('auth').hidden && [...document.querySelectorAll('#directives td.id')].some(e => e.textContent === 'token-page')",
     );
     assert_eq!(tab.eval("document.cookie"), "", "the token is no cookie");
+
+    // Authoring sends the token too; the write names its author.
+    choose(&tab, "token-page");
+    fill(&tab, &[("edit-reason", "done with it")]);
+    preview_ok(&tab, "#end-preview");
+    tab.click("#author-write");
+    let ended = author_outcome(&tab, "ended token-page at revision ");
+    assert!(ended.ends_with("(author admin)"), "{ended}");
 }
 
 /// A POST with the bearer token (the common helper sends none).
@@ -464,10 +472,11 @@ fn author_outcome(tab: &Tab<'_>, prefix: &str) -> String {
     v.as_str().unwrap().to_owned()
 }
 
-/// Waits until the page shows the revision a write reported (the outcome's
-/// last word): a preview compares against what the page shows.
+/// Waits until the page shows the revision a write reported (`at revision
+/// N` in the outcome): a preview compares against what the page shows.
 fn wait_shown(tab: &Tab<'_>, outcome: &str) {
-    let revision: u64 = outcome.rsplit(' ').next().unwrap().parse().unwrap();
+    let (_, after) = outcome.split_once("at revision ").unwrap();
+    let revision: u64 = after.split(' ').next().unwrap().parse().unwrap();
     tab.wait_for(
         &format!("the page shows revision {revision}"),
         &format!(

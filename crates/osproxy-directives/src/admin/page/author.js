@@ -113,7 +113,7 @@
     outcome('writing…');
     post('/admin/edit', request)
       .then(function (res) {
-        if (res.status === 200) { outcome(written(res.body), true); }
+        if (res.status === 200) { outcome(written(res.body) + ' (author ' + res.body.author + ')', true); }
         else { outcome(errorText(res.status, res.body), false); }
         page().poll();
       })
