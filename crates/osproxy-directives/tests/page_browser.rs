@@ -656,15 +656,16 @@ fn author_through_the_page<'b>(browser: &'b Browser, serve: &Serve, id: &str) ->
     );
     assert!(!live_ids(serve).contains(&capture));
 
-    // A conflict: the live set moves between the preview and the write.
+    // A conflict: the directive changes between the preview and the write.
     choose(&tab, id);
     preview_ok(&tab, "#end-preview");
     let (_, body) = http_get(&serve.at("/admin/directives"));
     let mut set: Value = serde_json::from_str(&body).unwrap();
-    set["directives"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"id": format!("{id}-other"), "level": "Shape", "ttl_secs": 300}));
+    for d in set["directives"].as_array_mut().unwrap() {
+        if d["id"] == id {
+            d["sample_per_mille"] = 500.into();
+        }
+    }
     let set = serde_json::json!({"directives": set["directives"]});
     let (code, answer) = http_post(
         &serve.at("/admin/directives"),
@@ -728,6 +729,31 @@ fn the_page_adds_extends_and_ends_a_directive_in_etcd() {
             "{reason} in {reasons:?}"
         );
     }
+
+    // Per key in the prefix layout: a change to another directive after
+    // the page showed its revision does not stop ending this one.
+    let shown = tab.eval("Number(document.getElementById('author-section').dataset.revision)");
+    choose(&tab, "fleet-added");
+    fill(&tab, &[("edit-reason", "per key")]);
+    preview_ok(&tab, "#end-preview");
+    let (_, body) = http_get(&serve.at("/admin/directives"));
+    let mut set: Value = serde_json::from_str(&body).unwrap();
+    set["directives"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "unrelated", "level": "Shape", "ttl_secs": 300}));
+    let set = serde_json::json!({"directives": set["directives"]});
+    let (code, answer) = http_post(
+        &serve.at("/admin/directives"),
+        set.to_string().into_bytes(),
+        None,
+    );
+    assert_eq!(code, 200, "{answer}");
+    let after: Value = serde_json::from_str(&answer).unwrap();
+    assert!(after["revision"].as_u64().unwrap() > shown.as_u64().unwrap());
+    tab.click("#author-write");
+    author_outcome(&tab, "ended fleet-added at revision ");
+    assert_eq!(live_ids(&serve), ["unrelated"]);
 
     // The page with the authoring form, a preview under review.
     fill(

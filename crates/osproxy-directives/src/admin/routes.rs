@@ -178,7 +178,7 @@ pub static ROUTES: &[Route] = &[
         path: "/admin/edit",
         methods: Methods::Post,
         access: Access::Token,
-        summary: "the same edit, checked, then written through the publish path with compare-and-swap against `expected_revision` (the revision the page showed; 409 `conflict` when the live set moved after it, nothing written); `reason` is required and recorded with the token's author",
+        summary: "the same edit, checked, then written with compare-and-swap against `expected_revision` (the revision the page showed): in etcd's prefix layout per key (the edited directive's key must be as it was then), else over the whole set; 409 `conflict` otherwise, nothing written. `reason` is required and recorded with the token's author",
         errors: &["invalid_edit", "invalid_lifetime", "reason_required", "expected_revision_required", "confirmation_required", "no_such_directive", "foreign_relative_lifetime", "malformed", "conflict", "outcome_unknown", "etcd_value_too_large", "etcd_too_many_ops"],
         handler: || post(page::edit),
     },

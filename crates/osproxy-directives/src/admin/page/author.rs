@@ -16,18 +16,22 @@
 //!   instance's limits; nothing is written. The answer names the changes and
 //!   which of `capture`, `ring_buffer`, `ShapeRewriteDiff` the write must be
 //!   confirmed for; a rejection is the decoder's slug.
-//! * `POST /admin/edit` does the same, then writes through the one write
-//!   path of the admin surface (`AdminState::publish`, as `POST
-//!   /admin/directives` with `If-Match`): compare-and-swap against
-//!   `expected_revision`, the note carrying the required `reason` and the
-//!   author bound to the token. A live set that moved after that revision is
-//!   409 `conflict` and nothing is written.
+//! * `POST /admin/edit` does the same, then writes it with compare-and-swap
+//!   against `expected_revision`, the note carrying the required `reason`
+//!   and the author bound to the token. In memory through
+//!   `AdminState::publish` (as `POST /admin/directives` with `If-Match`);
+//!   in etcd through the publisher's single-directive edits, the CLI's `add`
+//!   and `remove` (`Publisher::add_noted_since`, `remove_noted_since`): per
+//!   key in the prefix layout (the edited directive's key must be as it was
+//!   at that revision; edits of other directives meanwhile do not matter),
+//!   over the whole set in the key layout and with signed format v2. A
+//!   failed compare is 409 `conflict` and nothing is written.
 //!
 //! The edits are the publisher's own (`with_added`, `without`): expired
-//! directives are dropped, an added id replaces a live one. A live set the
-//! edit cannot rewrite faithfully is refused like the CLI's edits: 422
-//! `foreign_relative_lifetime` (another tool's `ttl_secs` would restart) or
-//! `malformed` (a key the fleet rejects would be dropped).
+//! directives are dropped, an added id replaces a live one. A set the edit
+//! would rewrite whole but cannot rewrite faithfully is refused like the
+//! CLI's edits: 422 `foreign_relative_lifetime` (another tool's `ttl_secs`
+//! would restart) or `malformed` (a key the fleet rejects would be dropped).
 
 use std::time::Duration;
 
@@ -109,7 +113,9 @@ struct Plan {
     next: DirectiveSet,
     changes: SetChanges,
     replaced: bool,
-    /// The new or extended directive's expiry.
+    /// The new or extended directive.
+    edited: Option<TimedDirective>,
+    /// Its expiry.
     expires_at: Option<String>,
     /// What the operator must confirm before it is written.
     needs_confirmation: Vec<&'static str>,
@@ -126,7 +132,7 @@ pub(crate) async fn preview(
 ) -> Result<Response, ApiError> {
     let request = parse(&body)?;
     let plan = plan(&state, &request).await?;
-    if let Some(expected) = request.expected_revision {
+    if let Some(expected) = request.expected_revision.filter(|_| !per_key(&state)) {
         stale_check(&plan, expected)?;
     }
     Ok(secured(
@@ -173,26 +179,33 @@ pub(crate) async fn edit(
         .with_reason(reason)
         .map_err(|e| note_error(e.slug()))?;
     let plan = plan(&state, &request).await?;
-    stale_check(&plan, expected).inspect_err(|_| state.count_rejected("conflict"))?;
     if !plan.needs_confirmation.is_empty() && !request.confirmed {
         return Err(bad(
             "confirmation_required",
             "this directive records more than shapes (capture, ring buffer or ShapeRewriteDiff): confirm it",
         ));
     }
-    let revision = state
-        .publish(plan.next, Some(Revision::new(expected)), &note)
-        .await
-        .map_err(|e| {
-            if e.slug == "conflict" {
-                conflict(expected)
-            } else {
-                e
-            }
-        })?;
+    let revision = match state.backend() {
+        Backend::InMemory(_) => {
+            stale_check(&plan, expected).inspect_err(|_| state.count_rejected("conflict"))?;
+            let next = plan.next.clone();
+            state
+                .publish(next, Some(Revision::new(expected)), &note)
+                .await
+                .map_err(|e| {
+                    if e.slug == "conflict" {
+                        conflict(expected)
+                    } else {
+                        e
+                    }
+                })?
+                .get()
+        }
+        Backend::Etcd(_) => write_to_etcd(&state, &plan, expected, &note).await?,
+    };
     info!(
         op = plan.op.as_str(),
-        revision = revision.get(),
+        revision,
         author = note.author().unwrap_or_default(),
         %peer,
         "admin page edit"
@@ -202,7 +215,7 @@ pub(crate) async fn edit(
             "outcome": "written",
             "op": plan.op.as_str(),
             "id": plan.id,
-            "revision": revision.get(),
+            "revision": revision,
             "replaced": plan.replaced,
             "expires_at": plan.expires_at,
             "author": note.author(),
@@ -230,6 +243,55 @@ fn conflict(expected: u64) -> ApiError {
             "the live set changed after revision {expected}, the one the page showed; nothing was written: review it and preview again"
         ),
     )
+}
+
+/// Whether a write compares per key (the etcd prefix layout) rather than
+/// over the whole set.
+fn per_key(state: &AdminState) -> bool {
+    matches!(state.backend(), Backend::Etcd(b) if b.layout().is_prefix())
+}
+
+/// Writes `plan` to etcd through the publisher's edits, with
+/// compare-and-swap against `expected`: per key in the prefix layout (the
+/// edited directive's key must be as it was at `expected`; the CLI's
+/// `remove` deletes the same way), over the whole set in the key layout.
+async fn write_to_etcd(
+    state: &AdminState,
+    plan: &Plan,
+    expected: u64,
+    note: &PublishNote,
+) -> Result<u64, ApiError> {
+    let since = i64::try_from(expected).map_err(|_| conflict(expected))?;
+    let publisher = state.shared_publisher().await?;
+    let written = match (plan.op, &plan.edited) {
+        (Op::End, _) => publisher.remove_noted_since(&plan.id, since, note).await,
+        (Op::Add | Op::Extend, Some(d)) => publisher.add_noted_since(d.clone(), since, note).await,
+        (Op::Add | Op::Extend, None) => return Err(no_such_directive()),
+    };
+    match written {
+        Ok(w) => {
+            state.count_publish();
+            Ok(u64::try_from(w.revision).unwrap_or(0))
+        }
+        Err(PublishError::Conflict { .. }) => {
+            state.count_rejected("conflict");
+            Err(conflict(expected))
+        }
+        Err(PublishError::NotFound { .. }) => Err(no_such_directive()),
+        Err(
+            e @ (PublishError::ForeignRelativeLifetime { .. } | PublishError::Malformed { .. }),
+        ) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.slug(),
+            format!("{e}; nothing was written: use the CLI's publish to replace the set"),
+        )),
+        Err(e) => {
+            if e.fault() == osproxy_etcd::PublishFault::Caller {
+                state.count_rejected(e.slug());
+            }
+            Err(state.etcd_failure(&publisher, e).await)
+        }
+    }
 }
 
 /// A plan computed from a live set newer than the revision the page showed
@@ -264,13 +326,15 @@ async fn live(state: &AdminState) -> Result<(DirectiveSet, u64), ApiError> {
                     ),
                 )
             };
-            if !live.relative.is_empty() {
+            // A per-key write (prefix layout) rewrites no other key.
+            let whole_set = !per_key(state);
+            if whole_set && !live.relative.is_empty() {
                 return Err(unfaithful(
                     "foreign_relative_lifetime",
                     "the live set holds ttl_secs lifetimes written by another tool, which a rewrite would restart",
                 ));
             }
-            if !live.rejected.is_empty() {
+            if whole_set && !live.rejected.is_empty() {
                 return Err(unfaithful(
                     "malformed",
                     "a live key holds a value the fleet rejects, which a rewrite would drop",
@@ -340,6 +404,7 @@ async fn plan(state: &AdminState, request: &EditRequest) -> Result<Plan, ApiErro
             .and_then(|d| d.expires_at_unix_nanos)
             .map(format_rfc3339),
         needs_confirmation: edited.as_ref().map(confirmations).unwrap_or_default(),
+        edited,
         next,
         changes,
     })
