@@ -766,6 +766,14 @@ fn the_page_adds_extends_and_ends_a_directive_in_etcd() {
         ],
     );
     preview_ok(&tab, "#add-preview");
+    let review = tab.eval("document.getElementById('author-review-text').textContent");
+    assert!(
+        review
+            .as_str()
+            .unwrap()
+            .contains("only if acme-search is unchanged since"),
+        "the prefix layout compares per key: {review}"
+    );
     let png = tab.screenshot_png();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     if let Some(path) = std::env::var_os("OSPROXY_PAGE_SCREENSHOT") {

@@ -170,7 +170,7 @@ pub static ROUTES: &[Route] = &[
         path: "/admin/preview",
         methods: Methods::Post,
         access: Access::Token,
-        summary: "an edit of the page (`{\"op\": \"add\"|\"extend\"|\"end\", \"directive\"|\"id\", \"lifetime\", \"expected_revision\", \"reason\", \"confirmed\"}`) checked against the live set with the fleet's decoder and this instance's limits; nothing is written. Answers the changes, the new expiry and `needs_confirmation` (`capture`, `ring_buffer`, `ShapeRewriteDiff`), or the decoder's slug",
+        summary: "an edit of the page (`{\"op\": \"add\"|\"extend\"|\"end\", \"directive\"|\"id\", \"lifetime\", \"expected_revision\", \"reason\", \"confirmed\"}`) checked against the live set with the fleet's decoder and this instance's limits; nothing is written. Answers the changes, the new expiry, `needs_confirmation` (`capture`, `ring_buffer`, `ShapeRewriteDiff`) and `compare` (`key` or `set`: what the write will compare), or the decoder's slug",
         errors: &["invalid_edit", "invalid_lifetime", "no_such_directive", "conflict", "foreign_relative_lifetime", "malformed"],
         handler: || axum::routing::post(page::preview),
     },

@@ -67,7 +67,8 @@
     b.changes.changed.forEach(function (id) { lines.push('~ ' + id); });
     return what + '. Valid for this instance: ' + b.directives + ' directive(s) would be live (' +
       (lines.length ? lines.join(', ') : 'no change') + '), written over revision ' + pending.expected +
-      ' only if nothing changed since. Reason: ' + (request.reason.trim() || '(none given: required to write)');
+      (b.compare === 'key' ? ' only if ' + b.id + ' is unchanged since' : ' only if nothing changed since') +
+      '. Reason: ' + (request.reason.trim() || '(none given: required to write)');
   }
 
   function preview(request) {

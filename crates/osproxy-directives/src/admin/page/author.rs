@@ -146,6 +146,7 @@ pub(crate) async fn preview(
             "expires_at": plan.expires_at,
             "changes": changes(&plan.changes),
             "needs_confirmation": plan.needs_confirmation,
+            "compare": if per_key(&state) { "key" } else { "set" },
         }))
         .into_response(),
     ))
@@ -234,13 +235,14 @@ fn parse(body: &[u8]) -> Result<EditRequest, ApiError> {
     })
 }
 
-/// 409 `conflict`: the live set moved after the revision the page showed.
+/// 409 `conflict`: the directive (prefix layout) or the set moved after the
+/// revision the page showed.
 fn conflict(expected: u64) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "conflict",
         format!(
-            "the live set changed after revision {expected}, the one the page showed; nothing was written: review it and preview again"
+            "the directive or the live set changed after revision {expected}, the one the page showed; nothing was written: review it and preview again"
         ),
     )
 }
