@@ -753,7 +753,10 @@ fn the_page_adds_extends_and_ends_a_directive_in_etcd() {
     assert!(after["revision"].as_u64().unwrap() > shown.as_u64().unwrap());
     tab.click("#author-write");
     author_outcome(&tab, "ended fleet-added at revision ");
-    assert_eq!(live_ids(&serve), ["unrelated"]);
+    tab.wait_for(
+        "only the unrelated directive is left",
+        &format!("{LISTED_IDS} === 'unrelated'"),
+    );
 
     // The page with the authoring form, a preview under review.
     fill(
