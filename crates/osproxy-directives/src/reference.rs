@@ -22,19 +22,23 @@ use crate::cli::Cli;
 pub const GENERATED: &str = "Generated from the code by `osproxy_directives::reference`: do not edit; run `UPDATE_REFERENCE=1 cargo test -p osproxy-directives --test reference` after changing the source.";
 
 /// The binary's clap command as the reference shows it: environment values
-/// hidden, so the rendering does not depend on the shell it runs in.
+/// hidden, so the rendering does not depend on the shell it runs in, and the
+/// version on every subcommand (as `propagate_version` gives it at run time).
 pub fn command() -> clap::Command {
     Cli::command()
         .mut_args(|a| a.hide_env_values(true))
-        .mut_subcommands(|s| s.mut_args(|a| a.hide_env_values(true)))
+        .mut_subcommands(|s| {
+            s.mut_args(|a| a.hide_env_values(true))
+                .version(env!("CARGO_PKG_VERSION"))
+        })
 }
 
 /// `docs/reference/cli.md`.
 pub fn cli_markdown() -> String {
-    let mut cmd = command();
+    let cmd = command();
     let name = cmd.get_name().to_owned();
     let mut out = format!("# `{name}` command line\n\n<!-- {GENERATED} -->\n\n");
-    out.push_str("Every subcommand's `--help`, as the binary prints it. The man pages in `man/` carry the same text.\n\n");
+    out.push_str("Every subcommand's `--help`, as the binary prints it (less the values of environment variables set where it runs). The man pages in `man/` carry the same text.\n\n");
     out.push_str("## Exit codes\n\n| code | meaning |\n|---|---|\n");
     let _ = writeln!(out, "| 0 | {SUCCESS_MEANING} |");
     for f in Failure::ALL {
@@ -54,16 +58,26 @@ pub fn cli_markdown() -> String {
     let _ = write!(
         out,
         "\n## `{name}`\n\n```text\n{}```\n",
-        cmd.render_long_help()
+        help(&cmd, &[&name, "--help"])
     );
-    let subs: Vec<clap::Command> = cmd.get_subcommands().cloned().collect();
-    for sub in subs {
-        let sub_name = sub.get_name().to_owned();
-        let mut sub = sub.bin_name(format!("{name} {sub_name}"));
-        let help = sub.render_long_help();
-        let _ = write!(out, "\n## {name} {sub_name}\n\n```text\n{help}```\n");
+    for sub in cmd.get_subcommands() {
+        let sub = sub.get_name();
+        let _ = write!(
+            out,
+            "\n## {name} {sub}\n\n```text\n{}```\n",
+            help(&cmd, &[&name, sub, "--help"])
+        );
     }
     out
+}
+
+/// What `args` (ending in `--help`) prints: the help exactly as the binary
+/// shows it (long where a flag has more to say, else compact).
+fn help(cmd: &clap::Command, args: &[&str]) -> String {
+    match cmd.clone().try_get_matches_from(args) {
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.render().to_string(),
+        _ => String::new(),
+    }
 }
 
 /// `docs/reference/http.md`.
