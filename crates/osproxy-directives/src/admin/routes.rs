@@ -104,6 +104,7 @@ pub static ERRORS: &[ErrorDoc] = &[
     ErrorDoc { status: 413, slug: "too_large", meaning: "a body over 1 MiB, or a set whose exact bytes would be over the decoder's limit" },
     ErrorDoc { status: 415, slug: "unsupported_media_type", meaning: "a `POST /admin/*` body not declared `Content-Type: application/json`" },
     ErrorDoc { status: 421, slug: "bad_host", meaning: "`Host` is not an IP literal, `localhost` or an `--allowed-host` name (DNS rebinding)" },
+    ErrorDoc { status: 500, slug: "internal", meaning: "a failure the route does not expect; nothing was written" },
     ErrorDoc { status: 503, slug: "busy", meaning: "every admin connection is busy: a reserve connection answers only `/healthz` and `/readyz`" },
     ErrorDoc { status: 503, slug: "etcd_unavailable", meaning: "fleet mode: etcd could not be reached for a read or a write" },
 ];
@@ -163,7 +164,7 @@ pub static ROUTES: &[Route] = &[
         methods: Methods::GetPost,
         access: Access::Token,
         summary: "GET: the applied set: `revision`, canonical `directives` (re-publishable), `view` with remaining lifetimes; `ETag: \"<revision>\"`; in fleet mode also `failsafe` (`engaged`, `since`, `since_unix_nanos`, `withheld`), `clamped` (`[{id, clamps}]`) and `clamped: [<ceiling slug>]` on each clamped `view` entry. POST: publish a set (body ≤ 1 MiB) into the in-memory store, or into etcd with compare-and-swap in fleet mode; `If-Match: <revision>` publishes only over that revision (412 `conflict` otherwise); `X-Osproxy-Reason` is recorded as the note's reason, the token's name as its author",
-        errors: &["invalid_if_match", "unreadable_body", "conflict", "outcome_unknown", "etcd_value_too_large", "etcd_too_many_ops"],
+        errors: &["invalid_if_match", "unreadable_body", "invalid_reason", "conflict", "outcome_unknown", "etcd_value_too_large", "etcd_too_many_ops"],
         handler: || get(handlers::get_directives).post(handlers::post_directives),
     },
     Route {
@@ -179,7 +180,7 @@ pub static ROUTES: &[Route] = &[
         methods: Methods::Post,
         access: Access::Token,
         summary: "the same edit, checked, then written with compare-and-swap against `expected_revision` (the revision the page showed): in etcd's prefix layout per key (the edited directive's key must be as it was then), else over the whole set; 409 `conflict` otherwise, nothing written. `reason` is required and recorded with the token's author",
-        errors: &["invalid_edit", "invalid_lifetime", "reason_required", "expected_revision_required", "confirmation_required", "no_such_directive", "foreign_relative_lifetime", "malformed", "conflict", "outcome_unknown", "etcd_value_too_large", "etcd_too_many_ops"],
+        errors: &["invalid_edit", "invalid_lifetime", "reason_required", "invalid_reason", "expected_revision_required", "confirmation_required", "no_such_directive", "foreign_relative_lifetime", "malformed", "conflict", "outcome_unknown", "etcd_value_too_large", "etcd_too_many_ops"],
         handler: || post(page::edit),
     },
     Route {
@@ -203,7 +204,7 @@ pub static ROUTES: &[Route] = &[
         methods: Methods::Post,
         access: Access::Token,
         summary: "fleet mode: `{\"to\": R, \"expected_revision\": L}` (optional `reason`) republishes the set as of R with compare-and-swap on L (409 `conflict` when it moved; 410 `compacted` with `oldest`)",
-        errors: &["invalid_rollback", "no_history", "no_such_revision", "conflict", "compacted", "malformed", "foreign_relative_lifetime", "outcome_unknown"],
+        errors: &["invalid_rollback", "invalid_reason", "no_history", "no_such_revision", "conflict", "compacted", "malformed", "foreign_relative_lifetime", "outcome_unknown"],
         handler: || post(page::rollback),
     },
     Route {
