@@ -3,11 +3,9 @@
 //! The same definitions render `docs/reference/cli.md` and the man pages
 //! (see [`crate::reference`]); the exit codes are [`common::Failure`]'s.
 //!
-//! Connection settings come from flags or the environment
-//! (`OSPROXY_ETCD_ENDPOINTS`, `OSPROXY_ETCD_CA`, `OSPROXY_ETCD_CERT`,
-//! `OSPROXY_ETCD_KEY`, `OSPROXY_ETCD_USER`, `OSPROXY_ETCD_PASSWORD`, …) so a
-//! shell can set them once. Output is for humans by default and JSON with
-//! `--json`.
+//! Connection settings come from flags or the environment (each flag's
+//! variable is in `docs/reference/cli.md`) so a shell can set them once.
+//! Output is for humans by default and JSON with `--json`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
