@@ -179,7 +179,12 @@ pub(crate) async fn edit(
         .map_err(|e| note_error(e.slug()))?
         .with_reason(reason)
         .map_err(|e| note_error(e.slug()))?;
-    let plan = plan(&state, &request).await?;
+    let plan = plan(&state, &request).await.inspect_err(|e| {
+        // Counted like a rejected publish; a preview's rejection is not one.
+        if osproxy_observe::RejectReason::from_slug(e.slug).is_some() {
+            state.count_rejected(e.slug);
+        }
+    })?;
     if !plan.needs_confirmation.is_empty() && !request.confirmed {
         return Err(bad(
             "confirmation_required",
