@@ -7,8 +7,9 @@
 //! binary adds no second decoder or encoder: every channel goes through
 //! `osproxy_observe`'s.
 //!
-//! Exit codes of every subcommand: 0 success, 1 runtime failure (etcd
-//! unreachable, revision conflict, …), 2 usage or validation error.
+//! The reference (`docs/reference/`: the CLI with its exit codes, the admin
+//! HTTP routes and their error slugs, the man pages) is rendered from the
+//! code by [`mod@reference`]; a test fails when a checked-in page is stale.
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -17,3 +18,4 @@ pub mod diff;
 pub mod duration;
 pub mod explain;
 pub mod local_etcd;
+pub mod reference;

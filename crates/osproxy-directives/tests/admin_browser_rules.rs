@@ -214,6 +214,25 @@ async fn the_curl_reproductions_are_refused_with_slugs() {
         .await
         .unwrap();
     assert_eq!(rollback.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let edit = r#"{"op":"add","directive":{"id":"drive-by","level":"Shape","capture":true},"lifetime":"1h","expected_revision":0,"reason":"x","confirmed":true}"#;
+    for (t, origin) in [
+        ("text/plain", None),
+        ("application/json", Some("https://evil.example")),
+    ] {
+        let mut req = http
+            .post(serve.at("/admin/edit"))
+            .header(CONTENT_TYPE, t)
+            .body(edit);
+        if let Some(o) = origin {
+            req = req.header(ORIGIN, o);
+        }
+        let expected = if origin.is_some() {
+            &cross_site
+        } else {
+            &not_json
+        };
+        assert_eq!(&refusal(req).await, expected, "/admin/edit {t}");
+    }
     assert!(applied_ids(&serve).await.is_empty(), "nothing applied");
     // The instance's own origin, as the page sends it, is accepted.
     let own = serve.url.clone();
@@ -221,20 +240,17 @@ async fn the_curl_reproductions_are_refused_with_slugs() {
     let (s, v) = json_answer(post("application/json", Some(own)).send().await.unwrap()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(applied_ids(&serve).await, ["drive-by"]);
-    assert_eq!(refused(&serve, "unsupported_media_type").await, 4);
+    assert_eq!(refused(&serve, "unsupported_media_type").await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebound_host_name_is_refused_on_every_route() {
     let serve = Serve::start(&["--allowed-host", "ops.example"]);
     let http = reqwest::Client::new();
-    for path in [
-        "/admin/directives",
-        "/admin/breakglass",
-        "/ui",
-        "/healthz",
-        "/metrics",
-    ] {
+    for path in osproxy_directives::admin::routes::ROUTES
+        .iter()
+        .map(|r| r.path)
+    {
         let (s, v) = json_answer(
             http.get(serve.at(path))
                 .header(HOST, "rebind.evil.example")
@@ -263,5 +279,8 @@ async fn a_rebound_host_name_is_refused_on_every_route() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{host}");
     }
-    assert_eq!(refused(&serve, "bad_host").await, 5);
+    assert_eq!(
+        refused(&serve, "bad_host").await,
+        osproxy_directives::admin::routes::ROUTES.len() as u64
+    );
 }

@@ -83,7 +83,7 @@ async fn publish_then_read_and_watch_it_expire_on_the_clock() {
 async fn errors_are_json_with_stable_slugs() {
     let (app, _) = app(None, Arc::new(ManualClock::new()));
     let cases = [
-        (get("/"), StatusCode::NOT_FOUND, "not_found"),
+        (get("/nope"), StatusCode::NOT_FOUND, "not_found"),
         (get("/admin"), StatusCode::NOT_FOUND, "not_found"),
         (
             post("/metrics", ""),
@@ -143,6 +143,14 @@ async fn errors_are_json_with_stable_slugs() {
 }
 
 #[tokio::test]
+async fn the_root_leads_to_the_page() {
+    let (app, _) = app(None, Arc::new(ManualClock::new()));
+    let resp = app.clone().oneshot(get("/")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/ui");
+}
+
+#[tokio::test]
 async fn the_token_is_checked_before_routing_under_admin_only() {
     let (app, store) = app(Some("t0ken"), Arc::new(ManualClock::new()));
     let (s, v) = call(&app, post("/admin/directives", ONE)).await;
@@ -153,6 +161,11 @@ async fn the_token_is_checked_before_routing_under_admin_only() {
     assert_eq!(store.revision(), 0, "nothing published");
     let (s, _) = call(&app, get("/admin/nope")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let end = r#"{"op":"end","id":"a","expected_revision":0,"reason":"x"}"#;
+    for path in ["/admin/preview", "/admin/edit"] {
+        let (s, _) = call(&app, post(path, end)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+    }
     let authorized = Request::post("/admin/directives")
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::AUTHORIZATION, "Bearer t0ken")
@@ -203,4 +216,80 @@ async fn per_directive_series_are_capped_and_the_rest_folded() {
         !text.contains("d149"),
         "a folded id has no series of its own"
     );
+}
+
+#[tokio::test]
+async fn page_edits_are_previewed_then_written_with_compare_and_swap() {
+    let clock = Arc::new(ManualClock::new());
+    let (app, store) = app(None, clock.clone());
+    let add = |sample: u64, expected: u64, reason: &str, confirmed: bool| {
+        serde_json::json!({"op": "add", "directive": {"id": "p", "level": "ShapeRewriteDiff",
+            "tenant": "acme", "sample_per_mille": sample}, "lifetime": "10m",
+            "expected_revision": expected, "reason": reason, "confirmed": confirmed})
+        .to_string()
+    };
+    // Previews answer the decoder's slug and write nothing.
+    let (s, v) = call(&app, post("/admin/preview", &add(1001, 0, "", false))).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("sample_out_of_range"))
+    );
+    assert!(v.get("directive_index").is_none(), "{v}");
+    let (s, v) = call(&app, post("/admin/preview", &add(10, 0, "", false))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["needs_confirmation"],
+        serde_json::json!(["ShapeRewriteDiff"])
+    );
+    assert_eq!(v["changes"]["added"], serde_json::json!(["p"]));
+    assert_eq!(v["expires_at"], "2024-01-01T00:10:00Z");
+    assert_eq!(store.revision(), 0);
+    // A write needs a reason, the confirmation, and the revision shown.
+    for (body, slug) in [
+        (add(10, 0, " ", true), "reason_required"),
+        (add(10, 0, "why", false), "confirmation_required"),
+        ("{\"op\":\"delete\"}".to_owned(), "invalid_edit"),
+    ] {
+        let (s, v) = call(&app, post("/admin/edit", &body)).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(slug)),
+            "{body}"
+        );
+    }
+    let (s, v) = call(&app, post("/admin/edit", &add(10, 0, "why", true))).await;
+    assert_eq!(
+        (s, v["revision"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["author"], "loopback-unauthenticated");
+    // Over a revision the set moved after: 409, nothing written.
+    let (s, v) = call(&app, post("/admin/edit", &add(20, 0, "why", true))).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{v}"
+    );
+    assert_eq!(store.revision(), 1);
+    // Extend and end.
+    clock.advance(Duration::from_secs(60));
+    let extend = r#"{"op":"extend","id":"p","lifetime":"1h","expected_revision":1,"reason":"longer","confirmed":true}"#;
+    let (s, v) = call(&app, post("/admin/edit", extend)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["expires_at"], "2024-01-01T01:01:00Z");
+    let end = r#"{"op":"end","id":"nope","expected_revision":2,"reason":"done"}"#;
+    let (s, v) = call(&app, post("/admin/edit", end)).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_directive"))
+    );
+    let end = end.replace("nope", "p");
+    let (s, v) = call(&app, post("/admin/edit", &end)).await;
+    assert_eq!(
+        (s, v["changes"]["removed"].clone()),
+        (StatusCode::OK, serde_json::json!(["p"])),
+        "{v}"
+    );
+    assert_eq!(store.load_with_revision().0.len(), 0);
 }

@@ -5,8 +5,12 @@
 //! countdown decreases, an instance's rejection appears, a target carrying
 //! `<script>` renders as text, and with a token the page asks for it.
 //!
+//! Through the page an operator adds, extends and ends a directive, in memory
+//! and in etcd (prefix layout), with previews showing the decoder's slug,
+//! a confirmation for capture and a compare-and-swap conflict.
+//!
 //! Set `OSPROXY_PAGE_SCREENSHOT=docs/page.png` to keep the screenshot the
-//! fleet test takes (that is how the README's picture is made).
+//! etcd authoring test takes (that is how the README's picture is made).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -127,8 +131,8 @@ fn the_page_shows_directives_counting_down_and_an_instance_rejecting() {
     assert_eq!(tab.eval("typeof window.pwned"), "undefined");
     assert_eq!(
         tab.eval("document.scripts.length"),
-        2,
-        "only the page's two files"
+        3,
+        "only the page's three files"
     );
     // The server-rendered HTML escaped it too.
     let (_, html) = http_get(&a.at("/ui"));
@@ -187,9 +191,6 @@ fn the_page_shows_directives_counting_down_and_an_instance_rejecting() {
     );
     let png = tab.screenshot_png();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    if let Some(path) = std::env::var_os("OSPROXY_PAGE_SCREENSHOT") {
-        std::fs::write(&path, &png).unwrap();
-    }
     drop(b);
 }
 
@@ -230,6 +231,14 @@ fn with_a_token_the_page_asks_for_it_and_then_shows_the_data() {
         "document.getElementById('auth').hidden && [...document.querySelectorAll('#directives td.id')].some(e => e.textContent === 'token-page')",
     );
     assert_eq!(tab.eval("document.cookie"), "", "the token is no cookie");
+
+    // Authoring sends the token too; the write names its author.
+    choose(&tab, "token-page");
+    fill(&tab, &[("edit-reason", "done with it")]);
+    preview_ok(&tab, "#end-preview");
+    tab.click("#author-write");
+    let ended = author_outcome(&tab, "ended token-page at revision ");
+    assert!(ended.ends_with("(author admin)"), "{ended}");
 }
 
 /// A POST with the bearer token (the common helper sends none).
@@ -433,4 +442,344 @@ fn the_history_shows_diffs_and_a_confirmed_rollback_restores_the_previous_set() 
     let (_, admin) = http_get(&serve.at("/admin/directives"));
     let admin: Value = serde_json::from_str(&admin).unwrap();
     assert_eq!(admin["directives"], set_r1["directives"], "{admin}");
+}
+
+/// Sets the authoring panel's inputs: `(element id, value)`; a checkbox
+/// takes `"true"` or `"false"`.
+fn fill(tab: &Tab<'_>, fields: &[(&str, &str)]) {
+    for (id, value) in fields {
+        let id = serde_json::to_string(id).unwrap();
+        let value = serde_json::to_string(value).unwrap();
+        let set = tab.eval(&format!(
+            "(() => {{ const e = document.getElementById({id}); if (!e) return false;
+                if (e.type === 'checkbox') e.checked = {value} === 'true'; else e.value = {value};
+                return e.type === 'checkbox' || e.value === {value}; }})()"
+        ));
+        assert_eq!(set, Value::Bool(true), "cannot set #{id} to {value}");
+    }
+}
+
+/// Waits until the authoring outcome line starts with `prefix`; returns it.
+fn author_outcome(tab: &Tab<'_>, prefix: &str) -> String {
+    let p = serde_json::to_string(prefix).unwrap();
+    let v = tab.wait_for(
+        &format!("the authoring outcome starts with {prefix}"),
+        &format!(
+            "(() => {{ const t = document.getElementById('author-outcome').textContent;
+                return t.startsWith({p}) ? t : ''; }})()"
+        ),
+    );
+    v.as_str().unwrap().to_owned()
+}
+
+/// Waits until the page shows the revision a write reported (`at revision
+/// N` in the outcome): a preview compares against what the page shows.
+fn wait_shown(tab: &Tab<'_>, outcome: &str) {
+    let (_, after) = outcome.split_once("at revision ").unwrap();
+    let revision: u64 = after.split(' ').next().unwrap().parse().unwrap();
+    tab.wait_for(
+        &format!("the page shows revision {revision}"),
+        &format!(
+            "Number(document.getElementById('author-section').dataset.revision) >= {revision}"
+        ),
+    );
+}
+
+/// Chooses `id` in the extend/end panel once the page lists it.
+fn choose(tab: &Tab<'_>, id: &str) {
+    let q = serde_json::to_string(id).unwrap();
+    tab.wait_for(
+        &format!("{id} can be chosen"),
+        &format!("[...document.getElementById('edit-id').options].some(o => o.value === {q})"),
+    );
+    fill(tab, &[("edit-id", id)]);
+}
+
+/// Previews the add the form describes, expecting it to be valid.
+fn preview_ok(tab: &Tab<'_>, button: &str) {
+    tab.click(button);
+    author_outcome(tab, "preview: valid");
+    assert_eq!(
+        tab.eval("document.getElementById('author-review').hidden"),
+        false
+    );
+}
+
+/// The ids of the live set as `GET /admin/directives` answers.
+fn live_ids(serve: &Serve) -> Vec<String> {
+    let (code, body) = http_get(&serve.at("/admin/directives"));
+    assert_eq!(code, 200, "{body}");
+    ids_of(&serde_json::from_str(&body).unwrap())
+}
+
+/// Adds, extends and ends a directive through the page against `serve`
+/// (capped at a 1 h lifetime); previews show rejections inline and write
+/// nothing; a capture needs confirming; a write over a set that moved after
+/// the preview is a conflict. Returns the tab for more checks.
+fn author_through_the_page<'b>(browser: &'b Browser, serve: &Serve, id: &str) -> Tab<'b> {
+    let tab = browser.open(&serve.at("/"));
+    tab.wait_for(
+        "/ leads to the page and it is live",
+        "location.pathname === '/ui' && document.getElementById('status').textContent.startsWith('live')",
+    );
+    let before = live_ids(serve);
+
+    // Previews: the instance's decoder and limits answer, nothing is written.
+    fill(
+        &tab,
+        &[
+            ("add-id", id),
+            ("add-level", "ShapeTiming"),
+            ("add-tenant", "acme"),
+            ("add-endpoint", "Search"),
+            ("add-sample", "1500"),
+            ("add-lifetime", "10m"),
+            ("add-budget", "50"),
+            ("add-reason", "investigating slow searches"),
+        ],
+    );
+    tab.click("#add-preview");
+    let rejected = author_outcome(&tab, "sample_out_of_range: ");
+    assert!(!rejected.contains("1500"), "no value echoed: {rejected}");
+    assert_eq!(
+        tab.eval("document.getElementById('author-review').hidden"),
+        true
+    );
+    fill(&tab, &[("add-sample", "250"), ("add-lifetime", "2h")]);
+    tab.click("#add-preview");
+    author_outcome(&tab, "lifetime_too_long: ");
+    fill(&tab, &[("add-lifetime", "nonsense")]);
+    tab.click("#add-preview");
+    author_outcome(&tab, "invalid_lifetime: ");
+    assert_eq!(live_ids(serve), before, "previews write nothing");
+
+    // Add.
+    fill(&tab, &[("add-lifetime", "10m")]);
+    preview_ok(&tab, "#add-preview");
+    let review = tab.eval("document.getElementById('author-review-text').textContent");
+    assert!(
+        review
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Add {id}, expiring ")),
+        "{review}"
+    );
+    assert_eq!(
+        tab.eval("document.getElementById('author-ack-label').hidden"),
+        true
+    );
+    tab.click("#author-write");
+    let written = author_outcome(&tab, &format!("added {id} at revision "));
+    wait_shown(&tab, &written);
+    let row = serde_json::to_string(id).unwrap();
+    tab.wait_for(
+        "the added directive is listed",
+        &format!("[...document.querySelectorAll('#directives td.id')].some(e => e.textContent === {row})"),
+    );
+    assert_eq!(
+        directive_cell(&tab, id, "targets"),
+        "tenant=acme, endpoint=Search"
+    );
+    assert_eq!(directive_cell(&tab, id, "sample"), "250");
+    let (_, body) = http_get(&serve.at("/admin/directives"));
+    let live: Value = serde_json::from_str(&body).unwrap();
+    let added = live["directives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id)
+        .unwrap();
+    assert_eq!(added["max_per_sec"], 50, "{added}");
+    assert_eq!(added["level"], "ShapeTiming");
+
+    // A capture asks for a confirmation, and the instance insists on it.
+    let capture = format!("{id}-capture");
+    fill(
+        &tab,
+        &[
+            ("add-id", &capture),
+            ("add-tenant", ""),
+            ("add-endpoint", ""),
+            ("add-sample", ""),
+            ("add-budget", ""),
+            ("add-capture", "true"),
+        ],
+    );
+    preview_ok(&tab, "#add-preview");
+    assert_eq!(
+        tab.eval("document.getElementById('author-ack-label').hidden"),
+        false
+    );
+    let ack = tab.eval("document.getElementById('author-ack-text').textContent");
+    assert!(ack.as_str().unwrap().ends_with("capture"), "{ack}");
+    tab.click("#author-write");
+    author_outcome(&tab, "confirmation_required: ");
+    preview_ok(&tab, "#add-preview");
+    fill(&tab, &[("author-ack", "true")]);
+    tab.click("#author-write");
+    let written = author_outcome(&tab, &format!("added {capture} at revision "));
+    wait_shown(&tab, &written);
+
+    // Extend.
+    choose(&tab, id);
+    fill(
+        &tab,
+        &[("edit-lifetime", "45m"), ("edit-reason", "needs longer")],
+    );
+    preview_ok(&tab, "#extend-preview");
+    tab.click("#author-write");
+    let written = author_outcome(&tab, &format!("extended {id} to "));
+    wait_shown(&tab, &written);
+    tab.wait_for(
+        "the new lifetime shows",
+        &format!(
+            "(() => {{ const tr = [...document.querySelectorAll('#directives tbody tr')].find(tr => tr.querySelector('td.id').textContent === {row});
+                return tr && tr.querySelector('td.remaining').textContent.startsWith('44m'); }})()"
+        ),
+    );
+
+    // End now: a reason is required.
+    choose(&tab, &capture);
+    fill(&tab, &[("edit-reason", "")]);
+    preview_ok(&tab, "#end-preview");
+    tab.click("#author-write");
+    author_outcome(&tab, "reason_required: ");
+    fill(&tab, &[("edit-reason", "capture no longer needed")]);
+    preview_ok(&tab, "#end-preview");
+    tab.click("#author-write");
+    let written = author_outcome(&tab, &format!("ended {capture} at revision "));
+    wait_shown(&tab, &written);
+    let gone = serde_json::to_string(&capture).unwrap();
+    tab.wait_for(
+        "the ended directive is gone",
+        &format!("![...document.querySelectorAll('#directives td.id')].some(e => e.textContent === {gone})"),
+    );
+    assert!(!live_ids(serve).contains(&capture));
+
+    // A conflict: the directive changes between the preview and the write.
+    choose(&tab, id);
+    preview_ok(&tab, "#end-preview");
+    let (_, body) = http_get(&serve.at("/admin/directives"));
+    let mut set: Value = serde_json::from_str(&body).unwrap();
+    for d in set["directives"].as_array_mut().unwrap() {
+        if d["id"] == id {
+            d["sample_per_mille"] = 500.into();
+        }
+    }
+    let set = serde_json::json!({"directives": set["directives"]});
+    let (code, answer) = http_post(
+        &serve.at("/admin/directives"),
+        set.to_string().into_bytes(),
+        None,
+    );
+    assert_eq!(code, 200, "{answer}");
+    tab.click("#author-write");
+    let conflict = author_outcome(&tab, "conflict: ");
+    assert!(conflict.contains("nothing was written"), "{conflict}");
+    assert!(live_ids(serve).contains(&id.to_owned()), "not ended");
+    tab
+}
+
+#[test]
+fn the_page_adds_extends_and_ends_a_directive_in_memory() {
+    let serve = Serve::start(&["--max-lifetime", "1h"]);
+    let browser = Browser::launch();
+    let _tab = author_through_the_page(&browser, &serve, "page-added");
+}
+
+#[test]
+fn the_page_adds_extends_and_ends_a_directive_in_etcd() {
+    let cluster = shared_cluster();
+    let prefix = format!("{}/", unique_key("page-author"));
+    let status = format!("{}/", unique_key("page-author-status"));
+    let endpoints = endpoints_arg(cluster);
+    let serve = Serve::start(&[
+        "--etcd",
+        "--endpoints",
+        &endpoints,
+        "--prefix",
+        &prefix,
+        "--instance-id",
+        "proxy-author",
+        "--status-prefix",
+        &status,
+        "--max-lifetime",
+        "1h",
+    ]);
+    let browser = Browser::launch();
+    let tab = author_through_the_page(&browser, &serve, "fleet-added");
+
+    // Each write is in etcd's history with its reason and author.
+    let (code, body) = http_get(&serve.at("/admin/history?limit=20"));
+    assert_eq!(code, 200, "{body}");
+    let history: Value = serde_json::from_str(&body).unwrap();
+    let reasons: Vec<(&str, &str)> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["reason"].as_str()?, e["author"].as_str()?)))
+        .collect();
+    for reason in [
+        "investigating slow searches",
+        "needs longer",
+        "capture no longer needed",
+    ] {
+        assert!(
+            reasons.contains(&(reason, "loopback-unauthenticated")),
+            "{reason} in {reasons:?}"
+        );
+    }
+
+    // Per key in the prefix layout: a change to another directive after
+    // the page showed its revision does not stop ending this one.
+    let shown = tab.eval("Number(document.getElementById('author-section').dataset.revision)");
+    choose(&tab, "fleet-added");
+    fill(&tab, &[("edit-reason", "per key")]);
+    preview_ok(&tab, "#end-preview");
+    let (_, body) = http_get(&serve.at("/admin/directives"));
+    let mut set: Value = serde_json::from_str(&body).unwrap();
+    set["directives"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "unrelated", "level": "Shape", "ttl_secs": 300}));
+    let set = serde_json::json!({"directives": set["directives"]});
+    let (code, answer) = http_post(
+        &serve.at("/admin/directives"),
+        set.to_string().into_bytes(),
+        None,
+    );
+    assert_eq!(code, 200, "{answer}");
+    let after: Value = serde_json::from_str(&answer).unwrap();
+    assert!(after["revision"].as_u64().unwrap() > shown.as_u64().unwrap());
+    tab.click("#author-write");
+    author_outcome(&tab, "ended fleet-added at revision ");
+    tab.wait_for(
+        "only the unrelated directive is left",
+        &format!("{LISTED_IDS} === 'unrelated'"),
+    );
+
+    // The page with the authoring form, a preview under review.
+    fill(
+        &tab,
+        &[
+            ("add-id", "acme-search"),
+            ("add-capture", "false"),
+            ("add-tenant", "acme"),
+            ("add-reason", "slow searches for acme"),
+        ],
+    );
+    preview_ok(&tab, "#add-preview");
+    let review = tab.eval("document.getElementById('author-review-text').textContent");
+    assert!(
+        review
+            .as_str()
+            .unwrap()
+            .contains("only if acme-search is unchanged since"),
+        "the prefix layout compares per key: {review}"
+    );
+    let png = tab.screenshot_png();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    if let Some(path) = std::env::var_os("OSPROXY_PAGE_SCREENSHOT") {
+        std::fs::write(&path, &png).unwrap();
+    }
 }

@@ -225,3 +225,69 @@ async fn connect_errors_are_typed() {
     );
     assert!(!err.is_retryable());
 }
+
+/// The edits over a revision a caller showed: per key in the prefix layout
+/// (another key's change does not matter, this key's does, and a key that
+/// appeared meanwhile is not overwritten), over the whole set in the key
+/// layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_since_a_shown_revision_compare_per_key_in_the_prefix_layout() {
+    use osproxy_observe::PublishNote;
+    let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
+    let note = PublishNote::new().with_reason("shown").unwrap();
+    let conflict = |r: Result<osproxy_etcd::Written, PublishError>| {
+        assert!(matches!(r, Err(PublishError::Conflict { .. })), "{r:?}");
+    };
+
+    let prefix = format!("{}/", unique_key("pub-since"));
+    let p = publisher(cluster, Layout::Prefix(prefix.clone())).await;
+    let shown = p
+        .publish(&decoded_set(&["a", "b"], 600), Some(0))
+        .await
+        .unwrap();
+    // Someone else changes b and creates c after the caller saw `shown`.
+    let mut b = directive("b");
+    b.directive.sample_per_mille = 10;
+    p.add_noted(b, &note).await.unwrap();
+    p.add_noted(directive("c"), &note).await.unwrap();
+    conflict(p.remove_noted_since("b", shown, &note).await);
+    conflict(p.add_noted_since(directive("b"), shown, &note).await);
+    conflict(p.add_noted_since(directive("c"), shown, &note).await);
+    // a is as it was: ended and re-added over the same shown revision.
+    let w = p.remove_noted_since("a", shown, &note).await.unwrap();
+    assert!(w.revision > shown);
+    let w = p
+        .add_noted_since(directive("d"), shown, &note)
+        .await
+        .unwrap();
+    assert!(!w.replaced);
+    let (live, _) = p.current().await.unwrap();
+    assert_eq!(sorted_ids(&live), ["b", "c", "d"]);
+    assert!(matches!(
+        p.remove_noted_since("a", w.revision, &note).await,
+        Err(PublishError::NotFound { .. })
+    ));
+
+    let key = unique_key("pub-since-key");
+    let p = publisher(cluster, Layout::Key(key)).await;
+    let shown = p
+        .publish(&decoded_set(&["a", "b"], 600), Some(0))
+        .await
+        .unwrap();
+    p.add_noted(directive("c"), &note).await.unwrap();
+    conflict(p.remove_noted_since("a", shown, &note).await);
+    let (_, live) = p.current().await.unwrap();
+    let w = p.remove_noted_since("a", live, &note).await.unwrap();
+    let w = p
+        .add_noted_since(directive("e"), w.revision, &note)
+        .await
+        .unwrap();
+    let (live, revision) = p.current().await.unwrap();
+    assert_eq!(
+        (sorted_ids(&live), revision),
+        (
+            vec!["b".to_owned(), "c".to_owned(), "e".to_owned()],
+            w.revision
+        )
+    );
+}

@@ -1,5 +1,5 @@
-//! The route handlers; see the module docs of [`crate::admin`] for the
-//! contract of each.
+//! The route handlers; [`crate::admin::routes::ROUTES`] (rendered as
+//! `docs/reference/http.md`) states the contract of each.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -275,19 +275,9 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
-/// A wrong method on `/admin/directives`.
-pub(crate) async fn only_get_post() -> ApiError {
-    ApiError::method_not_allowed("GET, HEAD, POST")
-}
-
-/// A wrong method on a POST-only route.
-pub(crate) async fn only_post() -> ApiError {
-    ApiError::method_not_allowed("POST")
-}
-
-/// A wrong method on a read-only route.
-pub(crate) async fn only_get() -> ApiError {
-    ApiError::method_not_allowed("GET, HEAD")
+/// A method the route does not answer; `allow` names those it does.
+pub(crate) async fn method_not_allowed(allow: &'static str) -> ApiError {
+    ApiError::method_not_allowed(allow)
 }
 
 #[cfg(test)]

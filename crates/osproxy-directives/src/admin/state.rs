@@ -431,6 +431,12 @@ impl AdminState {
         })
     }
 
+    /// Counts a write made through the publisher directly (the page's
+    /// per-key edits) rather than [`publish`](Self::publish).
+    pub(crate) fn count_publish(&self) {
+        self.inner.publishes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_snapshot_read(&self) {
         self.inner.snapshot_reads.fetch_add(1, Ordering::Relaxed);
     }

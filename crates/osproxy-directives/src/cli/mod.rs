@@ -1,11 +1,11 @@
 //! The command line: one module per subcommand, each with its options struct
 //! (whose doc comments are the `--help` text) and one `run(opts) -> ExitCode`.
+//! The same definitions render `docs/reference/cli.md` and the man pages
+//! (see [`crate::reference`]); the exit codes are [`common::Failure`]'s.
 //!
-//! Connection settings come from flags or the environment
-//! (`OSPROXY_ETCD_ENDPOINTS`, `OSPROXY_ETCD_CA`, `OSPROXY_ETCD_CERT`,
-//! `OSPROXY_ETCD_KEY`, `OSPROXY_ETCD_USER`, `OSPROXY_ETCD_PASSWORD`, …) so a
-//! shell can set them once. Output is for humans by default and JSON with
-//! `--json`.
+//! Connection settings come from flags or the environment (each flag's
+//! variable is in `docs/reference/cli.md`) so a shell can set them once.
+//! Output is for humans by default and JSON with `--json`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -35,17 +35,23 @@ pub mod watch;
 
 /// Diagnostics directives for an osproxy fleet: serve an instance, validate
 /// and publish directive sets, inspect what the fleet applies.
-///
-/// Exit codes: 0 success, 1 runtime failure (etcd unreachable, revision
-/// conflict, …; status: lagging), 2 usage or validation error (nothing
-/// written), 3 an instance rejects the latest revision, 4 outcome unknown.
 #[derive(Debug, Parser)]
 #[command(name = "osproxy-directives", version, propagate_version = true)]
-#[command(after_help = "Start with `osproxy-directives demo`, or see the README for the workflow.")]
+#[command(after_help = START_HERE, after_long_help = long_epilogue())]
 pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The end of `osproxy-directives -h`.
+const START_HERE: &str =
+    "Start with `osproxy-directives demo`, or see docs/reference/cli.md for every subcommand.";
+
+/// The end of `osproxy-directives --help`: the exit codes (from
+/// [`common::Failure`]), then where to start.
+fn long_epilogue() -> String {
+    format!("{}\n{START_HERE}", common::exit_codes_help())
 }
 
 /// Every subcommand.

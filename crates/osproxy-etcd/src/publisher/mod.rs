@@ -126,7 +126,7 @@ pub use history::{
 };
 pub use live::{KeyRejection, LiveSet};
 pub use note::{RecordedNote, SignedNote};
-pub use write::{directive_key, Written};
+pub use write::{directive_key, with_added, without, Written};
 
 /// How many read-modify-write cycles [`Publisher::add`] and
 /// [`Publisher::remove`] try before giving up with

@@ -143,11 +143,14 @@ impl Publisher {
         }
     }
 
+    /// Puts `<prefix><id>`. With `since`, only if that key is as it was at
+    /// revision `since` (see [`Publisher::add_noted_since`]).
     pub(super) async fn add_to_prefix(
         &self,
         prefix: &str,
         directive: &TimedDirective,
         note: &PublishNote,
+        since: Option<i64>,
     ) -> Result<Written, PublishError> {
         if self.signs_v2() {
             return self
@@ -158,17 +161,32 @@ impl Publisher {
         }
         let key = directive_key(prefix, &directive.id);
         let bytes = self.seal(key.as_bytes(), self.checked_directive_bytes(directive)?);
-        let before = self.revision().await?;
+        let (before, guard) = match since {
+            None => (self.revision().await?, Vec::new()),
+            Some(since) => {
+                let (before, compare) = self.key_unchanged_since(&key, since).await?;
+                (before, vec![compare])
+            }
+        };
         let lease = self
             .grant_lease(lease_ttl_secs(directive, self.now()))
             .await?;
         let put = TxnOp::put(
-            key,
+            key.as_str(),
             bytes,
             Some(PutOptions::new().with_lease(lease).with_prev_key()),
         );
-        let txn = Txn::new().and_then([put, self.marker_put(note)]);
+        let txn = Txn::new()
+            .when(guard)
+            .and_then([put, self.marker_put(note)]);
         let resp = match self.commit("add", txn, before).await {
+            Ok(resp) if !resp.succeeded() => {
+                self.revoke_unattached([lease].iter()).await;
+                return Err(PublishError::Conflict {
+                    expected: since.unwrap_or(before),
+                    actual: resp.header().map_or(0, |h| h.revision()),
+                });
+            }
             Ok(resp) => resp,
             Err(e @ PublishError::OutcomeUnknown { .. }) => return Err(e),
             Err(e) => {
@@ -189,11 +207,16 @@ impl Publisher {
         })
     }
 
+    /// Deletes the key holding `id` if it is unchanged since it was read
+    /// (retried when it changed); with `since`, once, and only if it is
+    /// also unchanged since revision `since` (see
+    /// [`Publisher::remove_noted_since`]).
     pub(super) async fn remove_from_prefix(
         &self,
         prefix: &str,
         id: &str,
         note: &PublishNote,
+        since: Option<i64>,
     ) -> Result<Written, PublishError> {
         if self.signs_v2() {
             return self
@@ -217,6 +240,12 @@ impl Publisher {
             let Some(kv) = found else {
                 return Err(PublishError::NotFound { id: id.to_owned() });
             };
+            if let Some(since) = since.filter(|s| kv.mod_revision() > *s) {
+                return Err(PublishError::Conflict {
+                    expected: since,
+                    actual: kv.mod_revision(),
+                });
+            }
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     kv.key(),
@@ -234,12 +263,47 @@ impl Publisher {
                     replaced: true,
                 });
             }
+            if let Some(since) = since {
+                return Err(PublishError::Conflict {
+                    expected: since,
+                    actual: resp.header().map_or(0, |h| h.revision()),
+                });
+            }
             debug!(key = %key_string(kv), "remove lost a race; retrying");
             retry_pause(attempt).await;
         }
         Err(PublishError::Contended {
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// The compare that holds while `key` is as it is now, and the live
+    /// revision; [`PublishError::Conflict`] when the key changed after
+    /// revision `since` already. A key absent now must stay absent (a
+    /// create); one present must keep its modification revision.
+    async fn key_unchanged_since(
+        &self,
+        key: &str,
+        since: i64,
+    ) -> Result<(i64, Compare), PublishError> {
+        let live = self.read().await?;
+        if since > live.header {
+            return Err(PublishError::Conflict {
+                expected: since,
+                actual: live.revision,
+            });
+        }
+        let compare = match live.kvs.iter().find(|kv| kv.key() == key.as_bytes()) {
+            Some(kv) if kv.mod_revision() > since => {
+                return Err(PublishError::Conflict {
+                    expected: since,
+                    actual: kv.mod_revision(),
+                })
+            }
+            Some(kv) => Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision()),
+            None => Compare::version(key, CompareOp::Equal, 0),
+        };
+        Ok((live.revision, compare))
     }
 
     /// A v2 add or remove: read the live set (as instances serve it, keys

@@ -103,7 +103,7 @@ impl Publisher {
                 })
                 .await
             }
-            Layout::Prefix(prefix) => self.add_to_prefix(prefix, &directive, note).await,
+            Layout::Prefix(prefix) => self.add_to_prefix(prefix, &directive, note, None).await,
         }
     }
 
@@ -127,8 +127,95 @@ impl Publisher {
                 self.edit_key(key, "remove", note, |live, now| without(live, id, now))
                     .await
             }
-            Layout::Prefix(prefix) => self.remove_from_prefix(prefix, id, note).await,
+            Layout::Prefix(prefix) => self.remove_from_prefix(prefix, id, note, None).await,
         }
+    }
+
+    /// [`add_noted`](Self::add_noted) with compare-and-swap against what a
+    /// caller showed at revision `since` (the admin page's edits). In the
+    /// prefix layout the compare is per key: the directive's key must be
+    /// unchanged since `since` (or still absent), whatever happened to other
+    /// keys. In the key layout, and with signed format v2 (whose manifest
+    /// covers the whole prefix), nothing in the set may have changed since
+    /// `since`. Never retried.
+    ///
+    /// # Errors
+    /// [`PublishError::Conflict`] when the compare fails; otherwise as
+    /// [`add_noted`](Self::add_noted).
+    pub async fn add_noted_since(
+        &self,
+        directive: TimedDirective,
+        since: i64,
+        note: &PublishNote,
+    ) -> Result<Written, PublishError> {
+        match &self.layout {
+            Layout::Prefix(prefix) if !self.signs_v2() => {
+                self.add_to_prefix(prefix, &directive, note, Some(since))
+                    .await
+            }
+            _ => {
+                self.edit_since(since, note, |live, now| with_added(live, &directive, now))
+                    .await
+            }
+        }
+    }
+
+    /// [`remove_noted`](Self::remove_noted) with compare-and-swap against
+    /// revision `since`, per key in the prefix layout, like
+    /// [`add_noted_since`](Self::add_noted_since).
+    ///
+    /// # Errors
+    /// [`PublishError::NotFound`]; [`PublishError::Conflict`]; otherwise as
+    /// [`remove_noted`](Self::remove_noted).
+    pub async fn remove_noted_since(
+        &self,
+        id: &str,
+        since: i64,
+        note: &PublishNote,
+    ) -> Result<Written, PublishError> {
+        match &self.layout {
+            Layout::Prefix(prefix) if !self.signs_v2() => {
+                self.remove_from_prefix(prefix, id, note, Some(since)).await
+            }
+            _ => {
+                self.edit_since(since, note, |live, now| without(live, id, now))
+                    .await
+            }
+        }
+    }
+
+    /// A whole-set edit written over revision `since`: the live set read,
+    /// refused when it cannot be rewritten faithfully (as the key layout's
+    /// edits), edited, published with `since` as the compare base.
+    async fn edit_since(
+        &self,
+        since: i64,
+        note: &PublishNote,
+        edit: impl FnOnce(&DirectiveSet, Instant) -> Result<(DirectiveSet, bool), PublishError>,
+    ) -> Result<Written, PublishError> {
+        let live = self.live().await?;
+        if let Some(r) = live.rejected.into_iter().next() {
+            return Err(PublishError::Malformed {
+                key: r.key,
+                revision: live.revision,
+                source: r.error,
+            });
+        }
+        if !live.relative.is_empty() {
+            return Err(PublishError::ForeignRelativeLifetime {
+                key: self.layout.key().to_owned(),
+                count: live.relative.len(),
+            });
+        }
+        if live.revision > since {
+            return Err(PublishError::Conflict {
+                expected: since,
+                actual: live.revision,
+            });
+        }
+        let (next, replaced) = edit(&live.set, self.clock.now())?;
+        let revision = self.publish_noted(&next, Some(since), note).await?;
+        Ok(Written { revision, replaced })
     }
 
     /// The canonical bytes of `set`, if the fleet's decoder accepts them.
@@ -287,7 +374,11 @@ impl Publisher {
 
 /// The edit behind `add`: the live directives still alive at `now`, with
 /// `directive` in place of any of the same id; and whether it replaced one.
-pub(super) fn with_added(
+/// Also what the admin page's add previews and writes.
+///
+/// # Errors
+/// [`PublishError::Invalid`] when the result is not a valid set.
+pub fn with_added(
     live: &DirectiveSet,
     directive: &TimedDirective,
     now: Instant,
@@ -305,8 +396,12 @@ pub(super) fn with_added(
 }
 
 /// The edit behind `remove`: the live directives still alive at `now`
-/// without `id` (`NotFound` when the live set has no such id).
-pub(super) fn without(
+/// without `id`. Also what the admin page's end previews and writes.
+///
+/// # Errors
+/// [`PublishError::NotFound`] when the live set has no such id;
+/// [`PublishError::Invalid`] when the result is not a valid set.
+pub fn without(
     live: &DirectiveSet,
     id: &str,
     now: Instant,

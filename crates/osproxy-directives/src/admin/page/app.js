@@ -130,6 +130,7 @@
         renderDirectives(res.body, started);
         renderFleet(res.body.fleet);
         if (window.osproxyHistory) { window.osproxyHistory.render(res.body); }
+        if (window.osproxyAuthor) { window.osproxyAuthor.render(res.body); }
         setStatus('live: updated ' + new Date().toISOString());
       })
       .catch(function () { setStatus('cannot reach this instance; showing the last answer'); });

@@ -1,18 +1,16 @@
-//! The operator's page (issue 14): `GET /ui` is server-rendered HTML of what
+//! The operator's page: `GET /ui` is server-rendered HTML of what
 //! this instance applies and, in fleet mode, what each instance reports; its
 //! script (`/ui/app.js`) polls `GET /admin/page` once a second and counts
 //! remaining lifetimes down in between, so the page stays live without a
 //! reload. In fleet mode it also lists the set's history with diffs and
 //! offers a rollback that asks for confirmation and shows the outcome of its
-//! compare-and-swap.
+//! compare-and-swap. An operator adds a directive, gives one a new lifetime
+//! or ends one there too (see `author`): previewed by the instance first,
+//! written with compare-and-swap against the revision the page showed.
+//! `GET /` redirects to `/ui`.
 //!
-//! | route | token | answer |
-//! |---|---|---|
-//! | `/ui` | see below | the page (HTML) |
-//! | `/ui/app.js`, `/ui/history.js`, `/ui/app.css` | no | the page's scripts and style (static, no data) |
-//! | `/admin/page` | yes | the page's data as JSON (`PageModel`) |
-//! | `/admin/history` | yes | GET: the revisions still in etcd's history with their diffs (fleet mode; see `history`) |
-//! | `/admin/rollback` | yes | POST `{"to", "expected_revision"}`: republish the set as of `to` with compare-and-swap |
+//! Its routes are rows of [`crate::admin::routes::ROUTES`] (see
+//! `docs/reference/http.md`).
 //!
 //! **Token.** With an admin token configured, the data is behind it like
 //! everything under `/admin`. A browser's navigation to `/ui` carries no
@@ -31,6 +29,7 @@
 //! `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` and
 //! `Cache-Control: no-store`.
 
+mod author;
 mod history;
 mod html;
 mod model;
@@ -53,6 +52,7 @@ pub(crate) const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; scri
 
 const SCRIPT: &str = include_str!("app.js");
 const HISTORY_SCRIPT: &str = include_str!("history.js");
+const AUTHOR_SCRIPT: &str = include_str!("author.js");
 const STYLE: &str = include_str!("app.css");
 
 /// Adds the page's security headers to `response`.
@@ -79,6 +79,7 @@ fn typed(content_type: &'static str, body: impl IntoResponse) -> Response {
     )
 }
 
+pub(crate) use author::{edit, preview};
 pub(crate) use history::{history, rollback};
 
 /// `GET /ui`.
@@ -103,6 +104,16 @@ pub(crate) async fn script() -> Response {
 /// `GET /ui/history.js`.
 pub(crate) async fn history_script() -> Response {
     typed("text/javascript; charset=utf-8", HISTORY_SCRIPT)
+}
+
+/// `GET /ui/author.js`.
+pub(crate) async fn author_script() -> Response {
+    typed("text/javascript; charset=utf-8", AUTHOR_SCRIPT)
+}
+
+/// `GET /`: the page.
+pub(crate) async fn root() -> Response {
+    secured(axum::response::Redirect::to("/ui").into_response())
 }
 
 /// `GET /ui/app.css`.

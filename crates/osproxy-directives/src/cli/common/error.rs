@@ -1,6 +1,6 @@
 //! [`CliError`]: every failure of a subcommand as an exit code class, a
 //! stable slug, a message, its causes and a hint; and the exit codes
-//! ([`EXIT_CODES`]).
+//! ([`Failure`], the one place they are defined).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,7 +11,9 @@ use serde_json::json;
 
 use super::print_json;
 
-/// Which exit code a failure gets (see [`EXIT_CODES`]).
+/// Which exit code a failure gets: the one definition of the binary's exit
+/// codes, which `--help` ([`exit_codes_help`]) and the reference
+/// (`docs/reference/cli.md`) are rendered from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// Exit 1: the request was fine, the world was not (etcd down, conflict,
@@ -27,15 +29,51 @@ pub enum Failure {
     OutcomeUnknown,
 }
 
-/// Every exit code of the binary, for `--help` and the README.
-pub const EXIT_CODES: &str = "\
-Exit codes: 0 success (status: every instance current); 1 runtime failure
-(etcd unreachable, revision conflict, not found; status: instances lagging);
-2 usage or validation error, nothing written (rejected set, too_large,
-etcd_value_too_large, etcd_too_many_ops); 3 an instance rejects the latest
-revision (status, --wait); 4 outcome unknown: a write was sent and its answer
-lost, so it may or may not have been applied (run `get` and compare the
-revision named in the message).";
+/// What exit code 0 means.
+pub const SUCCESS_MEANING: &str = "success (status: every instance current)";
+
+impl Failure {
+    /// Every failure, in exit-code order.
+    pub const ALL: [Failure; 4] = [
+        Failure::Runtime,
+        Failure::Usage,
+        Failure::Rejecting,
+        Failure::OutcomeUnknown,
+    ];
+
+    /// The process exit code.
+    pub const fn code(self) -> u8 {
+        match self {
+            Failure::Runtime => 1,
+            Failure::Usage => 2,
+            Failure::Rejecting => 3,
+            Failure::OutcomeUnknown => 4,
+        }
+    }
+
+    /// What the code means, in one line.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Failure::Runtime => "runtime failure: etcd unreachable, revision conflict, not found; status: instances lagging",
+            Failure::Usage => "usage or validation error, nothing written: a rejected set, too_large, etcd_value_too_large, etcd_too_many_ops",
+            Failure::Rejecting => "an instance rejects the latest revision (status, --wait)",
+            Failure::OutcomeUnknown => "outcome unknown: a write was sent and its answer lost, so it may or may not have been applied (run `get` and compare the revision named in the message)",
+        }
+    }
+}
+
+/// Every exit code of the binary, as `--help` ends: rendered from
+/// [`Failure`].
+pub fn exit_codes_help() -> String {
+    let mut out = format!("Exit codes:\n  0  {SUCCESS_MEANING}\n");
+    for f in Failure::ALL {
+        out.push_str(&format!("  {}  {}\n", f.code(), f.meaning()));
+    }
+    out
+}
+
+/// [`exit_codes_help`], for callers that want it as a value.
+pub static EXIT_CODES: std::sync::LazyLock<String> = std::sync::LazyLock::new(exit_codes_help);
 
 /// A failed subcommand: exit code, stable slug, message and cause chain.
 #[derive(Clone, Debug)]
@@ -109,12 +147,7 @@ impl CliError {
 
     /// The numeric exit code.
     pub fn code(&self) -> u8 {
-        match self.failure {
-            Failure::Runtime => 1,
-            Failure::Usage => 2,
-            Failure::Rejecting => 3,
-            Failure::OutcomeUnknown => 4,
-        }
+        self.failure.code()
     }
 
     /// Prints the error (JSON on stdout with `json`, text on stderr

@@ -26,7 +26,7 @@ mod targets;
 pub mod term;
 
 pub(crate) use error::config_error;
-pub use error::{CliError, Failure, EXIT_CODES};
+pub use error::{exit_codes_help, CliError, Failure, EXIT_CODES, SUCCESS_MEANING};
 pub use note::{note_json, note_text, NoteArgs};
 pub use targets::TargetArgs;
 
