@@ -114,6 +114,7 @@
 #![deny(missing_docs)]
 
 pub mod backoff;
+mod changes;
 pub mod config;
 mod connection;
 mod error;
@@ -123,6 +124,7 @@ pub mod offload;
 pub mod publisher;
 pub mod safety;
 mod serving;
+mod session;
 pub mod status;
 mod store;
 mod timers;
