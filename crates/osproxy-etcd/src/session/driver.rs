@@ -276,7 +276,11 @@ impl Driver {
                 self.client = None;
                 self.outs.push_back(Out::GaveUp { endpoint, why });
             }
-            Command::Sleep { .. } => self.outs.push_back(Out::Phase(WatchPhase::Backoff)),
+            Command::Sleep { until } => {
+                let delay = until.saturating_duration_since(timers::now());
+                tracing::debug!(?delay, "backing off before the next connect");
+                self.outs.push_back(Out::Phase(WatchPhase::Backoff));
+            }
         }
     }
 

@@ -174,7 +174,7 @@ fn a_watch_that_misses_changes_twice_leaves_its_endpoint_degraded() {
         newer_keys: 1,
         count: 1,
     };
-    let mut liveness_read = |s: &mut Session, at: Instant| {
+    let liveness_read = |s: &mut Session, at: Instant| {
         s.handle_timeout(at);
         while let Some(c) = s.poll() {
             if matches!(c, Command::LivenessRead { .. }) {
