@@ -383,8 +383,11 @@ impl Sim {
         } else {
             format!(r#"{{"directives":[{{"id":"{id}","level":"Shape","ttl_secs":60}}]}}"#)
         };
-        let header = self.etcd.header();
-        let rev = self.etcd.revision;
+        let mut header = self.etcd.header();
+        // etcd's revisions are global: another range's change takes the
+        // next one, which the range's own next change will reuse here.
+        let rev = self.etcd.revision + 1;
+        header.revision = rev;
         let Some(queue) = self.queue() else { return };
         queue.push_back(WatchMsg {
             header,
