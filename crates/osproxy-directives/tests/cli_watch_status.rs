@@ -342,10 +342,6 @@ fn watch_moves_past_a_grpc_proxy_whose_upstream_froze() {
     assert!(line.contains("added b"), "{line}");
     // The frozen path cannot have carried it: the feed moved on.
     assert!(upstream.is_frozen());
-    assert!(
-        watch.stderr().contains("interrupted"),
-        "{}",
-        watch.stderr()
-    );
+    assert!(watch.stderr().contains("interrupted"), "{}", watch.stderr());
     upstream.thaw();
 }

@@ -187,7 +187,11 @@ impl Changes {
                 warn!(endpoint, "etcd endpoint degraded: its watch misses changes");
             }
             Out::GaveUp { why, .. } => {
-                warn!(why, next = self.driver.endpoint(), "cannot follow the watch here; moving on");
+                warn!(
+                    why,
+                    next = self.driver.endpoint(),
+                    "cannot follow the watch here; moving on"
+                );
             }
             _ => {}
         }

@@ -22,8 +22,8 @@
 //! etcd-io/etcd#21813) is reported degraded and left for the next one.
 
 mod distrust;
-mod outputs;
 pub(crate) mod driver;
+mod outputs;
 #[cfg(test)]
 mod tests;
 
@@ -130,6 +130,9 @@ impl Session {
             Phase::Down { resume, .. } => *resume,
             _ => None,
         };
+        // A restart abandons whatever the last attempt still asked for, but
+        // never a set it decided to serve.
+        self.commands.retain(|c| matches!(c, Command::Swap { .. }));
         self.connect(resume);
     }
 

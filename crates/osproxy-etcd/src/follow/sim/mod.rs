@@ -137,7 +137,7 @@ fn seeds() -> Vec<u64> {
 #[test]
 fn the_session_keeps_its_invariants_over_random_histories() {
     let seeds = seeds();
-    let started = std::time::Instant::now();
+    let started = osproxy_core::SystemClock.now();
     let mut steps = 0;
     let mut commands = Commands::default();
     for &seed in &seeds {
@@ -185,12 +185,17 @@ fn the_session_keeps_its_invariants_over_random_histories() {
     // times over.
     let floor = COMMAND_FLOOR * seeds.len() / 2;
     for (command, n) in commands.list() {
-        assert!(n >= floor, "only {n} {command} commands (floor {floor}): {commands:?}");
+        assert!(
+            n >= floor,
+            "only {n} {command} commands (floor {floor}): {commands:?}"
+        );
     }
     let _ = writeln!(
         std::io::stderr(),
         "follow::sim: {steps} steps in {:.2?}; commands {:?}",
-        started.elapsed(),
+        osproxy_core::SystemClock
+            .now()
+            .saturating_duration_since(started),
         commands.list()
     );
 }

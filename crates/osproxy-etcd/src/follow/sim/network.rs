@@ -140,9 +140,9 @@ impl Sim {
 
     /// Whether the open stream can deliver something now.
     fn deliverable(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| {
-            !c.frozen && c.stream.as_ref().is_some_and(|s| !s.queue.is_empty())
-        })
+        self.conn
+            .as_ref()
+            .is_some_and(|c| !c.frozen && c.stream.as_ref().is_some_and(|s| !s.queue.is_empty()))
     }
 
     /// Delivers the stream's next message to the session.
@@ -375,7 +375,11 @@ impl Sim {
 
     /// The proxy hop delivers an event for a key outside the range.
     fn foreign_event(&mut self) {
-        let key = if self.prefix { b"q/0".to_vec() } else { b"k2".to_vec() };
+        let key = if self.prefix {
+            b"q/0".to_vec()
+        } else {
+            b"k2".to_vec()
+        };
         self.ids += 1;
         let id = format!("foreign{}", self.ids);
         let value = if self.prefix {
