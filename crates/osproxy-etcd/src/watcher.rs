@@ -47,12 +47,20 @@ impl Watcher {
         let serving = Arc::clone(&self.serving);
         let clock = Arc::clone(&self.config.clock);
         'run: loop {
+            // Reports go out over the watch's connection, only while it is
+            // open: a report through a connection being replaced would hold
+            // the replacement up.
+            let watching = self.driver.session.is_watching();
             let out = {
                 let step = self.driver.next();
                 tokio::pin!(step);
                 loop {
                     let due = serving.due_at();
-                    let report_due = self.instance.as_ref().and_then(InstanceReporter::next_due);
+                    let report_due = self
+                        .instance
+                        .as_ref()
+                        .filter(|_| watching)
+                        .and_then(InstanceReporter::next_due);
                     tokio::select! {
                         biased;
                         () = cancel.cancelled() => break 'run,
