@@ -370,7 +370,7 @@ impl Session {
             Err(end) => {
                 let ix = self.endpoint;
                 self.missed[ix] = self.missed[ix].saturating_add(1);
-                if self.missed[ix] >= MISSES_BEFORE_DEGRADED && self.settings.endpoints > 1 {
+                if self.missed[ix] >= MISSES_BEFORE_DEGRADED {
                     if !self.degraded[ix] {
                         self.degraded[ix] = true;
                         self.notes.push_back(Note::Degraded {
@@ -387,7 +387,8 @@ impl Session {
                         endpoint: ix,
                         why: "degraded endpoint",
                     });
-                    self.endpoint = (ix + 1) % self.settings.endpoints;
+                    // With one endpoint, the same one afresh: still reported.
+                    self.endpoint = (ix + 1) % self.settings.endpoints.max(1);
                     self.connect(None);
                 } else {
                     self.end_watch(now, end);
