@@ -10,8 +10,9 @@
 //! simulation (`follow::sim`), so what the simulation proves is what ships.
 //!
 //! Why sans I/O: a decision written once cannot drift between copies, and a
-//! session that reads no clock and opens no socket can be driven through a
-//! hundred thousand seeded faults in a second.
+//! session that opens no socket and is handed the transport's time (only
+//! directive expiry goes through the [`Clock`] seam) can be driven through a
+//! hundred thousand seeded faults in seconds.
 //!
 //! The proxy hop is distrusted (SPEC §7): an event for a key outside the
 //! followed key or prefix, or a second creation on one watch stream, is never
