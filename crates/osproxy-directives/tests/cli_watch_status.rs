@@ -288,3 +288,119 @@ fn values_from_etcd_reach_the_terminal_escaped_and_forged_reports_are_ignored() 
         "{json}"
     );
 }
+
+/// `watch` through two endpoints, the first an etcd grpc-proxy whose
+/// upstream connection then freezes: the proxy's own transport stays healthy
+/// (HTTP/2 keepalive cannot tell), its watch falls silent and its reads
+/// hang. The change feed must give it up for the second endpoint and report
+/// a change written afterwards within its staleness bound, one backoff and
+/// one request (its own settings: `stale_after` and `backoff_max` at the
+/// library's defaults, `--request-timeout` below).
+#[test]
+fn watch_moves_past_a_grpc_proxy_whose_upstream_froze() {
+    use osproxy_etcd::backoff::DEFAULT_BACKOFF_MAX;
+    use osproxy_etcd::config::DEFAULT_STALE_AFTER;
+    use osproxy_test_support::{EtcdProxy, TcpForwarder};
+
+    let cluster = shared_cluster();
+    let key = unique_key("watch-proxy-frozen");
+    let upstream = TcpForwarder::start(cluster.member(0).client_addr());
+    let proxy = EtcdProxy::start_for(vec![upstream.endpoint()]);
+    let request_timeout = Duration::from_secs(2);
+    let endpoints = format!("{},{}", proxy.endpoint(), endpoints_arg(cluster));
+    let mut watch = Proc::spawn(&[
+        "watch",
+        "--count",
+        "2",
+        "--request-timeout",
+        "2s",
+        "--endpoints",
+        &endpoints,
+        "--key",
+        &key,
+    ]);
+    watch.wait_stderr("watching");
+    // Through the proxy while it is healthy.
+    run_on(
+        cluster,
+        &key,
+        &["add", "--id", "a", "--level", "Shape", "--ttl", "10m"],
+    )
+    .expect_code(0);
+    let line = watch.next_line(PROMPTLY);
+    assert!(line.contains("added a"), "{line}");
+
+    upstream.freeze();
+    run_on(
+        cluster,
+        &key,
+        &["add", "--id", "b", "--level", "Shape", "--ttl", "10m"],
+    )
+    .expect_code(0);
+    let bound = DEFAULT_STALE_AFTER + DEFAULT_BACKOFF_MAX + request_timeout;
+    let line = watch.next_line(bound);
+    assert!(line.contains("added b"), "{line}");
+    // The frozen path cannot have carried it: the feed moved on.
+    assert!(upstream.is_frozen());
+    assert!(watch.stderr().contains("interrupted"), "{}", watch.stderr());
+    upstream.thaw();
+}
+
+/// `publish --wait` gates on an instance whose first endpoint is a
+/// grpc-proxy whose upstream connection then freezes: the instance's store
+/// gives the proxy up for the second endpoint and reports the change written
+/// afterwards within its staleness bound, one backoff and one request (the
+/// instance's settings below), which is the publish's `--timeout`.
+#[test]
+fn publish_wait_sees_an_instance_move_past_a_grpc_proxy_whose_upstream_froze() {
+    use osproxy_test_support::{EtcdProxy, TcpForwarder};
+
+    let cluster = shared_cluster();
+    let key = unique_key("wait-proxy-frozen");
+    let status_prefix = format!("{}/", unique_key("wait-proxy-reports"));
+    let upstream = TcpForwarder::start(cluster.member(0).client_addr());
+    let proxy = EtcdProxy::start_for(vec![upstream.endpoint()]);
+    let endpoints = format!("{},{}", proxy.endpoint(), endpoints_arg(cluster));
+    let (stale_after, backoff_max, request_timeout) = (4, 2, 2);
+    let _serve = Serve::start(&[
+        "--etcd",
+        "--instance-id",
+        "behind-proxy",
+        "--status-prefix",
+        &status_prefix,
+        "--endpoints",
+        &endpoints,
+        "--key",
+        &key,
+        "--stale-after",
+        &format!("{stale_after}s"),
+        "--progress-interval",
+        "1s",
+        "--backoff-max",
+        &format!("{backoff_max}s"),
+        "--request-timeout",
+        &format!("{request_timeout}s"),
+    ]);
+    let status = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--status-prefix", &status_prefix]);
+        run_on(cluster, &key, &all)
+    };
+    wait_until(PROMPTLY, "the instance reports through the proxy", || {
+        status(&["status", "--json"]).json()["total"] == 1
+    });
+
+    upstream.freeze();
+    let set = temp_file(set_body(&["after-freeze"], 600).as_bytes());
+    let bound = format!("{}s", stale_after + backoff_max + request_timeout);
+    let r = status(&[
+        "publish",
+        "--wait",
+        "--timeout",
+        &bound,
+        set.path().to_str().unwrap(),
+    ]);
+    r.expect_code(0);
+    assert!(upstream.is_frozen(), "the frozen path carried nothing");
+    upstream.thaw();
+}

@@ -85,12 +85,18 @@ impl Backoff {
     /// The next delay: uniformly random in `[ceiling/2, ceiling]`, and one
     /// more failure counted.
     pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_at(rand::rng().random_range(0.0..=1.0))
+    }
+
+    /// The next delay at `jitter` (in `[0, 1]`, clamped) of its spread: what
+    /// [`next_delay`](Self::next_delay) does with a random jitter, for a
+    /// caller that brings its own (a replayable simulation).
+    pub(crate) fn next_delay_at(&mut self, jitter: f64) -> Duration {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
         let half = ceiling / 2;
         let spread = ceiling.saturating_sub(half);
-        let jitter = rand::rng().random_range(0.0..=1.0);
-        half + spread.mul_f64(jitter)
+        half + spread.mul_f64(jitter.clamp(0.0, 1.0))
     }
 
     /// Forgets past failures after a success.

@@ -17,7 +17,7 @@ use tokio::time::timeout;
 use tonic::transport::Endpoint;
 
 use crate::config::{ConnectionConfig, Layout, TlsConfig};
-use crate::error::{is_out_of_range, ConnectCause, ConnectError, TransportError};
+use crate::error::{bounded, is_out_of_range, ConnectCause, ConnectError, TransportError};
 
 /// Whether a watch of `layout` may resume at `next_revision`: only while
 /// etcd still holds the revision before it, i.e. no compaction reached the
@@ -25,8 +25,8 @@ use crate::error::{is_out_of_range, ConnectCause, ConnectError, TransportError};
 /// watch opened at exactly the compaction revision (etcd-io/etcd#18089,
 /// #19179), and a compaction beyond it would cancel the watch anyway: in
 /// both cases a fresh read replaces the resume. A revision etcd does not
-/// have yet (a rebuilt cluster) also means a read. The one rule for the
-/// store's watcher and the publisher's change feed.
+/// have yet (a rebuilt cluster) also means a read. The one rule, carried out for the
+/// session's `CheckHeld` (`crate::session::driver`).
 pub(crate) async fn resumable(
     client: &mut Client,
     layout: &Layout,
@@ -36,14 +36,10 @@ pub(crate) async fn resumable(
     let opts = GetOptions::new()
         .with_revision(next_revision - 1)
         .with_count_only();
-    match timeout(limit, client.get(layout.key(), Some(opts))).await {
-        Ok(Ok(_)) => Ok(true),
-        Ok(Err(e)) if is_out_of_range(&e) => Ok(false),
-        Ok(Err(e)) => Err(TransportError::request("read", e)),
-        Err(_) => Err(TransportError::Timeout {
-            op: "read",
-            after: limit,
-        }),
+    match bounded(limit, "read", client.get(layout.key(), Some(opts))).await {
+        Ok(_) => Ok(true),
+        Err(TransportError::Request { source, .. }) if is_out_of_range(&source) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

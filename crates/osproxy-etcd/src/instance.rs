@@ -187,6 +187,9 @@ impl InstanceReporter {
         self.client = Some(client);
         self.lease = None;
         self.dirty = true;
+        // The pause after a failure was for the old connection; the new one
+        // (itself reached after a backoff) reports at once.
+        self.retry_at = timers::now();
     }
 
     /// Something changed that the fleet should see.

@@ -64,6 +64,8 @@
 //! | member killed | one reconnect, `endpoint` moves to another member |
 //! | frozen member / half-open connection | `staleness` grows to `stale_after`, then a reconnect to the next endpoint |
 //! | compaction | no change beyond `applied_revision` (a fresh read is taken) |
+//! | a watch that misses changes a read shows (a grpc-proxy whose broadcast died) | a fresh read; on a repeat `degraded_endpoints` names the endpoint and `endpoint` moves to the next |
+//! | an event outside the key or prefix, a second creation on one stream | never applied: `refused_total` counts `foreign_key_event` / `second_created`, `last_error` names it, a fresh read follows |
 //! | malformed publish | `rejected` names key, revision and reason; `rejected_total` counts it |
 //! | no confirmation for `failsafe_after` (when set) | `failsafe: true` since `failsafe_since_unix_nanos`, `failsafe_withheld` directives not applied, until the next confirmation |
 //!
@@ -75,7 +77,7 @@
 //! [`Publisher`] is the write side: compare-and-swap publishes in canonical
 //! form (the exact bytes checked with the fleet's limits first),
 //! `add`/`remove` of single directives, leases in the prefix layout, a
-//! change feed that resumes like the store, and the fleet's instance reports.
+//! change feed that follows exactly like the store (the same watch session), and the fleet's instance reports.
 //! One *live revision* (a revision marker written with every change, see
 //! [`publisher`]) moves on deletes too, for compare-and-swap and status; a
 //! write whose answer is lost is reported as an unknown outcome, never
@@ -114,6 +116,7 @@
 #![deny(missing_docs)]
 
 pub mod backoff;
+mod changes;
 pub mod config;
 mod connection;
 mod error;
@@ -123,6 +126,7 @@ pub mod offload;
 pub mod publisher;
 pub mod safety;
 mod serving;
+mod session;
 pub mod status;
 mod store;
 mod timers;

@@ -66,6 +66,7 @@ impl Serving {
     }
 
     /// The last set applied, as composed (before the ceilings).
+    #[cfg(test)]
     pub(crate) fn composed(&self) -> Arc<DirectiveSet> {
         Arc::clone(&self.lock().composed)
     }

@@ -82,6 +82,15 @@ pub struct StoreStatus {
     pub rejected: Vec<Rejection>,
     /// Rejected values since start, by reason slug.
     pub rejected_total: BTreeMap<&'static str, u64>,
+    /// Watch messages refused since start, by slug: an event for a key
+    /// outside the key or prefix (`foreign_key_event`), a second creation
+    /// on one stream (`second_created`). Each ended the watch and forced a
+    /// fresh read.
+    pub refused_total: BTreeMap<&'static str, u64>,
+    /// Endpoints whose watch was found, more than once, to have missed a
+    /// change a read showed (a grpc-proxy whose broadcast died): left for
+    /// the next endpoint until their watch delivers again.
+    pub degraded_endpoints: Vec<String>,
     /// The kind of the last connection error, if any since the last success.
     pub last_error: Option<&'static str>,
     /// Whether the fail-safe is engaged (SPEC §8): no confirmation from etcd
@@ -133,6 +142,8 @@ impl StatusCell {
                     reconnects: 0,
                     rejected: Vec::new(),
                     rejected_total: BTreeMap::new(),
+                    refused_total: BTreeMap::new(),
+                    degraded_endpoints: Vec::new(),
                     last_error: None,
                     failsafe: false,
                     failsafe_since_unix_nanos: None,

@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use crate::backoff::{Backoff, BackoffPolicy};
+use crate::backoff::BackoffPolicy;
 use crate::config::{
     ConnectionConfig, Credentials, Layout, StoreConfig, TlsConfig, DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_STALE_AFTER,
@@ -32,9 +32,11 @@ use crate::follow::Follower;
 use crate::instance::{InstanceReport, InstanceReporter};
 use crate::safety::{Ceilings, FailsafePolicy, DEFAULT_FAILSAFE_LEVEL};
 use crate::serving::Serving;
+use crate::session::driver::Driver;
+use crate::session::{Session, Settings};
 use crate::status::{StatusCell, StoreStatus};
 use crate::timers;
-use crate::watcher::{Established, Watcher};
+use crate::watcher::Watcher;
 
 /// A directive store fed by etcd: a locally cached snapshot kept fresh by a
 /// watch. Cheap to clone; every clone shares one connection and one
@@ -346,20 +348,30 @@ impl EtcdStoreBuilder {
             timers::now(),
         ));
         let high = HighWater::load(config.state_dir.as_deref(), config.layout.key())?;
+        let follower = Follower::new(config.layout.is_prefix(), config.decode_limits)
+            .with_shared_decodes(SharedDecodes::for_clock(&config.clock))
+            .with_prefix(config.layout.key())
+            .with_high_water(high)
+            .trusting(config.trust.clone());
+        let session = Session::new(
+            Settings::for_store(&config),
+            follower,
+            Arc::clone(&config.clock),
+        );
+        let driver = Driver::new(
+            session,
+            config.connection.clone(),
+            config.layout.clone(),
+            false,
+        );
         let mut watcher = Watcher {
-            follower: Follower::new(config.layout.is_prefix(), config.decode_limits)
-                .with_shared_decodes(SharedDecodes::for_clock(&config.clock))
-                .with_prefix(config.layout.key())
-                .with_high_water(high)
-                .trusting(config.trust.clone()),
-            backoff: Backoff::new(config.backoff),
+            driver,
             serving,
             status: Arc::clone(&status),
-            endpoint_ix: 0,
             instance,
             config,
         };
-        let established = first_watch(&mut watcher).await?;
+        first_watch(&mut watcher).await?;
         let stop = CancellationToken::new();
         let span = tracing::info_span!("etcd_directive_watch", key = watcher.config.layout.key());
         let inner = Inner {
@@ -370,7 +382,7 @@ impl EtcdStoreBuilder {
             endpoints: watcher.config.connection.endpoints.clone(),
             _stop: stop.clone().drop_guard(),
         };
-        runtime.spawn(watcher.run(established, stop).instrument(span));
+        runtime.spawn(watcher.run(stop).instrument(span));
         Ok(EtcdDirectiveStore {
             inner: Arc::new(inner),
         })
@@ -378,16 +390,13 @@ impl EtcdStoreBuilder {
 }
 
 /// The first connect: each endpoint in turn within the connect timeout.
-async fn first_watch(watcher: &mut Watcher) -> Result<Established, EtcdError> {
+async fn first_watch(watcher: &mut Watcher) -> Result<(), EtcdError> {
     let endpoints = watcher.config.connection.endpoints.clone();
     let total = watcher.config.connection.connect_timeout;
-    let (_, first) = connection::first_answering(&endpoints, total, watcher, |w, i, budget| {
-        Box::pin(async move {
-            w.endpoint_ix = i;
-            w.establish(budget, None).await.map_err(|f| f.error)
-        })
+    connection::first_answering(&endpoints, total, watcher, |w, i, budget| {
+        Box::pin(async move { w.establish(i, budget).await.map_err(|f| f.error) })
     })
     .await
     .map_err(EtcdError::Connect)?;
-    Ok(first)
+    Ok(())
 }

@@ -15,6 +15,8 @@
 //! | `osproxy_directives_staleness_seconds` | gauge | etcd only: time since the last confirmation from etcd |
 //! | `osproxy_directives_etcd_connected` | gauge | etcd only: 1 while the watch is established |
 //! | `osproxy_directives_etcd_reconnects_total` | counter | etcd only: connections replaced |
+//! | `osproxy_directives_etcd_degraded_endpoints` | gauge | etcd only: endpoints left because their watch missed changes a read showed (`status` names them) |
+//! | `osproxy_directives_etcd_refused_total{reason}` | counter | etcd only: watch messages refused (`foreign_key_event`, `second_created`), each followed by a fresh read |
 //! | `osproxy_directives_failsafe` | gauge | etcd only: 1 while the fail-safe is engaged (SPEC §8) |
 //! | `osproxy_directives_failsafe_since_seconds` | gauge | etcd only: Unix time the fail-safe engaged, 0 when not engaged |
 //! | `osproxy_directives_failsafe_withheld` | gauge | etcd only: directives the engaged fail-safe withholds |
@@ -160,6 +162,22 @@ pub(crate) fn render(state: &AdminState) -> String {
             "etcd connections replaced.",
             status.reconnects,
         );
+        metric(
+            &mut out,
+            "etcd_degraded_endpoints",
+            "gauge",
+            "etcd endpoints left because their watch missed changes.",
+            status.degraded_endpoints.len(),
+        );
+        let name = "osproxy_directives_etcd_refused_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Watch messages refused, each followed by a fresh read."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (reason, n) in &status.refused_total {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+        }
         render_safety(&mut out, &status);
     }
     out

@@ -10,11 +10,13 @@
 //! | [`shared`] | one decode per key revision for every store of a process that shares a clock |
 //! | [`failsafe`] | the store's fail-safe timer: engage after `failsafe_after` without confirmation, release on the next |
 //!
-//! The store's watcher (`crate::watcher`) and the publisher's change feed
-//! (`crate::publisher::changes`) are I/O shells around it: they convert
-//! etcd's answers (`crate::wire`), call the core, and carry out what it says.
-//! `follow::sim` (tests) runs it against a simulated etcd for a hundred
-//! thousand seeded steps and checks the store's invariants after each.
+//! The watch session (`crate::session`) wraps it with everything else a
+//! watch decides (endpoint, resume or read, timers, backoff, the swap), and
+//! one driver (`crate::session::driver`) carries the session's commands out
+//! for both consumers, the store's watcher (`crate::watcher`) and the change
+//! feed (`crate::changes`). `follow::sim` (tests) drives that same session
+//! against a simulated etcd for a hundred thousand seeded steps and checks
+//! the store's invariants after each.
 
 pub(crate) mod applied;
 pub(crate) mod failsafe;

@@ -17,7 +17,7 @@
 
 use osproxy_observe::DecodeError;
 
-use crate::error::{ConfigError, ConnectError, TransportError};
+use crate::error::{is_out_of_range, ConfigError, ConnectError, TransportError};
 
 /// What can go wrong publishing. Messages are short and value-free; causes
 /// are kept as sources.
@@ -234,16 +234,19 @@ pub enum PublishFault {
 /// applied: transport errors, unavailability, deadlines, cancellations).
 pub(crate) fn write_error(op: &'static str, before: i64, e: etcd_client::Error) -> PublishError {
     use tonic::Code;
+    // etcd's refusal of a revision it does not hold is recognised in one
+    // place (`is_out_of_range`); every other refusal by its code here.
+    let out_of_range = is_out_of_range(&e);
     let status = match &e {
         etcd_client::Error::GRpcStatus(s) => Some((s.code(), s.message().to_owned())),
         _ => None,
     };
+    let too_large = |m: &str| m.contains("too large") || m.contains("larger than max");
     match status {
-        Some((Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange, m))
-            if m.contains("too large") || m.contains("larger than max") =>
-        {
+        Some((Code::InvalidArgument | Code::ResourceExhausted, m)) if too_large(&m) => {
             PublishError::ValueTooLarge { source: e }
         }
+        Some((_, m)) if out_of_range && too_large(&m) => PublishError::ValueTooLarge { source: e },
         Some((Code::InvalidArgument, m)) if m.contains("too many operations") => {
             PublishError::TooManyOps { source: e }
         }
@@ -252,13 +255,13 @@ pub(crate) fn write_error(op: &'static str, before: i64, e: etcd_client::Error) 
             | Code::PermissionDenied
             | Code::Unauthenticated
             | Code::FailedPrecondition
-            | Code::OutOfRange
             | Code::NotFound
             | Code::AlreadyExists
             | Code::Unimplemented
             | Code::ResourceExhausted,
             _,
         )) => PublishError::Transport(TransportError::request(op, e)),
+        _ if out_of_range => PublishError::Transport(TransportError::request(op, e)),
         // Unavailable, DeadlineExceeded, Cancelled, Unknown, Internal,
         // Aborted, DataLoss, and every transport error: the request may
         // have reached etcd.

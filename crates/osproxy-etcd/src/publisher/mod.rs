@@ -96,11 +96,10 @@
 //! # Ok(()) }
 //! ```
 
-mod changes;
 mod error;
 mod fleet;
 mod history;
-mod live;
+pub(crate) mod live;
 mod note;
 mod prefix;
 mod seal;
@@ -117,7 +116,7 @@ use etcd_client::{Client, GetOptions};
 use osproxy_core::Clock;
 use osproxy_observe::{DecodeLimits, SignedFormat, SignerKey, TrustStore};
 
-pub use changes::{Change, Changes};
+pub use crate::changes::{Change, Changes};
 pub use error::{PublishError, PublishFault};
 pub use fleet::FleetStatus;
 pub use history::{
@@ -136,11 +135,15 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// Writes directive sets to etcd with compare-and-swap. See the module docs.
 pub struct Publisher {
     client: Client,
-    layout: Layout,
+    /// Every endpoint and setting (the change feed fails over across them).
+    pub(crate) connection: Connection,
+    /// The endpoint that answered `connect`.
+    pub(crate) endpoint_ix: usize,
+    pub(crate) layout: Layout,
     endpoint: String,
     request_timeout: Duration,
-    clock: Arc<dyn Clock>,
-    limits: DecodeLimits,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: DecodeLimits,
     /// Signs every value written (SPEC §9).
     signer: Option<SignerKey>,
     /// The signed format written (v1 unless told otherwise).
@@ -202,6 +205,8 @@ impl Publisher {
         Ok(Publisher {
             client,
             endpoint: connection.endpoints()[i].clone(),
+            endpoint_ix: i,
+            connection: connection.clone(),
             request_timeout: connection.request_timeout(),
             layout,
             clock,

@@ -1,10 +1,11 @@
-//! The simulated client: what the store's shell does around the core
-//! (connect, resume or read, watch, answer the timers), over a simulated
-//! network, checking the invariants after every step.
+//! The simulated client: the shipped [`Session`] — the very type the store
+//! and the change feed drive — with its commands carried out against the
+//! simulated etcd instead of etcd-client, checking the invariants on every
+//! set it swaps in. Nothing here decides what the session decides; this is
+//! only the simulation's driver.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use osproxy_core::ManualClock;
 use osproxy_observe::{DecodeLimits, DirectiveSet};
@@ -12,52 +13,88 @@ use tokio::time::Instant;
 
 use super::etcd::{Etcd, Rng};
 use super::{Coverage, PROGRESS_EVERY, STALE_AFTER};
-use crate::follow::{Action, End, Follower, Header, Liveness, Outcome, WatchMsg};
+use crate::backoff::BackoffPolicy;
+use crate::follow::{Follower, WatchMsg};
+use crate::session::{Command, Note, Range, Session, Settings};
 
-/// One watch stream of the client.
-struct Stream {
+/// Endpoints the session fails over across.
+pub(super) const ENDPOINTS: usize = 2;
+
+/// One watch stream of the open connection.
+pub(super) struct Stream {
     /// Messages etcd has yet to deliver on it, in order.
-    queue: std::collections::VecDeque<WatchMsg>,
-    /// The next revision etcd will send on it.
-    sent_up_to: i64,
-    frozen: bool,
-    answers_progress: bool,
-    /// A liveness read is out on a frozen connection (the shell awaits it
+    pub(super) queue: VecDeque<WatchMsg>,
+    /// The next revision etcd will send on it (`i64::MAX`: nothing more).
+    pub(super) sent_up_to: i64,
+    /// Attached to a dead broadcast, or silent on a healthy transport: it
+    /// delivers nothing more and answers no progress request.
+    pub(super) mute: bool,
+}
+
+/// The open connection.
+pub(super) struct Conn {
+    pub(super) endpoint: usize,
+    pub(super) frozen: bool,
+    pub(super) answers_progress: bool,
+    /// A liveness read is out on a frozen connection (the driver awaits it
     /// until the staleness bound).
-    read_pending: bool,
-    liveness: Liveness,
+    pub(super) read_pending: Option<i64>,
+    /// Last message delivered or read answered (invariant 5).
+    pub(super) last_heard: Instant,
+    pub(super) stream: Option<Stream>,
 }
 
 pub(super) struct Sim {
     pub(super) cov: Coverage,
-    rng: Rng,
-    seed: u64,
-    step: usize,
-    prefix: bool,
-    etcd: Etcd,
-    next_cluster: u64,
-    clock: ManualClock,
-    now: Instant,
-    follower: Follower,
-    /// Where the watch resumes (the shell's `next_revision`).
-    next_revision: i64,
-    stream: Option<Stream>,
+    pub(super) rng: Rng,
+    pub(super) seed: u64,
+    pub(super) step: usize,
+    pub(super) prefix: bool,
+    pub(super) etcd: Etcd,
+    pub(super) next_cluster: u64,
+    pub(super) clock: Arc<ManualClock>,
+    pub(super) now: Instant,
+    pub(super) session: Session,
+    pub(super) conn: Option<Conn>,
+    /// Per endpoint: a grpc-proxy whose broadcast died (every new watcher
+    /// attaches to it; reads still answer).
+    pub(super) dead_broadcast: [bool; ENDPOINTS],
+    /// Whether a watch was ever open (before, a failure is the caller's).
+    pub(super) established: bool,
+    /// The last read changed nothing: a swap now would break invariant 4.
+    pub(super) unchanged_read: bool,
     /// id → expiry first served (invariant 3).
-    anchors: HashMap<String, osproxy_core::Instant>,
-    /// The served set (what the shell swapped in last).
-    served: Arc<DirectiveSet>,
+    pub(super) anchors: HashMap<String, osproxy_core::Instant>,
+    /// The served set (what the session swapped in last).
+    pub(super) served: Arc<DirectiveSet>,
     /// Applied revision floor of the current cluster (invariant 1).
-    floor: i64,
-    ids: u64,
+    pub(super) floor: i64,
+    pub(super) ids: u64,
     /// Every valid value ever written per key, for the last-good model.
-    good_ids: HashMap<Vec<u8>, Vec<Vec<String>>>,
+    pub(super) good_ids: HashMap<Vec<u8>, Vec<Vec<String>>>,
 }
 
 impl Sim {
     pub(super) fn new(seed: u64, prefix: bool) -> Sim {
-        let clock = ManualClock::new();
-        let mut follower = Follower::new(prefix, DecodeLimits::default());
-        let served = follower.compose();
+        let clock = Arc::new(ManualClock::new());
+        let follower = Follower::new(prefix, DecodeLimits::default());
+        let range = if prefix {
+            Range::new(b"p/", true)
+        } else {
+            Range::new(b"k", false)
+        };
+        let settings = Settings {
+            endpoints: ENDPOINTS,
+            range,
+            progress_every: PROGRESS_EVERY,
+            stale_after: STALE_AFTER,
+            backoff: BackoffPolicy::default(),
+            per_revision: seed % 2 == 1,
+            seed,
+        };
+        let mut session = Session::new(settings, follower, Arc::clone(&clock) as _);
+        let served = Arc::clone(session.served());
+        session.start(0);
         Sim {
             cov: Coverage::default(),
             rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
@@ -68,9 +105,11 @@ impl Sim {
             next_cluster: 2,
             clock,
             now: Instant::now(),
-            follower,
-            next_revision: 0,
-            stream: None,
+            session,
+            conn: None,
+            dead_broadcast: [false; ENDPOINTS],
+            established: false,
+            unchanged_read: false,
             anchors: HashMap::new(),
             served,
             floor: 0,
@@ -79,7 +118,7 @@ impl Sim {
         }
     }
 
-    fn fail(&self, what: &str) -> ! {
+    pub(super) fn fail(&self, what: &str) -> ! {
         panic!(
             "simulation invariant broken at step {} (seed {}, {} layout): {what}\n\
              replay: OSPROXY_SIM_SEED={} cargo test -p osproxy-etcd --lib follow::sim",
@@ -90,177 +129,153 @@ impl Sim {
         )
     }
 
-    fn keys(&self) -> Vec<Vec<u8>> {
-        if self.prefix {
-            (0..4).map(|i| format!("p/{i}").into_bytes()).collect()
-        } else {
-            vec![b"k".to_vec()]
-        }
-    }
-
-    /// A value for `key`: valid (fresh ids) or, rarely, malformed.
-    fn value(&mut self, key: &[u8]) -> Vec<u8> {
-        if self.rng.chance(60) {
-            return br#"{"directives":[{"id":"x","tennant":"t"}]}"#.to_vec();
-        }
-        let n = if self.prefix {
-            1
-        } else {
-            self.rng.below(3) + 1
-        };
-        let mut ids = Vec::new();
-        let mut items = Vec::new();
-        for _ in 0..n {
-            self.ids += 1;
-            let id = format!("d{}", self.ids);
-            let ttl = 60 + self.rng.below(600);
-            items.push(format!(
-                r#"{{"id":"{id}","level":"Shape","ttl_secs":{ttl}}}"#
-            ));
-            ids.push(id);
-        }
-        self.good_ids.entry(key.to_vec()).or_default().push(ids);
-        if self.prefix {
-            items.pop().unwrap_or_default().into_bytes()
-        } else {
-            format!(r#"{{"directives":[{}]}}"#, items.join(",")).into_bytes()
-        }
-    }
-
-    fn write(&mut self) {
-        let keys = self.keys();
-        let ops = 1 + self.rng.below(if self.prefix { 3 } else { 1 });
-        let mut txn = Vec::new();
-        for _ in 0..ops {
-            let key = keys[self.rng.below(keys.len() as u64) as usize].clone();
-            if txn.iter().any(|(k, _)| *k == key) {
+    /// Carries out everything the session asked for, and reads its notes.
+    pub(super) fn pump(&mut self) {
+        loop {
+            if let Some(note) = self.session.poll_note() {
+                self.note(note);
                 continue;
             }
-            if self.rng.chance(250) {
-                txn.push((key, None));
-            } else {
-                let v = self.value(&key);
-                txn.push((key, Some(v)));
-            }
-        }
-        let before = self.etcd.revision;
-        self.etcd.txn(txn);
-        if self.etcd.revision != before {
-            self.enqueue_new();
+            let Some(cmd) = self.session.poll() else {
+                break;
+            };
+            self.execute(cmd);
         }
     }
 
-    /// Queues history the open stream has not been sent yet, batching
-    /// several revisions into one message now and then.
-    fn enqueue_new(&mut self) {
-        let Some(stream) = &mut self.stream else {
-            return;
-        };
-        if stream.sent_up_to == i64::MAX {
-            return; // a compacted watch: etcd sends nothing more on it
-        }
-        let revs: Vec<i64> = self
-            .etcd
-            .history
-            .range(stream.sent_up_to..)
-            .map(|(r, _)| *r)
-            .collect();
-        let mut i = 0;
-        while i < revs.len() {
-            let batch = 1 + self.rng.below(3) as usize;
-            let mut events = Vec::new();
-            for r in revs.iter().skip(i).take(batch) {
-                events.extend(self.etcd.history[r].iter().cloned());
-            }
-            i += batch;
-            stream.queue.push_back(WatchMsg {
-                header: self.etcd.header(),
-                events,
-                ..WatchMsg::default()
-            });
-        }
-        stream.sent_up_to = self.etcd.revision + 1;
-    }
-
-    /// The shell's connect: resume when etcd still holds the revision
-    /// before the resume point, else read; then open the watch.
-    pub(super) fn connect(&mut self, resume: bool) {
-        let next = self.next_revision;
-        let resumable =
-            resume && next > 0 && next > self.etcd.compacted && next - 1 <= self.etcd.revision;
-        if resumable {
-            self.cov.resumes += 1;
-            // The race the resume check cannot close: a compaction between
-            // the check and the watch's creation.
-            if self.rng.chance(150) {
-                self.compact(0);
-            }
-        } else {
-            self.cov.reads += 1;
-            let applied = self.follower.on_read(self.etcd.snapshot(), &self.clock);
-            if applied.rebuilt {
+    fn note(&mut self, note: Note) {
+        match note {
+            Note::Applied {
+                read: true,
+                changed: false,
+                ..
+            } => self.unchanged_read = true,
+            Note::Rebuilt => {
                 self.floor = 0;
                 self.anchors.clear();
             }
-            if applied.outcome == Outcome::Unchanged {
-                // Nothing to swap: the composed set is the served one.
-                let set = self.follower.compose();
-                let same = if self.prefix {
-                    *set == *self.served
-                } else {
-                    Arc::ptr_eq(&set, &self.served)
-                };
-                if !same {
-                    self.fail("a read that changed nothing would swap the set");
-                }
-            }
-            self.publish(applied.outcome);
-            self.next_revision = applied.confirmed + 1;
+            Note::Refused { slug } => *self.cov.refused.entry(slug).or_default() += 1,
+            Note::Degraded { degraded: true, .. } => self.cov.degraded += 1,
+            _ => {}
         }
-        let from = self.next_revision;
-        let mut stream = Stream {
-            queue: Default::default(),
-            sent_up_to: from,
-            frozen: false,
-            answers_progress: self.rng.chance(700),
-            read_pending: false,
-            liveness: Liveness::new(self.now, PROGRESS_EVERY, STALE_AFTER),
-        };
-        if from - 1 < self.etcd.compacted {
-            self.cov.compacted_watches += 1;
-            stream.queue.push_back(WatchMsg {
-                header: self.etcd.header(),
-                compact_revision: self.etcd.compacted,
-                canceled: true,
-                ..WatchMsg::default()
-            });
-            stream.sent_up_to = i64::MAX;
-        } else {
-            stream.queue.push_back(WatchMsg {
-                header: self.etcd.header(),
-                created: true,
-                ..WatchMsg::default()
-            });
-        }
-        self.stream = Some(stream);
-        self.enqueue_new();
     }
 
-    /// What the shell's `publish` does: swap when the composed set differs.
-    fn publish(&mut self, outcome: Outcome) {
-        if outcome == Outcome::Unchanged {
-            return;
+    fn execute(&mut self, cmd: Command) {
+        let now = self.now;
+        match cmd {
+            Command::Connect { endpoint } => {
+                self.cov.commands.connect += 1;
+                self.conn = None;
+                // Now and then the endpoint refuses (after the first watch:
+                // before it, a refusal is the caller's to retry).
+                if self.established && self.rng.chance(30) {
+                    self.session.handle_failed(now, "refused");
+                    return;
+                }
+                self.conn = Some(Conn {
+                    endpoint,
+                    frozen: false,
+                    // A grpc-proxy never answers progress requests.
+                    answers_progress: self.rng.chance(700),
+                    read_pending: None,
+                    last_heard: now,
+                    stream: None,
+                });
+                self.session.handle_connected();
+            }
+            Command::CheckHeld { revision } => {
+                self.cov.commands.check_held += 1;
+                let held = revision >= self.etcd.compacted && revision <= self.etcd.revision;
+                if held {
+                    self.cov.resumes += 1;
+                    // The race the check cannot close: a compaction between
+                    // the check and the watch's creation.
+                    if self.rng.chance(150) {
+                        self.compact(0);
+                    }
+                }
+                self.session.handle_held(held);
+            }
+            Command::Read => {
+                self.cov.commands.read += 1;
+                self.unchanged_read = false;
+                self.session.handle_read(self.etcd.snapshot());
+            }
+            Command::Watch { from } => {
+                self.cov.commands.watch += 1;
+                self.established = true;
+                self.unchanged_read = false;
+                self.open_stream(from);
+                self.session.handle_watch_opened(now);
+                self.enqueue_new();
+            }
+            Command::RequestProgress => {
+                self.cov.commands.request_progress += 1;
+                self.progress_reply();
+            }
+            Command::LivenessRead {
+                min_mod_revision,
+                deadline,
+            } => {
+                self.cov.commands.liveness_read += 1;
+                if deadline <= now {
+                    self.fail("a liveness read asked with no time to answer");
+                }
+                match &mut self.conn {
+                    Some(c) if c.frozen => c.read_pending = Some(min_mod_revision),
+                    Some(_) => self.answer_read(min_mod_revision),
+                    None => self.fail("a liveness read without a connection"),
+                }
+            }
+            Command::Swap { set, .. } => {
+                self.cov.commands.swap += 1;
+                if self.unchanged_read {
+                    self.fail("a read that changed nothing swapped the set");
+                }
+                self.swap(set);
+            }
+            Command::GiveUp { why, .. } => {
+                self.cov.commands.give_up += 1;
+                if why == "stale connection" {
+                    let Some(c) = &self.conn else {
+                        self.fail("gave up a connection never opened as stale")
+                    };
+                    if !c.frozen {
+                        self.fail("a healthy connection was given up as stale");
+                    }
+                    if now.saturating_duration_since(c.last_heard) > STALE_AFTER {
+                        self.fail("a frozen connection outlived the staleness bound");
+                    }
+                    self.cov.stale += 1;
+                }
+                self.conn = None;
+            }
+            Command::Sleep { until } => {
+                self.cov.commands.sleep += 1;
+                if until <= now || until > now + BackoffPolicy::default().max {
+                    self.fail("a backoff outside its bounds");
+                }
+            }
         }
-        let set = self.follower.compose();
-        let changed = if self.prefix {
-            *self.served != *set
-        } else {
-            !Arc::ptr_eq(&self.served, &set)
-        };
-        if changed {
-            self.served = set;
+    }
+
+    /// Answers a liveness read at `min_mod_revision`.
+    pub(super) fn answer_read(&mut self, min_mod_revision: i64) {
+        self.cov.liveness_reads += 1;
+        let now = self.now;
+        if let Some(c) = &mut self.conn {
+            c.read_pending = None;
+            c.last_heard = now;
         }
-        let rev = self.follower.revision();
+        let read = self.etcd.liveness_read(min_mod_revision);
+        self.session.handle_liveness_read(now, &read);
+    }
+
+    /// What a consumer does with a swap: serve it. Checks invariants 1 and 3
+    /// and that nothing outside the range was ever applied.
+    fn swap(&mut self, set: Arc<DirectiveSet>) {
+        self.served = set;
+        let rev = self.session.follower().revision();
         if rev < self.floor {
             self.fail(&format!(
                 "applied revision went back from {} to {rev}",
@@ -269,6 +284,9 @@ impl Sim {
         }
         self.floor = rev;
         for d in self.served.directives() {
+            if d.id.starts_with("foreign") {
+                self.fail(&format!("applied {} from outside the range", d.id));
+            }
             let at = d.expires_at;
             match self.anchors.get(&d.id) {
                 Some(first) if *first != at => {
@@ -281,279 +299,4 @@ impl Sim {
             }
         }
     }
-
-    fn end(&mut self, end: End) {
-        self.stream = None;
-        match end {
-            End::Reread => {
-                self.next_revision = 0;
-                self.connect(false);
-            }
-            End::Reconnect(_) => self.connect(true),
-        }
-    }
-
-    /// Delivers the stream's next message to the core.
-    fn deliver(&mut self) {
-        let Some(stream) = &mut self.stream else {
-            return;
-        };
-        if stream.frozen {
-            return;
-        }
-        let mut msg = match stream.queue.pop_front() {
-            Some(m) => m,
-            None => return,
-        };
-        // Now and then etcd 3.4 repeats an old event.
-        if self.rng.chance(50) && !msg.events.is_empty() {
-            if let Some((_, old)) = self.etcd.history.range(..self.next_revision).next_back() {
-                self.cov.duplicates += 1;
-                if self.rng.chance(500) {
-                    // Repeated inside the next message, before new events.
-                    let mut events = old.clone();
-                    events.extend(msg.events);
-                    msg.events = events;
-                } else {
-                    // A watch travelling back in time: the old event again,
-                    // alone, right after.
-                    let again = WatchMsg {
-                        header: msg.header,
-                        events: old.clone(),
-                        ..WatchMsg::default()
-                    };
-                    stream.queue.push_front(again);
-                }
-            }
-        }
-        stream.liveness.on_message(self.now);
-        match self
-            .follower
-            .on_watch(msg, &mut self.next_revision, &self.clock)
-        {
-            Ok(applied) => self.publish(applied.outcome),
-            Err(end) => self.end(end),
-        }
-    }
-
-    /// Moves virtual time (and the decoder's clock) to `at`.
-    fn move_to(&mut self, at: Instant) {
-        if at > self.now {
-            self.clock.advance(at.saturating_duration_since(self.now));
-            self.now = at;
-        }
-    }
-
-    /// Answers the liveness read the core asked for.
-    fn answer_read(&mut self) {
-        self.cov.liveness_reads += 1;
-        let read = self.etcd.liveness_read(self.follower.liveness_floor());
-        match self.follower.on_liveness_read(&read) {
-            Ok(_) => {
-                let now = self.now;
-                if let Some(s) = &mut self.stream {
-                    s.read_pending = false;
-                    s.liveness.on_read_confirmed(now);
-                }
-            }
-            Err(end) => self.end(end),
-        }
-    }
-
-    /// Moves virtual time on by `d`, firing the core's timers on the way. A
-    /// healthy stream delivers what etcd queued at once.
-    fn advance(&mut self, d: Duration) {
-        let until = self.now + d;
-        // Most of the time the network delivers at once; sometimes messages
-        // stay in flight while the timers run.
-        let prompt = self.rng.chance(700);
-        loop {
-            while prompt
-                && self
-                    .stream
-                    .as_ref()
-                    .is_some_and(|s| !s.frozen && !s.queue.is_empty())
-            {
-                self.deliver();
-            }
-            let Some(s) = &self.stream else { break };
-            let at = if s.read_pending {
-                s.liveness.stale_at()
-            } else {
-                s.liveness.next().0
-            };
-            if at > until {
-                break;
-            }
-            self.move_to(at);
-            let now = self.now;
-            let Some(s) = &mut self.stream else { break };
-            let (frozen, answers) = (s.frozen, s.answers_progress);
-            let last = s.liveness.stale_at() - STALE_AFTER;
-            let header = Header {
-                revision: s.sent_up_to.min(self.etcd.revision + 1) - 1,
-                cluster_id: self.etcd.cluster_id,
-            };
-            match s.liveness.fire(now) {
-                None => {}
-                Some(Action::Stale) => {
-                    if !frozen {
-                        self.fail("a healthy connection was given up as stale");
-                    }
-                    if now.saturating_duration_since(last) > STALE_AFTER {
-                        self.fail("a frozen connection outlived the staleness bound");
-                    }
-                    self.cov.stale += 1;
-                    self.end(End::Reconnect("stale"));
-                }
-                Some(Action::RequestProgress) if !frozen && answers => {
-                    self.cov.progress_replies += 1;
-                    let reply = WatchMsg {
-                        header,
-                        ..WatchMsg::default()
-                    };
-                    // The header is what etcd has sent so far; now and
-                    // then the reply overtakes events still in flight
-                    // (etcd 3.4: progress out of step with the stream).
-                    if self.rng.chance(200) {
-                        s.queue.push_front(reply);
-                    } else {
-                        s.queue.push_back(reply);
-                    }
-                }
-                Some(Action::RequestProgress) => {}
-                Some(Action::Read) if frozen => s.read_pending = true,
-                Some(Action::Read) => self.answer_read(),
-            }
-        }
-        self.move_to(until);
-    }
-
-    /// Delivers everything, unfreezes, and checks the served set against
-    /// the model (invariant 2).
-    pub(super) fn quiesce(&mut self) {
-        let mut pending_read = false;
-        if let Some(s) = &mut self.stream {
-            s.frozen = false;
-            pending_read = s.read_pending;
-        }
-        if pending_read {
-            self.answer_read();
-        }
-        if self.stream.is_none() {
-            self.connect(true);
-        }
-        for _ in 0..10_000 {
-            match &self.stream {
-                Some(s) if !s.queue.is_empty() => self.deliver(),
-                Some(_) => break,
-                None => self.connect(true),
-            }
-        }
-        // Expected: each key's current value if valid, else a value it held.
-        let mut want: Vec<String> = Vec::new();
-        let mut ambiguous = false;
-        for (key, (value, _, _)) in &self.etcd.kvs {
-            let valid = self
-                .good_ids
-                .get(key)
-                .and_then(|all| all.iter().find(|ids| value_has(value, ids)));
-            match valid {
-                Some(ids) => want.extend(ids.iter().cloned()),
-                None => ambiguous = true,
-            }
-        }
-        let mut got: Vec<String> = self
-            .served
-            .directives()
-            .iter()
-            .map(|d| d.id.clone())
-            .collect();
-        want.sort();
-        got.sort();
-        if !ambiguous {
-            self.cov.exact_checks += 1;
-        }
-        if !ambiguous && got != want {
-            self.fail(&format!(
-                "after quiescence serves {got:?}, etcd holds {want:?}"
-            ));
-        }
-        if ambiguous {
-            // A key ends malformed: every served id is one that key (or
-            // another) held validly at some point.
-            let known = |id: &String| self.good_ids.values().flatten().flatten().any(|k| k == id);
-            if let Some(bad) = got.iter().find(|id| !known(id)) {
-                self.fail(&format!("serves {bad}, never written"));
-            }
-        }
-    }
-
-    pub(super) fn step(&mut self) {
-        self.step += 1;
-        match self.rng.below(100) {
-            0..=39 => self.write(),
-            40..=69 => self.deliver(),
-            70..=79 => {
-                let ms = self.rng.below(4000);
-                self.advance(Duration::from_millis(ms));
-            }
-            80..=82 => {
-                // The stream breaks: reconnect and resume.
-                if self.stream.is_some() {
-                    self.end(End::Reconnect("stream error"));
-                }
-            }
-            83..=85 => {
-                if let Some(s) = &mut self.stream {
-                    s.frozen = true;
-                }
-                let secs = self.rng.below(20);
-                self.advance(Duration::from_secs(secs));
-            }
-            86..=87 => {
-                let back = self.rng.below(3) as i64;
-                self.compact(back);
-            }
-            88 => self.rebuild(),
-            89..=92 => self.quiesce(),
-            _ => {
-                // Idle: time passes, healthy timers run.
-                let secs = self.rng.below(30);
-                self.advance(Duration::from_secs(secs));
-            }
-        }
-    }
-
-    /// Compacts etcd at `back` revisions before its current one.
-    fn compact(&mut self, back: i64) {
-        let at = self.etcd.revision - back;
-        if at > self.etcd.compacted {
-            self.etcd.compacted = at;
-            self.etcd.history.retain(|r, _| *r >= at);
-        }
-    }
-
-    /// etcd rebuilt from empty: a new cluster id, revisions from 1 again,
-    /// new content; the old stream dies.
-    fn rebuild(&mut self) {
-        self.cov.rebuilds += 1;
-        let start = 1 + self.rng.below(self.etcd.revision.max(2) as u64) as i64;
-        self.stream = None;
-        self.etcd = Etcd::new(self.next_cluster, start);
-        self.next_cluster += 1;
-        for _ in 0..self.rng.below(4) {
-            self.write();
-        }
-        self.connect(true);
-    }
-}
-
-/// Whether `value` is the value written with `ids` (each id appears in it).
-fn value_has(value: &[u8], ids: &[String]) -> bool {
-    let text = String::from_utf8_lossy(value);
-    !ids.is_empty()
-        && ids
-            .iter()
-            .all(|id| text.contains(&format!("\"id\":\"{id}\"")))
 }
