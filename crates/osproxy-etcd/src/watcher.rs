@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::config::StoreConfig;
+use crate::config::StoreOptions;
 use crate::connection;
 use crate::error::{client_error_kind, TransportError};
 use crate::follow::{Action, End, Follower, Liveness, Outcome, WatchMsg};
@@ -114,7 +114,7 @@ impl Failed {
 
 /// The watcher and everything it owns.
 pub(crate) struct Watcher {
-    pub(crate) config: StoreConfig,
+    pub(crate) config: StoreOptions,
     /// The served set: ceilings and fail-safe between the core and readers.
     pub(crate) serving: Arc<Serving>,
     pub(crate) status: Arc<StatusCell>,
@@ -140,7 +140,7 @@ impl Watcher {
         // The fail-safe timer runs beside every state (an outage is spent in
         // backoff and connect), without interrupting the step in progress.
         let serving = Arc::clone(&self.serving);
-        let clock = Arc::clone(&self.config.clock);
+        let clock = Arc::clone(self.config.clock());
         'run: loop {
             let step = self.step(state);
             tokio::pin!(step);
@@ -171,7 +171,7 @@ impl Watcher {
                 State::Connect { resume }
             }
             State::Connect { resume } => {
-                let limit = self.config.connection.connect_timeout;
+                let limit = self.config.connection().connect_timeout();
                 // Boxed: connecting is rare and its future is large; the
                 // steady state should not carry its size.
                 match Box::pin(self.establish(limit, resume)).await {
@@ -192,7 +192,7 @@ impl Watcher {
     }
 
     fn endpoint(&self) -> &str {
-        let eps = &self.config.connection.endpoints;
+        let eps = self.config.connection().endpoints();
         eps.get(self.endpoint_ix % eps.len().max(1))
             .map_or("", String::as_str)
     }
@@ -229,16 +229,20 @@ impl Watcher {
     ) -> Result<Established, Failed> {
         self.set_phase(WatchPhase::Connecting, false);
         let endpoint = self.endpoint().to_owned();
-        let mut client =
-            match timeout(limit, connection::open(&self.config.connection, &endpoint)).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(Failed::client(e)),
-                Err(_) => return Err(Failed::timeout("connect timeout")),
-            };
-        let check_limit = limit.min(self.config.connection.request_timeout);
+        let mut client = match timeout(
+            limit,
+            connection::open(self.config.connection().settings(), &endpoint),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(Failed::client(e)),
+            Err(_) => return Err(Failed::timeout("connect timeout")),
+        };
+        let check_limit = limit.min(self.config.connection().request_timeout());
         let resume = match resume {
             Some(rev) => {
-                match connection::resumable(&mut client, &self.config.layout, rev, check_limit)
+                match connection::resumable(&mut client, self.config.layout(), rev, check_limit)
                     .await
                 {
                     Ok(true) => Some(rev),
@@ -253,7 +257,7 @@ impl Watcher {
             None => self.read(&mut client, limit).await? + 1,
         };
         let opts = self.watch_options(next_revision);
-        let key = self.config.layout.key().to_owned();
+        let key = self.config.layout().key().to_owned();
         let stream = match timeout(limit, client.watch(key, Some(opts))).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(Failed::client(e)),
@@ -268,7 +272,7 @@ impl Watcher {
 
     fn watch_options(&self, start: i64) -> WatchOptions {
         self.config
-            .layout
+            .layout()
             .watch_options(start)
             .with_progress_notify()
     }
@@ -276,10 +280,10 @@ impl Watcher {
     /// Reads the key (or prefix) and applies it; returns the read's revision.
     async fn read(&mut self, client: &mut Client, limit: Duration) -> Result<i64, Failed> {
         self.set_phase(WatchPhase::Reading, false);
-        let key = self.config.layout.key().to_owned();
-        let opts = Some(self.config.layout.get_options());
+        let key = self.config.layout().key().to_owned();
+        let opts = Some(self.config.layout().get_options());
         let resp = match timeout(
-            limit.min(self.config.connection.request_timeout),
+            limit.min(self.config.connection().request_timeout()),
             client.get(key, opts),
         )
         .await
@@ -290,7 +294,7 @@ impl Watcher {
         };
         let snapshot = wire::snapshot(&resp);
         drop(resp);
-        let clock = Arc::clone(&self.config.clock);
+        let clock = Arc::clone(self.config.clock());
         let follower = &mut self.follower;
         let bytes = snapshot.value_bytes();
         let applied = decode_work(bytes, || follower.on_read(snapshot, clock.as_ref()));
@@ -325,7 +329,7 @@ impl Watcher {
         let current = self.serving.composed();
         // Single key: an unchanged last good set is the very same `Arc`.
         // Prefix: the set is rebuilt from the keys, so compare contents.
-        let changed = if self.config.layout.is_prefix() {
+        let changed = if self.config.layout().is_prefix() {
             *current != *set
         } else {
             !Arc::ptr_eq(&current, &set)
@@ -338,7 +342,7 @@ impl Watcher {
                 "directive set applied"
             );
         }
-        let now_wall = self.config.clock.unix_nanos();
+        let now_wall = self.config.clock().unix_nanos();
         let revision = self.follower.revision();
         let rejections = self.follower.rejections();
         self.status.update(|s| {
@@ -375,8 +379,8 @@ impl Watcher {
         self.set_phase(WatchPhase::Watching, true);
         let mut liveness = Liveness::new(
             timers::now(),
-            self.config.progress_interval,
-            self.config.stale_after,
+            self.config.progress_interval(),
+            self.config.stale_after(),
         );
         let end = loop {
             let (due_at, _) = liveness.next();
@@ -417,7 +421,7 @@ impl Watcher {
                 }
                 () = sleep_until(report_due.unwrap_or(due_at)), if report_due.is_some() => {
                     if let Some(reporter) = &mut self.instance {
-                        Box::pin(reporter.report(&self.status, self.config.clock.as_ref())).await;
+                        Box::pin(reporter.report(&self.status, self.config.clock().as_ref())).await;
                     }
                 }
             }
@@ -443,12 +447,12 @@ impl Watcher {
     ) -> Result<(), End> {
         let opts = self
             .config
-            .layout
+            .layout()
             .get_options()
             .with_keys_only()
             .with_min_mod_revision(self.follower.liveness_floor())
             .with_limit(1);
-        let key = self.config.layout.key().to_owned();
+        let key = self.config.layout().key().to_owned();
         let resp = match tokio::time::timeout_at(deadline, kv.get(key, Some(opts))).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => return Err(End::Reconnect(client_error_kind(&e))),
@@ -463,7 +467,7 @@ impl Watcher {
 
     /// Hands one watch message to the core and carries out its answer.
     fn on_watch_msg(&mut self, msg: WatchMsg, next_revision: &mut i64) -> Result<(), End> {
-        let clock = Arc::clone(&self.config.clock);
+        let clock = Arc::clone(self.config.clock());
         let follower = &mut self.follower;
         let bytes = msg.value_bytes();
         let applied = decode_work(bytes, || {
@@ -481,7 +485,8 @@ impl Watcher {
     /// etcd confirmed the store is current as of `revision`: status, and the
     /// fail-safe (released if engaged).
     fn confirmed(&mut self, revision: i64) {
-        self.status.confirmed(self.config.clock.as_ref(), revision);
+        self.status
+            .confirmed(self.config.clock().as_ref(), revision);
         if self.serving.confirmed(timers::now()) {
             if let Some(reporter) = &mut self.instance {
                 reporter.mark_dirty();

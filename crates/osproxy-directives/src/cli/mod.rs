@@ -48,6 +48,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's command line (exiting 2 on a usage error, as
+    /// clap does) and notes which flags were typed, for the subcommands
+    /// that refuse a flag another makes meaningless (`serve`).
+    pub fn parse_noting_given() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.note_given(&matches);
+        cli
+    }
+
+    /// Notes in the subcommand's options which of its flags `matches`
+    /// (this command line's) holds as typed.
+    pub fn note_given(&mut self, matches: &clap::ArgMatches) {
+        if let (Command::Serve(o), Some(("serve", m))) = (&mut self.command, matches.subcommand()) {
+            o.given = common::Given::from_matches(m);
+        }
+    }
+}
+
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -143,7 +164,7 @@ impl Command {
 /// sets up logging to stderr (`RUST_LOG` overrides the level) and runs the
 /// subcommand on a tokio runtime.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_noting_given();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.command.default_log_filter()));
     tracing_subscriber::fmt()
