@@ -98,10 +98,8 @@
 
 mod changes;
 mod error;
-mod fleet;
-mod history;
-mod live;
-mod note;
+pub(crate) mod live;
+pub(crate) mod note;
 mod prefix;
 mod seal;
 mod write;
@@ -117,13 +115,13 @@ use etcd_client::{Client, GetOptions};
 use osproxy_core::Clock;
 use osproxy_observe::{DecodeLimits, SignedFormat, SignerKey, TrustStore};
 
-pub use changes::{Change, Changes};
-pub use error::{PublishError, PublishFault};
-pub use fleet::FleetStatus;
-pub use history::{
+pub use crate::fleet::FleetStatus;
+pub use crate::history::{
     Diff, History, HistoryEntry, Rollback, SetAt, SetChanges, DEFAULT_HISTORY_LIMIT,
     DEFAULT_HISTORY_PAGE_BYTES, MAX_HISTORY_LIMIT,
 };
+pub use changes::{Change, Changes};
+pub use error::{PublishError, PublishFault};
 pub use live::{KeyRejection, LiveSet};
 pub use note::{RecordedNote, SignedNote};
 pub use write::{directive_key, Written};
@@ -135,11 +133,11 @@ pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Writes directive sets to etcd with compare-and-swap. See the module docs.
 pub struct Publisher {
-    client: Client,
-    layout: Layout,
+    pub(crate) client: Client,
+    pub(crate) layout: Layout,
     endpoint: String,
-    request_timeout: Duration,
-    clock: Arc<dyn Clock>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
     limits: DecodeLimits,
     /// Signs every value written (SPEC §9).
     signer: Option<SignerKey>,
@@ -294,7 +292,7 @@ impl Publisher {
     }
 
     /// Runs one request that writes nothing within the request timeout.
-    async fn request<T>(
+    pub(crate) async fn request<T>(
         &self,
         op: &'static str,
         fut: impl Future<Output = Result<T, etcd_client::Error>>,
@@ -305,7 +303,7 @@ impl Publisher {
 
 /// Runs one request that writes nothing within `limit`; a failure is
 /// [`PublishError::Transport`].
-async fn request<T>(
+pub(crate) async fn request<T>(
     limit: Duration,
     op: &'static str,
     fut: impl Future<Output = Result<T, etcd_client::Error>>,
