@@ -5,6 +5,12 @@
 //! connect timeout, trying each endpoint in turn. From then on the store is
 //! fail-safe: the background watcher keeps the last good snapshot serving
 //! through any outage and converges once etcd is back.
+//!
+//! The builder checks its options once, into [`StoreOptions`]
+//! ([`EtcdStoreBuilder::options`]); two options that would silently replace
+//! or void one another (a whole connection over endpoints given otherwise, a
+//! fail-safe level without a fail-safe) are refused there as
+//! [`ConfigError::Conflict`], never resolved by order.
 
 use std::fmt;
 use std::sync::Arc;

@@ -338,9 +338,7 @@ fn store_options(opts: &ServeOpts) -> Result<StoreOptions, CliError> {
             lease_ttl: opts.status_lease_ttl,
         });
     }
-    builder
-        .options()
-        .map_err(|e| store_error(EtcdError::Config(e)))
+    builder.options().map_err(config_error)
 }
 
 /// Runs `serve` until SIGINT or SIGTERM.
@@ -475,9 +473,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
 
 fn store_error(e: EtcdError) -> CliError {
     match e {
-        EtcdError::Config(c) => {
-            CliError::usage("invalid_config", "invalid etcd store settings").caused_by(&c)
-        }
+        EtcdError::Config(c) => config_error(c),
         other => CliError::runtime("etcd_unavailable", "cannot start the etcd store")
             .caused_by(&other)
             .hint("check --endpoints (or OSPROXY_ETCD_ENDPOINTS) and that etcd runs"),

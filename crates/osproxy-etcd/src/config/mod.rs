@@ -1,11 +1,17 @@
 //! Every option of the etcd store, with its default, validated once when the
 //! store is built so that a bad option fails at start, not in the background.
 //!
-//! The connection settings ([`ConnectionConfig`], plain data) become a
-//! [`Connection`] only through its validating constructor
-//! ([`Connection::try_from`], or [`ConnectionConfig::validate`]): the store,
-//! the publisher and the CLI take a `Connection` (or settings they turn into
-//! one), so no caller checks the settings itself.
+//! Configuration flows one way: plain data as given, checked once into a
+//! type whose fields are private and whose only constructor is the check.
+//! - The connection settings ([`ConnectionConfig`]) become a [`Connection`]
+//!   only through [`Connection::try_from`] (or [`ConnectionConfig::validate`]):
+//!   the store, the publisher and the CLI take a `Connection` (or settings
+//!   they turn into one), so no caller checks the settings itself.
+//! - The store's options ([`StoreConfig`], which the builder fills in) become
+//!   [`StoreOptions`] only through [`StoreOptions::try_from`]; the store runs
+//!   with them and hands them out ([`crate::EtcdDirectiveStore::options`],
+//!   `is_fresh`, `connection`, `ceilings`), so whoever is given the store
+//!   needs nothing passed beside it.
 //!
 //! | option | default | meaning |
 //! |---|---|---|
