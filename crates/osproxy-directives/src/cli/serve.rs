@@ -215,7 +215,7 @@ const ETCD_ONLY: &[&str] = &[
 ///
 /// | flag | refused |
 /// |---|---|
-/// | any etcd store flag ([`ETCD_ONLY`]) | without `--etcd` |
+/// | any fleet store flag (`--stale-after`, `--endpoints`, `--key`, …) | without `--etcd` |
 /// | `--failsafe-level` | with `--failsafe-after off` |
 /// | `--status-lease-ttl` | without `--instance-id` (no status key is written) |
 /// | `--token-name`, `--metrics-need-token` | without a token |
