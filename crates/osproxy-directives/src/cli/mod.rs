@@ -63,8 +63,15 @@ impl Cli {
     /// Notes in the subcommand's options which of its flags `matches`
     /// (this command line's) holds as typed.
     pub fn note_given(&mut self, matches: &clap::ArgMatches) {
-        if let (Command::Serve(o), Some(("serve", m))) = (&mut self.command, matches.subcommand()) {
-            o.given = common::Given::from_matches(m);
+        let Some((_, m)) = matches.subcommand() else {
+            return;
+        };
+        let given = common::Given::from_matches(m);
+        match &mut self.command {
+            Command::Serve(o) => o.given = given,
+            Command::Publish(o) => o.given = given,
+            Command::Rollback(o) => o.given = given,
+            _ => {}
         }
     }
 }
@@ -221,6 +228,47 @@ mod tests {
             panic!("not demo");
         };
         assert_eq!(o.ttl, demo::DEFAULT_TTL);
+    }
+
+    /// `publish` and `rollback` refuse a typed flag another flag makes
+    /// meaningless, as `cli::main` parses them.
+    #[test]
+    fn writing_subcommands_refuse_flags_that_would_mean_nothing() {
+        use clap::FromArgMatches;
+        let slug = |args: &[&str]| {
+            let matches = Cli::command()
+                .mut_subcommands(|s| s.mut_args(|a| a.env(None::<&str>)))
+                .try_get_matches_from(args)
+                .unwrap();
+            let mut cli = Cli::from_arg_matches(&matches).unwrap();
+            cli.note_given(&matches);
+            let refused = match cli.command {
+                Command::Publish(o) => publish::refuse_meaningless(&o.given, o.wait, &o.sign),
+                Command::Rollback(o) => publish::refuse_meaningless(&o.given, o.wait, &o.sign),
+                _ => panic!("not a writing subcommand"),
+            };
+            refused.err().map(|e| e.slug)
+        };
+        let refused = Some("meaningless_flag");
+        for sub in [
+            &["x", "publish", "f.json"][..],
+            &["x", "rollback", "--to", "4"],
+        ] {
+            let with = |extra: &[&'static str]| {
+                let mut args = sub.to_vec();
+                args.extend_from_slice(extra);
+                slug(&args)
+            };
+            assert_eq!(with(&[]), None, "{sub:?}");
+            assert_eq!(with(&["--status-prefix", "/s/"]), refused, "{sub:?}");
+            assert_eq!(with(&["--status-prefix", "/s/", "--wait"]), None, "{sub:?}");
+            assert_eq!(with(&["--signed-format", "v2"]), refused, "{sub:?}");
+            assert_eq!(
+                with(&["--signed-format", "v2", "--sign-key", "k"]),
+                None,
+                "{sub:?}"
+            );
+        }
     }
 
     #[test]

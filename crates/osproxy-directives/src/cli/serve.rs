@@ -281,14 +281,7 @@ pub fn refuse_meaningless(opts: &ServeOpts, has_token: bool) -> Result<(), CliEr
             ));
         }
     }
-    if typed("signed_format") && opts.sign.sign_key.is_none() {
-        return Err(meaningless_flag(
-            "--signed-format",
-            "without --sign-key (this instance signs nothing)",
-            "add --sign-key, or drop --signed-format",
-        ));
-    }
-    Ok(())
+    opts.sign.refuse_meaningless(&opts.given)
 }
 
 /// `--flag-name` of the `serve` flag with clap id `id` (the refusals name
