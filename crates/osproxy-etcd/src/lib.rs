@@ -114,6 +114,7 @@
 #![deny(missing_docs)]
 
 pub mod backoff;
+mod builder;
 pub mod config;
 mod connection;
 mod error;
@@ -132,6 +133,7 @@ pub mod trust;
 mod watcher;
 mod wire;
 
+pub use builder::EtcdStoreBuilder;
 pub use config::{Credentials, Layout, TlsConfig};
 pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError, TransportError};
 pub use instance::{
@@ -144,7 +146,7 @@ pub use publisher::{
 };
 pub use safety::{Ceilings, Clamp, ClampedDirective, FailsafePolicy};
 pub use status::{Rejection, StoreStatus, WatchPhase};
-pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};
+pub use store::EtcdDirectiveStore;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
