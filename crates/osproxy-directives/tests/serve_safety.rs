@@ -244,4 +244,42 @@ fn safety_flags_are_checked_before_anything_starts() {
         "Shape",
     ]);
     assert!(r.stderr.contains("no effect"), "{r:?}");
+
+    // Any flag another flag makes meaningless is refused with the reason
+    // and what to do instead, before anything starts.
+    for (args, reason) in [
+        (
+            &["--listen", "127.0.0.1:0", "--stale-after", "5s"][..],
+            "--stale-after has no effect without --etcd",
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--metrics-need-token"],
+            "--metrics-need-token has no effect without a token",
+        ),
+        (
+            &[
+                "--etcd",
+                "--endpoints",
+                "127.0.0.1:1",
+                "--status-lease-ttl",
+                "30s",
+            ],
+            "--status-lease-ttl has no effect without --instance-id",
+        ),
+    ] {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        let r = run(&all);
+        r.expect_code(2);
+        assert!(r.stderr.contains(reason), "{args:?}: {r:?}");
+        assert!(r.stderr.contains("hint: "), "{args:?}: {r:?}");
+        assert!(!r.stderr.contains("listening"), "{args:?}: {r:?}");
+    }
+    // Only typed flags count: an exported variable meant for the fleet
+    // subcommands does not stop an in-memory instance.
+    let serve = Serve::start_with_env(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("OSPROXY_ETCD_ENDPOINTS", "127.0.0.1:1")],
+    );
+    assert!(serve.url.starts_with("http://127.0.0.1:"), "{}", serve.url);
 }

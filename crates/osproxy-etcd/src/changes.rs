@@ -43,9 +43,9 @@ impl Publisher {
     /// # Errors
     /// A request error.
     pub async fn changes(&self) -> Result<(Change, Changes), PublishError> {
-        let connection = self.connection.settings().clone();
+        let connection = self.connection.clone();
         let settings = Settings {
-            endpoints: connection.endpoints.len(),
+            endpoints: connection.endpoints().len(),
             range: Range::of(&self.layout),
             progress_every: DEFAULT_PROGRESS_INTERVAL,
             stale_after: DEFAULT_STALE_AFTER,
@@ -56,7 +56,7 @@ impl Publisher {
         let follower =
             Follower::new(self.layout.is_prefix(), self.limits).with_prefix(self.layout.key());
         let session = Session::new(settings, follower, Arc::clone(&self.clock));
-        let limit = connection.connect_timeout;
+        let limit = connection.connect_timeout();
         let mut driver = Driver::new(session, connection, self.layout.clone(), true);
         driver.start(self.endpoint_ix, limit);
         let mut changes = Changes {

@@ -220,6 +220,15 @@ pub enum ConfigError {
         /// What is wrong (value-free).
         why: &'static str,
     },
+    /// Two options given together where one makes the other meaningless or
+    /// would silently replace it: give one.
+    #[error("{option} {why}")]
+    Conflict {
+        /// The option refused.
+        option: &'static str,
+        /// Which other option it clashes with, and why (value-free).
+        why: &'static str,
+    },
     /// A duration option is out of its range.
     #[error("{option} is out of range: {why}")]
     Range {

@@ -116,11 +116,14 @@
 #![deny(missing_docs)]
 
 pub mod backoff;
+mod builder;
 mod changes;
 pub mod config;
 mod connection;
 mod error;
+mod fleet;
 mod follow;
+mod history;
 mod instance;
 pub mod offload;
 pub mod publisher;
@@ -134,6 +137,7 @@ pub mod trust;
 mod watcher;
 mod wire;
 
+pub use builder::EtcdStoreBuilder;
 pub use config::{Credentials, Layout, TlsConfig};
 pub use error::{ConfigError, ConnectCause, ConnectError, EtcdError, TransportError};
 pub use instance::{
@@ -146,7 +150,7 @@ pub use publisher::{
 };
 pub use safety::{Ceilings, Clamp, ClampedDirective, FailsafePolicy};
 pub use status::{Rejection, StoreStatus, WatchPhase};
-pub use store::{EtcdDirectiveStore, EtcdStoreBuilder};
+pub use store::EtcdDirectiveStore;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -15,7 +15,7 @@ use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::StoreConfig;
+use crate::config::StoreOptions;
 use crate::instance::InstanceReporter;
 use crate::serving::Serving;
 use crate::session::driver::{Driver, Out};
@@ -31,7 +31,7 @@ pub(crate) struct Failed {
 
 /// The watcher and everything it owns.
 pub(crate) struct Watcher {
-    pub(crate) config: StoreConfig,
+    pub(crate) config: StoreOptions,
     /// The served set: ceilings and fail-safe between the core and readers.
     pub(crate) serving: Arc<Serving>,
     pub(crate) status: Arc<StatusCell>,
@@ -45,7 +45,7 @@ impl Watcher {
         // The fail-safe timer runs beside every state (an outage is spent in
         // backoff and connect), without interrupting the step in progress.
         let serving = Arc::clone(&self.serving);
-        let clock = Arc::clone(&self.config.clock);
+        let clock = Arc::clone(self.config.clock());
         'run: loop {
             // Reports go out over the watch's connection, only while it is
             // open: a report through a connection being replaced would hold
@@ -112,7 +112,7 @@ impl Watcher {
                 let len = set.len();
                 self.serving.apply(set);
                 info!(directives = len, revision, "directive set applied");
-                let now_wall = self.config.clock.unix_nanos();
+                let now_wall = self.config.clock().unix_nanos();
                 self.status
                     .update(|s| s.last_update_unix_nanos = Some(now_wall));
             }
@@ -176,7 +176,7 @@ impl Watcher {
                 self.mark_dirty();
             }
             Note::Confirmed { revision } => {
-                self.status.confirmed(self.config.clock.as_ref(), revision);
+                self.status.confirmed(self.config.clock().as_ref(), revision);
                 if self.serving.confirmed(timers::now()) {
                     self.mark_dirty();
                 }

@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use osproxy_core::{Clock, Revision};
-use osproxy_etcd::config::Connection;
 use osproxy_etcd::{
     EtcdDirectiveStore, FleetStatus, Layout, PublishError, PublishFault, Publisher,
     DEFAULT_STATUS_PREFIX,
@@ -32,12 +30,11 @@ pub enum Backend {
 }
 
 /// The etcd side of an instance: the watch-fed store it serves from and a
-/// lazily connected [`Publisher`] for admin publishes.
+/// lazily connected [`Publisher`] for admin publishes. Everything about
+/// etcd (connection, layout, staleness bound, ceilings) is read from the
+/// store, which holds its options as checked once at start.
 pub struct EtcdBackend {
     store: EtcdDirectiveStore,
-    stale_after: Duration,
-    connection: Connection,
-    layout: Layout,
     status_prefix: String,
     publisher: tokio::sync::Mutex<Option<Arc<Publisher>>>,
     /// Signs admin publishes (SPEC §9).
@@ -50,25 +47,17 @@ impl fmt::Debug for EtcdBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdBackend")
             .field("store", &self.store)
-            .field("stale_after", &self.stale_after)
+            .field("status_prefix", &self.status_prefix)
             .finish()
     }
 }
 
 impl EtcdBackend {
-    /// A backend serving from `store` (whose staleness bound is
-    /// `stale_after`) and publishing to `layout` over `connection`.
-    pub fn new(
-        store: EtcdDirectiveStore,
-        stale_after: Duration,
-        connection: Connection,
-        layout: Layout,
-    ) -> Self {
+    /// A backend serving from `store` and publishing to the store's layout
+    /// over the store's connection.
+    pub fn new(store: EtcdDirectiveStore) -> Self {
         EtcdBackend {
             store,
-            stale_after,
-            connection,
-            layout,
             status_prefix: DEFAULT_STATUS_PREFIX.to_owned(),
             publisher: tokio::sync::Mutex::new(None),
             signer: None,
@@ -85,7 +74,7 @@ impl EtcdBackend {
 
     /// Where the directives live.
     pub fn layout(&self) -> &Layout {
-        &self.layout
+        self.store.layout()
     }
 
     /// The prefix the fleet's instance reports are read from.
@@ -113,12 +102,10 @@ impl EtcdBackend {
         &self.store
     }
 
-    /// Whether the last confirmation from etcd is within the staleness bound.
+    /// Whether the last confirmation from etcd is within the store's
+    /// staleness bound ([`EtcdDirectiveStore::is_fresh`]).
     pub fn is_fresh(&self) -> bool {
-        self.store
-            .status()
-            .staleness
-            .is_some_and(|s| s <= self.stale_after)
+        self.store.is_fresh()
     }
 
     /// The shared publisher, connecting it on first use (and again after
@@ -133,8 +120,8 @@ impl EtcdBackend {
             return Ok(Arc::clone(p));
         }
         let p = Publisher::connect(
-            self.connection.clone(),
-            self.layout.clone(),
+            self.store.connection().clone(),
+            self.store.layout().clone(),
             Arc::clone(clock),
         )
         .await?
@@ -363,23 +350,20 @@ impl AdminState {
         };
         match publisher.publish_noted(set, expected, note).await {
             Ok(revision) => Ok(Revision::from_etcd(revision)),
-            Err(e @ PublishError::Conflict { .. }) => {
-                self.count_rejected("conflict");
-                let status = if expected.is_some() {
-                    StatusCode::PRECONDITION_FAILED
-                } else {
-                    StatusCode::CONFLICT
-                };
-                Err(ApiError::new(status, "conflict", e.to_string()))
-            }
             Err(e) => {
-                if e.fault() == PublishFault::Caller {
+                let fault = e.fault();
+                if matches!(fault, PublishFault::Caller | PublishFault::Conflict) {
                     self.count_rejected(e.slug());
                 }
                 if e.may_need_reconnect() {
                     b.forget(&publisher).await;
                 }
-                Err(publish_error(e))
+                let mut err = publish_error(e);
+                // With `If-Match`, a conflict is its precondition failing.
+                if fault == PublishFault::Conflict && expected.is_some() {
+                    err.status = StatusCode::PRECONDITION_FAILED;
+                }
+                Err(err)
             }
         }
     }
@@ -479,36 +463,49 @@ impl AdminState {
     }
 }
 
-/// Maps a failed etcd publish to its answer: the fleet's own slug for bytes
-/// it would reject (400/413), etcd's permanent refusals (413
-/// `etcd_value_too_large`, 400 `etcd_too_many_ops`), 504 `outcome_unknown`
-/// for a lost answer (nothing cleaned up; `revision_before` says what to
-/// compare), 503 for the rest.
+/// Maps a failed etcd request to its answer by whose fault it is
+/// ([`PublishError::fault`], the one classification the CLI's exit codes
+/// use too): the caller's is a 4xx with the error's own slug (the fleet's
+/// for bytes it would reject, 400/413; 413 `etcd_value_too_large`, 400
+/// `etcd_too_many_ops`, 404 `no_such_revision`, …); a conflict 409; a lost
+/// answer 504 `outcome_unknown` (nothing cleaned up; `revision_before` says
+/// what to compare); the rest 503 `etcd_unavailable`.
 fn publish_error(e: PublishError) -> ApiError {
-    match e {
-        PublishError::Invalid(d) => ApiError::rejected(d),
-        PublishError::ValueTooLarge { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "etcd_value_too_large",
-            "etcd refused the write as too large; nothing was written",
+    match e.fault() {
+        PublishFault::Caller => match e {
+            PublishError::Invalid(d) => ApiError::rejected(d),
+            e => {
+                let status = match e {
+                    PublishError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    PublishError::NoSuchRevision { .. } => StatusCode::NOT_FOUND,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                ApiError::new(status, e.slug(), format!("{e}; nothing was written"))
+            }
+        },
+        PublishFault::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{e}; nothing was written: review the live set and retry"),
         ),
-        PublishError::TooManyOps { .. } => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "etcd_too_many_ops",
-            "etcd refused the transaction: too many operations; nothing was written",
-        ),
-        PublishError::OutcomeUnknown { before, .. } => {
+        PublishFault::Unknown => {
+            let before = match e {
+                PublishError::OutcomeUnknown { before, .. } => Some(before),
+                _ => None,
+            };
+            let since = before.map_or_else(
+                || "read the live revision before retrying".to_owned(),
+                |b| format!("read the live revision, above {b} means a write happened since"),
+            );
             let mut err = ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "outcome_unknown",
-                format!(
-                    "{e}; nothing was cleaned up: read the live revision, above {before} means a write happened since"
-                ),
+                format!("{e}; nothing was cleaned up: {since}"),
             );
-            err.revision_before = Some(before);
+            err.revision_before = before;
             err
         }
-        other => unavailable(&other),
+        _ => unavailable(&e),
     }
 }
 

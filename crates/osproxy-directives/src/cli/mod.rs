@@ -54,6 +54,34 @@ fn long_epilogue() -> String {
     format!("{}\n{START_HERE}", common::exit_codes_help())
 }
 
+impl Cli {
+    /// Parses the process's command line (exiting 2 on a usage error, as
+    /// clap does) and notes which flags were typed, for the subcommands
+    /// that refuse a flag another makes meaningless (`serve`).
+    pub fn parse_noting_given() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.note_given(&matches);
+        cli
+    }
+
+    /// Notes in the subcommand's options which of its flags `matches`
+    /// (this command line's) holds as typed.
+    pub fn note_given(&mut self, matches: &clap::ArgMatches) {
+        let Some((_, m)) = matches.subcommand() else {
+            return;
+        };
+        let given = common::Given::from_matches(m);
+        match &mut self.command {
+            Command::Serve(o) => o.given = given,
+            Command::Publish(o) => o.given = given,
+            Command::Rollback(o) => o.given = given,
+            _ => {}
+        }
+    }
+}
+
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -149,7 +177,7 @@ impl Command {
 /// sets up logging to stderr (`RUST_LOG` overrides the level) and runs the
 /// subcommand on a tokio runtime.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_noting_given();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.command.default_log_filter()));
     tracing_subscriber::fmt()
@@ -206,6 +234,47 @@ mod tests {
             panic!("not demo");
         };
         assert_eq!(o.ttl, demo::DEFAULT_TTL);
+    }
+
+    /// `publish` and `rollback` refuse a typed flag another flag makes
+    /// meaningless, as `cli::main` parses them.
+    #[test]
+    fn writing_subcommands_refuse_flags_that_would_mean_nothing() {
+        use clap::FromArgMatches;
+        let slug = |args: &[&str]| {
+            let matches = Cli::command()
+                .mut_subcommands(|s| s.mut_args(|a| a.env(None::<&str>)))
+                .try_get_matches_from(args)
+                .unwrap();
+            let mut cli = Cli::from_arg_matches(&matches).unwrap();
+            cli.note_given(&matches);
+            let refused = match cli.command {
+                Command::Publish(o) => publish::refuse_meaningless(&o.given, o.wait, &o.sign),
+                Command::Rollback(o) => publish::refuse_meaningless(&o.given, o.wait, &o.sign),
+                _ => panic!("not a writing subcommand"),
+            };
+            refused.err().map(|e| e.slug)
+        };
+        let refused = Some("meaningless_flag");
+        for sub in [
+            &["x", "publish", "f.json"][..],
+            &["x", "rollback", "--to", "4"],
+        ] {
+            let with = |extra: &[&'static str]| {
+                let mut args = sub.to_vec();
+                args.extend_from_slice(extra);
+                slug(&args)
+            };
+            assert_eq!(with(&[]), None, "{sub:?}");
+            assert_eq!(with(&["--status-prefix", "/s/"]), refused, "{sub:?}");
+            assert_eq!(with(&["--status-prefix", "/s/", "--wait"]), None, "{sub:?}");
+            assert_eq!(with(&["--signed-format", "v2"]), refused, "{sub:?}");
+            assert_eq!(
+                with(&["--signed-format", "v2", "--sign-key", "k"]),
+                None,
+                "{sub:?}"
+            );
+        }
     }
 
     #[test]

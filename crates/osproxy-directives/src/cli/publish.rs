@@ -14,8 +14,8 @@ use osproxy_observe::decode_directive_set_with;
 use serde_json::json;
 
 use super::common::{
-    check_published_form, clock, finish_with, print_json, read_input, summarize_ids, CliError,
-    FleetArgs, NoteArgs,
+    check_published_form, clock, finish_with, meaningless_flag, print_json, read_input,
+    summarize_ids, CliError, FleetArgs, Given, NoteArgs,
 };
 use super::status::{print_view, wait_for_fleet, InstanceState, DEFAULT_WAIT_TIMEOUT};
 use super::trust::SignArgs;
@@ -73,6 +73,27 @@ pub struct PublishOpts {
     /// Signing (SPEC §9).
     #[command(flatten)]
     pub sign: SignArgs,
+    /// Which of these flags were typed (filled in by `cli::main`).
+    #[arg(skip)]
+    pub given: Given,
+}
+
+/// Refuses, as `meaningless_flag` with the reason, a flag of a writing
+/// subcommand (`publish`, `rollback`) that another makes meaningless:
+/// `--status-prefix` without `--wait` (nothing reads the instance reports),
+/// `--signed-format` without `--sign-key`. Only typed flags count.
+///
+/// # Errors
+/// That usage error.
+pub fn refuse_meaningless(given: &Given, wait: bool, sign: &SignArgs) -> Result<(), CliError> {
+    if given.has("status_prefix") && !wait {
+        return Err(meaningless_flag(
+            "--status-prefix",
+            "without --wait (nothing reads the instance reports)",
+            "add --wait, or drop --status-prefix",
+        ));
+    }
+    sign.refuse_meaningless(given)
 }
 
 /// Runs `publish`.
@@ -83,6 +104,7 @@ pub async fn run(opts: PublishOpts) -> ExitCode {
 /// Publishes; with `--wait`, the exit code is the fleet's verdict (the
 /// write itself succeeded, so it is reported as such, once).
 async fn execute(opts: &PublishOpts) -> Result<ExitCode, CliError> {
+    refuse_meaningless(&opts.given, opts.wait, &opts.sign)?;
     let limits = opts.fleet.limits.limits();
     let bytes = read_input(&opts.file)?;
     let set = decode_directive_set_with(&bytes, clock().as_ref(), &limits)?;

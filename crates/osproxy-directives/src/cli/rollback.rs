@@ -10,8 +10,8 @@ use clap::Args;
 use osproxy_etcd::DEFAULT_STATUS_PREFIX;
 use serde_json::json;
 
-use super::common::{finish_with, print_json, summarize_ids, CliError, FleetArgs, NoteArgs};
-use super::publish::FleetGate;
+use super::common::{finish_with, print_json, summarize_ids, CliError, FleetArgs, Given, NoteArgs};
+use super::publish::{refuse_meaningless, FleetGate};
 use super::status::DEFAULT_WAIT_TIMEOUT;
 use crate::diff::SetDiff;
 use crate::duration::{duration_default, parse_duration};
@@ -62,6 +62,9 @@ pub struct RollbackOpts {
     /// Where the directives live, how to reach etcd, limits and output.
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Which of these flags were typed (filled in by `cli::main`).
+    #[arg(skip)]
+    pub given: Given,
 }
 
 /// Runs `rollback`.
@@ -70,6 +73,7 @@ pub async fn run(opts: RollbackOpts) -> ExitCode {
 }
 
 async fn execute(opts: &RollbackOpts) -> Result<ExitCode, CliError> {
+    refuse_meaningless(&opts.given, opts.wait, &opts.sign)?;
     let note = opts.note.note()?;
     let publisher = opts.sign.apply(opts.fleet.publisher().await?)?;
     let outcome = publisher

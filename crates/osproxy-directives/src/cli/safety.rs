@@ -14,11 +14,10 @@
 use std::time::Duration;
 
 use clap::Args;
-use osproxy_etcd::safety::DEFAULT_FAILSAFE_LEVEL;
 use osproxy_etcd::{Ceilings, EtcdStoreBuilder};
 use osproxy_observe::DiagLevel;
 
-use super::common::CliError;
+use super::common::{meaningless_flag, CliError};
 use crate::duration::{duration_default, parse_duration, DurationError};
 
 /// `serve`'s default `--failsafe-after` (the module docs say why).
@@ -28,18 +27,16 @@ pub const DEFAULT_SERVE_FAILSAFE_AFTER: Duration = Duration::from_secs(60);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailsafeAfter(pub Option<Duration>);
 
-/// Parses `off` or a duration (`30s`, `2m`, …; not zero).
+/// Parses `off` or a duration (`30s`, `2m`, …). A zero duration parses:
+/// the store's options refuse it, the one place that rule lives.
 ///
 /// # Errors
-/// A [`DurationError`] for anything else, or a zero duration.
+/// A [`DurationError`] for anything else.
 pub fn parse_failsafe_after(s: &str) -> Result<FailsafeAfter, DurationError> {
     if s.trim() == "off" {
         return Ok(FailsafeAfter(None));
     }
-    match parse_duration(s)? {
-        Duration::ZERO => Err(DurationError("zero duration (use `off`)")),
-        d => Ok(FailsafeAfter(Some(d))),
-    }
+    parse_duration(s).map(|d| FailsafeAfter(Some(d)))
 }
 
 /// Parses a level name (`Off`, `Shape`, `ShapeTiming`, `ShapeRewriteDiff`).
@@ -62,7 +59,7 @@ pub struct SafetyArgs {
     #[arg(long, default_value = duration_default!(DEFAULT_SERVE_FAILSAFE_AFTER), value_parser = parse_failsafe_after, value_name = "DURATION|off", help_heading = "capture safety")]
     pub failsafe_after: FailsafeAfter,
     /// The highest level that keeps applying while the fail-safe is engaged
-    /// [default: Off]. Refused with `--failsafe-after off`, where it would
+    /// [default: Shape]. Refused with `--failsafe-after off`, where it would
     /// mean nothing.
     #[arg(long, value_parser = parse_level, value_name = "LEVEL", help_heading = "capture safety")]
     pub failsafe_level: Option<DiagLevel>,
@@ -92,13 +89,15 @@ impl SafetyArgs {
         }
     }
 
-    /// `builder` with the fail-safe and the ceilings.
+    /// `builder` with the fail-safe and the ceilings (the fail-safe level
+    /// only when given: the store's default otherwise).
     pub fn apply(&self, builder: EtcdStoreBuilder) -> EtcdStoreBuilder {
-        let builder = builder.ceilings(self.ceilings());
-        match self.failsafe_after.0 {
-            Some(after) => builder
-                .failsafe_after(after)
-                .failsafe_level(self.failsafe_level.unwrap_or(DEFAULT_FAILSAFE_LEVEL)),
+        let mut builder = builder.ceilings(self.ceilings());
+        if let Some(after) = self.failsafe_after.0 {
+            builder = builder.failsafe_after(after);
+        }
+        match self.failsafe_level {
+            Some(level) => builder.failsafe_level(level),
             None => builder,
         }
     }
@@ -109,11 +108,11 @@ impl SafetyArgs {
     /// `meaningless_flag` for `--failsafe-level` with `--failsafe-after off`.
     pub fn validate(&self) -> Result<(), CliError> {
         if self.failsafe_after.0.is_none() && self.failsafe_level.is_some() {
-            return Err(CliError::usage(
-                "meaningless_flag",
-                "--failsafe-level has no effect with --failsafe-after off (the fail-safe never engages)",
-            )
-            .hint("drop --failsafe-level, or give --failsafe-after a duration"));
+            return Err(meaningless_flag(
+                "--failsafe-level",
+                "with --failsafe-after off (the fail-safe never engages)",
+                "drop --failsafe-level, or give --failsafe-after a duration",
+            ));
         }
         Ok(())
     }
@@ -130,7 +129,11 @@ mod tests {
             parse_failsafe_after("90s"),
             Ok(FailsafeAfter(Some(Duration::from_secs(90))))
         );
-        assert!(parse_failsafe_after("0s").is_err());
+        // Zero is the store options' to refuse (serve's tests show it).
+        assert_eq!(
+            parse_failsafe_after("0s"),
+            Ok(FailsafeAfter(Some(Duration::ZERO)))
+        );
         assert!(parse_failsafe_after("never").is_err());
     }
 

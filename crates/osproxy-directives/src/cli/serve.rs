@@ -15,17 +15,17 @@ use std::time::Duration;
 use clap::Args;
 use osproxy_etcd::backoff::{DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
 use osproxy_etcd::config::{
-    Connection, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
+    DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_STALE_AFTER,
 };
 use osproxy_etcd::{
-    EtcdDirectiveStore, EtcdError, InstanceReport, DEFAULT_STATUS_LEASE_TTL, DEFAULT_STATUS_PREFIX,
+    EtcdDirectiveStore, EtcdError, DEFAULT_STATUS_LEASE_TTL, DEFAULT_STATUS_PREFIX,
 };
 use osproxy_observe::InMemoryDirectiveStore;
 use tracing::info;
 
 use super::access::AccessArgs;
-use super::common::{clock, config_error, CliError, EtcdArgs, LayoutArgs, LimitArgs};
+use super::common::{clock, config_error, CliError, EtcdArgs, Given, LayoutArgs, LimitArgs};
 use super::safety::SafetyArgs;
 use crate::admin::server::{
     self, ServerLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
@@ -33,6 +33,11 @@ use crate::admin::server::{
 };
 use crate::admin::{router, AdminOptions, AdminState, Backend, EtcdBackend};
 use crate::duration::{duration_default, parse_duration};
+
+mod checks;
+
+pub use checks::refuse_meaningless;
+use checks::store_options;
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
@@ -173,6 +178,10 @@ pub struct ServeOpts {
         help_heading = "Trust"
     )]
     pub header_trust_store: Option<std::path::PathBuf>,
+    /// Which of these flags were typed (filled in by `cli::main` from the
+    /// parsed command line; see [`refuse_meaningless`]).
+    #[arg(skip)]
+    pub given: Given,
 }
 
 /// Runs `serve` until SIGINT or SIGTERM.
@@ -187,7 +196,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
     let access = opts
         .access
         .validate(opts.listen, opts.etcd, opts.sign.sign_key.is_some())?;
-    opts.safety.validate()?;
+    refuse_meaningless(&opts, access.token.is_some())?;
     if opts
         .instance_id
         .as_deref()
@@ -212,6 +221,41 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         ))),
         None => None,
     };
+    let store_options = if opts.etcd {
+        Some(store_options(&opts)?)
+    } else {
+        None
+    };
+    let signer = opts
+        .sign
+        .sign_key
+        .as_deref()
+        .map(super::trust::read_signer)
+        .transpose()?;
+    let (backend, store_line) = match store_options {
+        Some(options) => {
+            let store = EtcdDirectiveStore::connect_with(options)
+                .await
+                .map_err(store_error)?;
+            let mut line = format!("etcd {}", store.layout().key());
+            if let Some(id) = &opts.instance_id {
+                line.push_str(&format!(", instance {id}"));
+            }
+            (
+                Backend::Etcd(Box::new(
+                    EtcdBackend::new(store)
+                        .with_status_prefix(opts.status_prefix.clone())
+                        .signing(signer)
+                        .signed_format(opts.sign.format()),
+                )),
+                line,
+            )
+        }
+        None => (
+            Backend::InMemory(InMemoryDirectiveStore::new()),
+            "in-memory".to_owned(),
+        ),
+    };
     let options = AdminOptions {
         token: access.token.clone(),
         token_name: access.token_name.clone(),
@@ -224,67 +268,12 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         limits,
         clock: clock(),
         header_verifier,
-        header_ceilings: if opts.etcd {
-            opts.safety.ceilings()
-        } else {
-            osproxy_etcd::Ceilings::default()
+        // A header's directive is clamped to what this instance allows:
+        // the store's ceilings (none for the in-memory store).
+        header_ceilings: match &backend {
+            Backend::Etcd(b) => b.store().ceilings(),
+            Backend::InMemory(_) => osproxy_etcd::Ceilings::default(),
         },
-    };
-    let (backend, store_line) = if opts.etcd {
-        let layout = opts.layout.layout()?;
-        let mut settings = opts.etcd_args.settings()?;
-        settings.keepalive_interval = opts.keepalive_interval;
-        settings.keepalive_timeout = opts.keepalive_timeout;
-        let connection = Connection::try_from(settings).map_err(config_error)?;
-        let builder = EtcdDirectiveStore::builder(connection.endpoints(), layout.clone(), clock())
-            .connection(connection.clone())
-            .stale_after(opts.stale_after)
-            .progress_interval(opts.progress_interval)
-            .backoff(opts.backoff_initial, opts.backoff_max)
-            .decode_limits(limits);
-        let mut builder = opts.safety.apply(builder);
-        if let Some(path) = &opts.trust_store {
-            let mut trust = super::trust::read_trust_store(path)?;
-            if opts.require_signed_v2 {
-                trust = trust.requiring_signed_v2();
-            }
-            builder = builder.trust_store(trust);
-        }
-        if let Some(dir) = &opts.state_dir {
-            builder = builder.state_dir(dir);
-        }
-        if let Some(id) = &opts.instance_id {
-            builder = builder.instance(InstanceReport {
-                instance_id: id.clone(),
-                status_prefix: opts.status_prefix.clone(),
-                lease_ttl: opts.status_lease_ttl,
-            });
-        }
-        let store = builder.connect().await.map_err(store_error)?;
-        let mut line = format!("etcd {}", layout.key());
-        if let Some(id) = &opts.instance_id {
-            line.push_str(&format!(", instance {id}"));
-        }
-        (
-            Backend::Etcd(Box::new(
-                EtcdBackend::new(store, opts.stale_after, connection, layout)
-                    .with_status_prefix(opts.status_prefix.clone())
-                    .signing(
-                        opts.sign
-                            .sign_key
-                            .as_deref()
-                            .map(super::trust::read_signer)
-                            .transpose()?,
-                    )
-                    .signed_format(opts.sign.format()),
-            )),
-            line,
-        )
-    } else {
-        (
-            Backend::InMemory(InMemoryDirectiveStore::new()),
-            "in-memory".to_owned(),
-        )
     };
     let state = AdminState::new(backend, options);
     let shutdown = shutdown_signal()?;
@@ -327,9 +316,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
 
 fn store_error(e: EtcdError) -> CliError {
     match e {
-        EtcdError::Config(c) => {
-            CliError::usage("invalid_config", "invalid etcd store settings").caused_by(&c)
-        }
+        EtcdError::Config(c) => config_error(c),
         other => CliError::runtime("etcd_unavailable", "cannot start the etcd store")
             .caused_by(&other)
             .hint("check --endpoints (or OSPROXY_ETCD_ENDPOINTS) and that etcd runs"),
@@ -405,7 +392,7 @@ mod tests {
             .unwrap();
         let o = Cli::from_arg_matches(&matches).unwrap().serve;
         let connection = ConnectionConfig::new(&[]);
-        let report = InstanceReport::new("x");
+        let report = osproxy_etcd::InstanceReport::new("x");
         assert_eq!(o.listen, DEFAULT_LISTEN);
         assert_eq!(o.status_prefix, report.status_prefix);
         assert_eq!(o.status_lease_ttl, report.lease_ttl);

@@ -9,7 +9,7 @@ use clap::Args;
 use osproxy_etcd::Publisher;
 use osproxy_observe::{KeyError, SignedFormat, SignerKey, TrustStore};
 
-use super::common::CliError;
+use super::common::{meaningless_flag, CliError, Given};
 
 /// Longest key or trust store file read, in bytes.
 const MAX_KEY_FILE: u64 = 64 * 1024;
@@ -36,6 +36,22 @@ pub struct SignArgs {
 }
 
 impl SignArgs {
+    /// Refuses `--signed-format` typed without `--sign-key`: nothing would
+    /// be signed (exit 2 `meaningless_flag`).
+    ///
+    /// # Errors
+    /// That usage error.
+    pub fn refuse_meaningless(&self, given: &Given) -> Result<(), CliError> {
+        if given.has("signed_format") && self.sign_key.is_none() {
+            return Err(meaningless_flag(
+                "--signed-format",
+                "without --sign-key (nothing is signed)",
+                "add --sign-key, or drop --signed-format",
+            ));
+        }
+        Ok(())
+    }
+
     /// `publisher`, signing with the key when one is given.
     ///
     /// # Errors

@@ -97,10 +97,8 @@
 //! ```
 
 mod error;
-mod fleet;
-mod history;
 pub(crate) mod live;
-mod note;
+pub(crate) mod note;
 mod prefix;
 mod seal;
 mod write;
@@ -116,13 +114,13 @@ use etcd_client::{Client, GetOptions};
 use osproxy_core::Clock;
 use osproxy_observe::{DecodeLimits, SignedFormat, SignerKey, TrustStore};
 
-pub use crate::changes::{Change, Changes};
-pub use error::{PublishError, PublishFault};
-pub use fleet::FleetStatus;
-pub use history::{
+pub use crate::fleet::FleetStatus;
+pub use crate::history::{
     Diff, History, HistoryEntry, Rollback, SetAt, SetChanges, DEFAULT_HISTORY_LIMIT,
     DEFAULT_HISTORY_PAGE_BYTES, MAX_HISTORY_LIMIT,
 };
+pub use crate::changes::{Change, Changes};
+pub use error::{PublishError, PublishFault};
 pub use live::{KeyRejection, LiveSet};
 pub use note::{RecordedNote, SignedNote};
 pub use write::{directive_key, with_added, without, Written};
@@ -134,14 +132,14 @@ pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Writes directive sets to etcd with compare-and-swap. See the module docs.
 pub struct Publisher {
-    client: Client,
+    pub(crate) client: Client,
     /// Every endpoint and setting (the change feed fails over across them).
     pub(crate) connection: Connection,
     /// The endpoint that answered `connect`.
     pub(crate) endpoint_ix: usize,
     pub(crate) layout: Layout,
     endpoint: String,
-    request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: DecodeLimits,
     /// Signs every value written (SPEC §9).
@@ -299,7 +297,7 @@ impl Publisher {
     }
 
     /// Runs one request that writes nothing within the request timeout.
-    async fn request<T>(
+    pub(crate) async fn request<T>(
         &self,
         op: &'static str,
         fut: impl Future<Output = Result<T, etcd_client::Error>>,
@@ -310,7 +308,7 @@ impl Publisher {
 
 /// Runs one request that writes nothing within `limit`; a failure is
 /// [`PublishError::Transport`].
-async fn request<T>(
+pub(crate) async fn request<T>(
     limit: Duration,
     op: &'static str,
     fut: impl Future<Output = Result<T, etcd_client::Error>>,

@@ -16,7 +16,7 @@ use osproxy_observe::DirectiveSet;
 use tokio::time::sleep_until;
 
 use super::{Command, Note, Session};
-use crate::config::{ConnectionConfig, Layout};
+use crate::config::{Connection, Layout};
 use crate::error::{bounded, client_error_kind, TransportError};
 use crate::follow::{Header, Snapshot};
 use crate::offload::decode_work;
@@ -45,7 +45,7 @@ pub(crate) enum Out {
 /// The driver of one session.
 pub(crate) struct Driver {
     pub(crate) session: Session,
-    connection: ConnectionConfig,
+    connection: Connection,
     layout: Layout,
     /// Reads take the publisher's revision marker too
     /// ([`Driver::live_revision`]).
@@ -66,13 +66,13 @@ impl Driver {
     /// A driver for `session` over `connection`'s endpoints.
     pub(crate) fn new(
         session: Session,
-        connection: ConnectionConfig,
+        connection: Connection,
         layout: Layout,
         marker_reads: bool,
     ) -> Driver {
         Driver {
             session,
-            limit: connection.connect_timeout,
+            limit: connection.connect_timeout(),
             connection,
             layout,
             marker_reads,
@@ -95,13 +95,13 @@ impl Driver {
 
     /// The endpoint in use or being tried.
     pub(crate) fn endpoint(&self) -> &str {
-        let eps = &self.connection.endpoints;
+        let eps = self.connection.endpoints();
         eps.get(self.session.endpoint()).map_or("", String::as_str)
     }
 
     /// The endpoint at `i`.
     pub(crate) fn endpoint_at(&self, i: usize) -> &str {
-        self.connection.endpoints.get(i).map_or("", String::as_str)
+        self.connection.endpoints().get(i).map_or("", String::as_str)
     }
 
     /// The open connection.
@@ -164,7 +164,7 @@ impl Driver {
                 // failed): start over where the session stands.
                 None => {
                     let endpoint = self.session.endpoint();
-                    self.start(endpoint, self.connection.connect_timeout);
+                    self.start(endpoint, self.connection.connect_timeout());
                 }
             }
             return;
@@ -193,7 +193,7 @@ impl Driver {
     }
 
     fn request_limit(&self) -> Duration {
-        self.limit.min(self.connection.request_timeout)
+        self.limit.min(self.connection.request_timeout())
     }
 
     fn failed(&mut self, e: TransportError) {
@@ -213,7 +213,7 @@ impl Driver {
                 self.stream = None;
                 self.client = None;
                 let ep = self.endpoint_at(endpoint).to_owned();
-                let open = connection::open(&self.connection, &ep);
+                let open = connection::open(self.connection.settings(), &ep);
                 match bounded(self.limit, "connect", open).await {
                     Ok(client) => {
                         self.client = Some(client);
@@ -226,7 +226,7 @@ impl Driver {
                 let Some(client) = self.client.as_mut() else {
                     return self.session.handle_failed(timers::now(), "no connection");
                 };
-                let limit = self.limit.min(self.connection.request_timeout);
+                let limit = self.limit.min(self.connection.request_timeout());
                 match connection::resumable(client, &self.layout, revision + 1, limit).await {
                     Ok(held) => self.session.handle_held(held),
                     Err(e) => self.failed(e),
@@ -248,7 +248,7 @@ impl Driver {
                 match bounded(self.limit, "watch", client.watch(key, Some(opts))).await {
                     Ok(stream) => {
                         self.stream = Some(stream);
-                        self.limit = self.connection.connect_timeout;
+                        self.limit = self.connection.connect_timeout();
                         self.session.handle_watch_opened(timers::now());
                         self.outs.push_back(Out::Phase(WatchPhase::Watching));
                         self.outs.push_back(Out::Watching);

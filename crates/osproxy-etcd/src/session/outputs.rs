@@ -96,13 +96,13 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The store's: its layout, timers and backoff, one swap per message.
-    pub(crate) fn for_store(config: &crate::config::StoreConfig) -> Settings {
+    pub(crate) fn for_store(options: &crate::config::StoreOptions) -> Settings {
         Settings {
-            endpoints: config.connection.endpoints.len(),
-            range: Range::of(&config.layout),
-            progress_every: config.progress_interval,
-            stale_after: config.stale_after,
-            backoff: config.backoff,
+            endpoints: options.connection().endpoints().len(),
+            range: Range::of(options.layout()),
+            progress_every: options.progress_interval(),
+            stale_after: options.stale_after(),
+            backoff: options.backoff(),
             per_revision: false,
             seed: rand::random(),
         }

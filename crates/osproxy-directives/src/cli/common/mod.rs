@@ -21,12 +21,14 @@ use osproxy_observe::DecodeLimits;
 use crate::duration::{duration_default, parse_duration};
 
 mod error;
+mod given;
 mod note;
 mod targets;
 pub mod term;
 
 pub(crate) use error::config_error;
 pub use error::{exit_codes_help, CliError, Failure, EXIT_CODES, SUCCESS_MEANING};
+pub use given::{meaningless_flag, Given};
 pub use note::{note_json, note_text, NoteArgs};
 pub use targets::TargetArgs;
 

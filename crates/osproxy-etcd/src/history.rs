@@ -27,6 +27,11 @@
 //! absolute expiry (nothing is extended) and dropping directives already
 //! expired ([`Rollback::expired`]). Its note records the author given and
 //! the reason `rollback to R` (followed by the reason given, if any).
+//!
+//! # Where it lives
+//! A reader of etcd's history, so beside the other readers rather than in
+//! [`crate::publisher`], the write side; its methods are [`Publisher`]'s
+//! only to share its connection (a rollback then writes through it).
 
 use std::collections::BTreeMap;
 
@@ -34,10 +39,10 @@ use etcd_client::WatchOptions;
 use osproxy_observe::encode::directive_value;
 use osproxy_observe::{DirectiveSet, NoteError, PublishNote};
 
-use super::live::{read_range, Live, LiveSet};
-use super::note::{RecordedNote, SignedNote};
-use super::{request, PublishError, Publisher};
 use crate::error::{is_out_of_range, TransportError};
+use crate::publisher::live::{read_range, Live, LiveSet};
+use crate::publisher::note::{RecordedNote, SignedNote};
+use crate::publisher::{request, PublishError, Publisher};
 
 /// How many entries [`Publisher::history`] returns when not told.
 pub const DEFAULT_HISTORY_LIMIT: usize = 20;

@@ -1,11 +1,17 @@
 //! Every option of the etcd store, with its default, validated once when the
 //! store is built so that a bad option fails at start, not in the background.
 //!
-//! The connection settings ([`ConnectionConfig`], plain data) become a
-//! [`Connection`] only through its validating constructor
-//! ([`Connection::try_from`], or [`ConnectionConfig::validate`]): the store,
-//! the publisher and the CLI take a `Connection` (or settings they turn into
-//! one), so no caller checks the settings itself.
+//! Configuration flows one way: plain data as given, checked once into a
+//! type whose fields are private and whose only constructor is the check.
+//! - The connection settings ([`ConnectionConfig`]) become a [`Connection`]
+//!   only through [`Connection::try_from`] (or [`ConnectionConfig::validate`]):
+//!   the store, the publisher and the CLI take a `Connection` (or settings
+//!   they turn into one), so no caller checks the settings itself.
+//! - The store's options ([`StoreConfig`], which the builder fills in) become
+//!   [`StoreOptions`] only through [`StoreOptions::try_from`]; the store runs
+//!   with them and hands them out ([`crate::EtcdDirectiveStore::options`],
+//!   `is_fresh`, `connection`, `ceilings`), so whoever is given the store
+//!   needs nothing passed beside it.
 //!
 //! | option | default | meaning |
 //! |---|---|---|
@@ -22,14 +28,13 @@
 //! | decode limits | SPEC §2 | body size, directive count, lifetime cap |
 //! | state dir | none | where the signed format v2 high-water mark survives restarts |
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use osproxy_core::Clock;
-use osproxy_observe::DecodeLimits;
-
-use crate::backoff::BackoffPolicy;
 use crate::error::ConfigError;
+
+mod store;
+
+pub use store::{StoreConfig, StoreOptions};
 
 /// Where the directives live in etcd.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -349,7 +354,7 @@ impl TryFrom<ConnectionConfig> for Connection {
     }
 }
 
-fn nonzero(option: &'static str, d: Duration) -> Result<(), ConfigError> {
+pub(crate) fn nonzero(option: &'static str, d: Duration) -> Result<(), ConfigError> {
     if d.is_zero() {
         return Err(ConfigError::Range {
             option,
@@ -382,70 +387,6 @@ pub fn normalize_endpoint(endpoint: &str, tls: bool) -> Result<String, ConfigErr
         return Err(ConfigError::BadEndpoint(e.to_owned()));
     }
     Ok(format!("{scheme}://{rest}"))
-}
-
-/// The options of one [`crate::EtcdDirectiveStore`].
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    /// How to reach etcd.
-    pub connection: ConnectionConfig,
-    /// Where the directives live.
-    pub layout: Layout,
-    /// Silence on the watch after which the connection counts as stale and is
-    /// replaced (the staleness bound).
-    pub stale_after: Duration,
-    /// Silence after which etcd is asked to confirm the watch is current.
-    pub progress_interval: Duration,
-    /// Reconnect delays.
-    pub backoff: BackoffPolicy,
-    /// Decoder limits.
-    pub decode_limits: DecodeLimits,
-    /// Report this instance's applied revision under a leased status key.
-    pub instance: Option<crate::InstanceReport>,
-    /// The fail-safe (SPEC §8); `None`, the default: the last good set keeps
-    /// serving whatever the staleness (the seed's semantics).
-    pub failsafe: Option<crate::FailsafePolicy>,
-    /// Local ceilings every applied set is clamped to; default none.
-    pub ceilings: crate::Ceilings,
-    /// With a trust store, only values signed by one of its keys apply
-    /// (SPEC §9, `osproxy_observe::signed`); default none.
-    pub trust: Option<Arc<osproxy_observe::TrustStore>>,
-    /// Where the anti-rollback high-water mark survives restarts (signed
-    /// format v2); default none (kept in memory only).
-    pub state_dir: Option<std::path::PathBuf>,
-    /// The time source.
-    pub clock: Arc<dyn Clock>,
-}
-
-impl StoreConfig {
-    /// Checks every option.
-    ///
-    /// # Errors
-    /// The first [`ConfigError`] found.
-    pub fn validate(mut self) -> Result<Self, ConfigError> {
-        // The watcher reads the settings as validated (endpoints normalised).
-        self.connection = Connection::try_from(self.connection)?.into();
-        self.layout.validate()?;
-        nonzero("stale after", self.stale_after)?;
-        nonzero("progress interval", self.progress_interval)?;
-        if self.progress_interval >= self.stale_after {
-            return Err(ConfigError::Range {
-                option: "progress interval",
-                why: "must be shorter than the staleness bound",
-            });
-        }
-        self.backoff.validate()?;
-        if let Some(policy) = &self.failsafe {
-            nonzero("failsafe after", policy.after)?;
-        }
-        if self.ceilings.max_sample_per_mille.is_some_and(|m| m > 1000) {
-            return Err(ConfigError::Range {
-                option: "max sample per mille",
-                why: "must be at most 1000",
-            });
-        }
-        Ok(self)
-    }
 }
 
 #[cfg(test)]

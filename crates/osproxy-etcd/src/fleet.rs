@@ -1,11 +1,15 @@
 //! [`FleetStatus`]: the live revision and every instance report, read in
 //! one consistent snapshot.
+//!
+//! A reader, so it lives beside what it reads ([`crate::instance`], the
+//! reports the stores write) rather than in [`crate::publisher`], the write
+//! side; it is a [`Publisher`] method only to share its connection.
 
 use etcd_client::{GetOptions, Txn, TxnOp, TxnOpResponse};
 
-use super::live::{key_string, newest_revision};
-use super::{PublishError, Publisher};
 use crate::instance::InstanceStatus;
+use crate::publisher::live::{key_string, newest_revision};
+use crate::publisher::{PublishError, Publisher};
 
 /// The fleet as the per-instance status keys report it
 /// ([`crate::InstanceReport`]), read in one consistent snapshot with the
