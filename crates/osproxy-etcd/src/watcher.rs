@@ -176,7 +176,8 @@ impl Watcher {
                 self.mark_dirty();
             }
             Note::Confirmed { revision } => {
-                self.status.confirmed(self.config.clock().as_ref(), revision);
+                self.status
+                    .confirmed(self.config.clock().as_ref(), revision);
                 if self.serving.confirmed(timers::now()) {
                     self.mark_dirty();
                 }

@@ -114,12 +114,12 @@ use etcd_client::{Client, GetOptions};
 use osproxy_core::Clock;
 use osproxy_observe::{DecodeLimits, SignedFormat, SignerKey, TrustStore};
 
+pub use crate::changes::{Change, Changes};
 pub use crate::fleet::FleetStatus;
 pub use crate::history::{
     Diff, History, HistoryEntry, Rollback, SetAt, SetChanges, DEFAULT_HISTORY_LIMIT,
     DEFAULT_HISTORY_PAGE_BYTES, MAX_HISTORY_LIMIT,
 };
-pub use crate::changes::{Change, Changes};
 pub use error::{PublishError, PublishFault};
 pub use live::{KeyRejection, LiveSet};
 pub use note::{RecordedNote, SignedNote};

@@ -101,7 +101,10 @@ impl Driver {
 
     /// The endpoint at `i`.
     pub(crate) fn endpoint_at(&self, i: usize) -> &str {
-        self.connection.endpoints().get(i).map_or("", String::as_str)
+        self.connection
+            .endpoints()
+            .get(i)
+            .map_or("", String::as_str)
     }
 
     /// The open connection.
