@@ -17,3 +17,4 @@ pub mod diff;
 pub mod duration;
 pub mod explain;
 pub mod local_etcd;
+pub mod reference;

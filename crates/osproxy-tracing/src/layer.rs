@@ -15,7 +15,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use osproxy_core::{Clock, EndpointKind, Instant};
 use osproxy_observe::{
@@ -37,7 +37,12 @@ use crate::shape::{Keys, ShapeVisitor};
 /// they are counted as dropped.
 pub(crate) const MAX_EVENTS_PER_SPAN: usize = 256;
 
+/// Held while a recorder switches and rebuilds `tracing`'s interest cache.
+static REBUILD: Mutex<()> = Mutex::new(());
+
 pub(crate) struct Inner {
+    /// The dispatcher the layer was last registered with.
+    pub(crate) dispatch: Mutex<Option<tracing_core::dispatcher::WeakDispatch>>,
     pub(crate) shared: SharedDirectiveSet,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) request_span: &'static str,
@@ -142,12 +147,31 @@ impl Inner {
     /// Re-reads whether any live directive is above `Off`; rebuilds the
     /// callsite interest cache when that changed. Returns the new state.
     pub(crate) fn refresh(&self) -> bool {
+        // Serialised across recorders: two rebuilds interleaving callsite by
+        // callsite could leave one computed before the other's switch last.
+        let _one = REBUILD.lock().unwrap_or_else(PoisonError::into_inner);
         self.seen_swaps
             .store(self.shared.swaps(), Ordering::Release);
         let set = self.shared.load_full();
         let active = set.any_live_above_off(self.clock.now());
         if self.active.swap(active, Ordering::AcqRel) != active {
-            tracing_core::callsite::rebuild_interest_cache();
+            // With a single dispatcher, `tracing-core` rebuilds from the
+            // calling thread's default one; the watcher thread has none (and
+            // a scoped dispatcher is nobody else's default), so rebuild
+            // under the dispatcher this recorder was registered with.
+            let dispatch = self
+                .dispatch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .and_then(tracing_core::dispatcher::WeakDispatch::upgrade);
+            match dispatch {
+                Some(d) => tracing_core::dispatcher::with_default(
+                    &d,
+                    tracing_core::callsite::rebuild_interest_cache,
+                ),
+                None => tracing_core::callsite::rebuild_interest_cache(),
+            }
         }
         active
     }
@@ -383,13 +407,27 @@ impl<S> Layer<S> for RecorderLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &tracing_core::Dispatch) {
+        *self
+            .0
+            .dispatch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let inner = &self.0;
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let now = inner.clock.now();
         if inner.is_request(attrs.metadata()) {
+            // Behind a combined filter (`Recorder::layer_with_baseline`) the
+            // service's baseline alone can build a request span: decide only
+            // while some directive is live, as the per-layer filter does.
+            if !inner.active.load(Ordering::Relaxed) {
+                return;
+            }
+            let now = inner.clock.now();
             if let Some(state) = inner.open_request(attrs, now) {
                 span.extensions_mut().insert(state);
             }
@@ -410,12 +448,16 @@ where
         let Some((request, level, trace_id, parent_id)) = found else {
             return;
         };
+        let meta = attrs.metadata();
+        if !allows(level, meta.level()) {
+            return;
+        }
+        let now = inner.clock.now();
         let mut fields = Vec::new();
         attrs.record(&mut ShapeVisitor {
             safe: &inner.safe,
             out: &mut fields,
         });
-        let meta = attrs.metadata();
         let rec = SpanRec {
             span_id: inner.fresh_id(),
             parent_id,
@@ -460,14 +502,14 @@ where
             return;
         };
         let mut ext = span.extensions_mut();
-        let events = if let Some(r) = ext.get_mut::<RequestState>() {
-            &mut r.root.events
+        let (diag, events) = if let Some(r) = ext.get_mut::<RequestState>() {
+            (r.provenance.level, &mut r.root.events)
         } else if let Some(c) = ext.get_mut::<ChildState>() {
-            &mut c.rec.events
+            (c.level, &mut c.rec.events)
         } else {
             return;
         };
-        if events.len() >= MAX_EVENTS_PER_SPAN {
+        if !allows(diag, event.metadata().level()) || events.len() >= MAX_EVENTS_PER_SPAN {
             return;
         }
         let mut fields = Vec::new();

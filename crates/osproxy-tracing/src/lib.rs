@@ -93,6 +93,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod gate;
 mod layer;
 mod otlp;
 mod payload;
@@ -116,6 +117,7 @@ use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer as _;
 
+pub use gate::GatedRecorder;
 pub use layer::{RecorderFilter, RecorderLayer};
 pub use otlp::{ExportStats, OtlpConfig, OtlpError, OtlpExport};
 pub use record::attr;
@@ -257,6 +259,7 @@ impl RecorderBuilder {
             .with_service_name(self.service_name)
             .build();
         let inner = Arc::new(Inner {
+            dispatch: std::sync::Mutex::new(None),
             shared: self.shared,
             clock: self.clock,
             request_span: self.request_span,
@@ -336,6 +339,39 @@ impl Recorder {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         RecorderLayer(Arc::clone(&self.inner)).with_filter(RecorderFilter(Arc::clone(&self.inner)))
+    }
+
+    /// The recorder's layer acting as the subscriber's filter as well: it
+    /// enables what the service's `baseline` enables or what the recorder
+    /// needs, and refuses the rest before the registry builds it. Keep the
+    /// same `baseline` on the service's own output layer (as its per-layer
+    /// filter) and add no global filter:
+    ///
+    /// ```
+    /// # use osproxy_observe::InMemoryDirectiveStore;
+    /// # use osproxy_tracing::Recorder;
+    /// use tracing_subscriber::{filter::LevelFilter, prelude::*};
+    /// # let store = InMemoryDirectiveStore::new();
+    /// # let recorder = Recorder::builder(store.shared().clone()).refresh_every(None).build();
+    /// let baseline = LevelFilter::INFO;
+    /// let subscriber = tracing_subscriber::registry()
+    ///     .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_filter(baseline))
+    ///     .with(recorder.layer_with_baseline(baseline));
+    /// # drop(subscriber);
+    /// ```
+    ///
+    /// Prefer it to [`Recorder::layer`]: with per-layer filters alone, a
+    /// request decided `Off` while directives are live still has its child
+    /// spans built and its events dispatched by the registry (nobody records
+    /// them; they cost microseconds). `baseline` is any per-layer filter
+    /// (`LevelFilter`, `Targets`) that enables everything the service's own
+    /// layers enable.
+    pub fn layer_with_baseline<F>(&self, baseline: F) -> GatedRecorder<F> {
+        GatedRecorder {
+            layer: RecorderLayer(Arc::clone(&self.inner)),
+            filter: RecorderFilter(Arc::clone(&self.inner)),
+            baseline,
+        }
     }
 
     /// Re-reads the set now (the watcher does this on its own): whether
