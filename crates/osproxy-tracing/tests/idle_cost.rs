@@ -108,8 +108,16 @@ fn with_the_baseline_an_off_request_builds_no_child_span() {
         (span.is_disabled(), child.is_disabled())
     };
     tracing::subscriber::with_default(subscriber, || {
-        assert_eq!(request("acme"), (false, true), "decided Off: no child built");
-        assert_eq!(request("other"), (false, false), "recorded: the child is built");
+        assert_eq!(
+            request("acme"),
+            (false, true),
+            "decided Off: no child built"
+        );
+        assert_eq!(
+            request("other"),
+            (false, false),
+            "recorded: the child is built"
+        );
     });
     assert_eq!(recorder.stats().decided, 2);
     assert_eq!(recorder.tape().len(), 1);

@@ -10,6 +10,7 @@
 //! | `/ui` | GET | the data only with it (the shell asks for it; see the `page` module) | the operator's page: live directives with a ticking remaining lifetime, the fleet's instances and their state |
 //! | `/ui/app.js`, `/ui/app.css` | GET | no | the page's script and style |
 //! | `/ui/history.js` | GET | no | the page's history panel |
+//! | `/ui/tape.js` | GET | no | the page's break-glass tape panel (polls `/admin/breakglass`) |
 //! | `/admin/page` | GET | yes | the page's data (JSON), polled by the page |
 //! | `/admin/history` | GET | yes | fleet mode: the set's revisions still in etcd's history, newest first, with author, reason, time and ids added/removed/changed (`?limit=N&before=R`, paged by entries and bytes read: `next_before`) |
 //! | `/admin/rollback` | POST | yes | fleet mode: `{"to": R, "expected_revision": L}` republishes the set as of R with compare-and-swap on L (409 `conflict` when it moved; 410 `compacted` with `oldest`) |
@@ -72,6 +73,10 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/ui/history.js",
             get(page::history_script).fallback(handlers::only_get),
+        )
+        .route(
+            "/ui/tape.js",
+            get(page::tape_script).fallback(handlers::only_get),
         )
         .route("/admin/page", get(page::data).fallback(handlers::only_get))
         .route(

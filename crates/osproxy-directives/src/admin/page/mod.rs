@@ -9,7 +9,7 @@
 //! | route | token | answer |
 //! |---|---|---|
 //! | `/ui` | see below | the page (HTML) |
-//! | `/ui/app.js`, `/ui/history.js`, `/ui/app.css` | no | the page's scripts and style (static, no data) |
+//! | `/ui/app.js`, `/ui/history.js`, `/ui/tape.js`, `/ui/app.css` | no | the page's scripts and style (static, no data) |
 //! | `/admin/page` | yes | the page's data as JSON (`PageModel`) |
 //! | `/admin/history` | yes | GET: the revisions still in etcd's history with their diffs (fleet mode; see `history`) |
 //! | `/admin/rollback` | yes | POST `{"to", "expected_revision"}`: republish the set as of `to` with compare-and-swap |
@@ -53,6 +53,7 @@ pub(crate) const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; scri
 
 const SCRIPT: &str = include_str!("app.js");
 const HISTORY_SCRIPT: &str = include_str!("history.js");
+const TAPE_SCRIPT: &str = include_str!("tape.js");
 const STYLE: &str = include_str!("app.css");
 
 /// Adds the page's security headers to `response`.
@@ -103,6 +104,11 @@ pub(crate) async fn script() -> Response {
 /// `GET /ui/history.js`.
 pub(crate) async fn history_script() -> Response {
     typed("text/javascript; charset=utf-8", HISTORY_SCRIPT)
+}
+
+/// `GET /ui/tape.js`: the break-glass tape panel (`GET /admin/breakglass`).
+pub(crate) async fn tape_script() -> Response {
+    typed("text/javascript; charset=utf-8", TAPE_SCRIPT)
 }
 
 /// `GET /ui/app.css`.
