@@ -263,3 +263,106 @@ async fn a_directive_in_etcd_records_acme_only_in_the_reference_service_until_it
     drop(b);
     assert_eq!(receiver.spans().len(), 18, "nothing exported after expiry");
 }
+
+/// The instance's ceilings apply to recording exactly as to decisions: a
+/// `ShapeRewriteDiff` directive with `capture` on an instance whose
+/// ceilings are `Shape` and no capture records at `Shape` (no timing, no
+/// debug events) and hands nothing to the sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clamped_directive_records_at_the_clamped_level() {
+    let cluster = tokio::task::spawn_blocking(EtcdCluster::single)
+        .await
+        .unwrap();
+    let key = unique_key("reference-clamped");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let layout = Layout::Key(key.clone());
+    let ceilings = osproxy_etcd::Ceilings {
+        max_level: Some(osproxy_observe::DiagLevel::Shape),
+        capture_allowed: false,
+        ..osproxy_etcd::Ceilings::NONE
+    };
+    let store = EtcdDirectiveStore::builder(&cluster.endpoints(), layout.clone(), clock.clone())
+        .ceilings(ceilings)
+        .connect()
+        .await
+        .unwrap();
+    let connection = ConnectionConfig::new(&cluster.endpoints())
+        .validate()
+        .unwrap();
+    let backend = Backend::Etcd(Box::new(EtcdBackend::new(
+        store,
+        DEFAULT_STALE_AFTER,
+        connection,
+        layout,
+    )));
+    let sink = Arc::new(Collect::default());
+    let mut options = ReferenceOptions::new(clock);
+    options.sink = sink.clone();
+    options.log = false;
+    options.refresh_every = Duration::from_millis(20);
+    let service = ReferenceService::new(backend, options).unwrap();
+    let serve = |router: axum::Router| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    };
+    let inst = Instance {
+        base: serve(service.service()).await,
+        admin: serve(service.admin()).await,
+        service,
+        sink,
+    };
+    cluster.put(
+        &key,
+        r#"{"directives":[{"id":"acme-diff","level":"ShapeRewriteDiff","tenant":"acme",
+            "ttl_secs":600,"ring_buffer":true,"capture":true}]}"#,
+    );
+    eventually(Duration::from_secs(10), "the instance is on", || async {
+        inst.service.recorder().is_active()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    search(&http, &inst, "acme", "clamped-1").await;
+    let body: Value = http
+        .get(format!("{}/admin/breakglass", inst.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = body["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{body}");
+    let doc = &entries[0];
+    assert_eq!(doc["osproxy.directive.id"], "acme-diff");
+    assert_eq!(doc["osproxy.diag.level"], "Shape", "clamped: {doc}");
+    assert_eq!(
+        doc["feature_flag.evaluation"]["feature_flag.result.variant"],
+        "Shape"
+    );
+    let text = doc.to_string();
+    assert!(!text.contains("busy_ns"), "no timing at Shape: {text}");
+    assert!(
+        !text.contains("\"DEBUG\""),
+        "no debug events at Shape: {text}"
+    );
+    assert!(
+        text.contains("\"INFO\""),
+        "info events are recorded: {text}"
+    );
+    assert!(
+        inst.sink.0.lock().unwrap().is_empty(),
+        "capture was clamped off"
+    );
+    // The decision itself names the clamped level too.
+    let keys = osproxy_observe::RequestKeys {
+        tenant: Some("acme"),
+        index: "logs",
+        principal: "alice",
+        endpoint: osproxy_core::EndpointKind::Search,
+    };
+    let d = inst.service.recorder().decide(&keys, "probe");
+    assert_eq!(d.level, osproxy_observe::DiagLevel::Shape);
+    assert!(d.ring_buffer && !d.capture);
+}
