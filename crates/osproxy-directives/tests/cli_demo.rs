@@ -34,9 +34,15 @@ fn demo_shows_three_instances_applying_and_expiring_a_directive() {
             .lines()
             .find(|l| l.starts_with(&format!("instance {id}: /admin/breakglass holds ")))
             .unwrap_or_else(|| panic!("{id} did not report its tape: {out}"));
-        assert!(line.contains("holds 3 request(s), all tenant acme: "), "{line}");
+        assert!(
+            line.contains("holds 3 request(s), all tenant acme: "),
+            "{line}"
+        );
         assert_eq!(line.matches("[demo-flip @ revision ").count(), 3, "{line}");
-        assert!(!line.contains("globex") && !line.contains("initech"), "{line}");
+        assert!(
+            !line.contains("globex") && !line.contains("initech"),
+            "{line}"
+        );
     }
     assert!(
         out.contains("expired") && out.contains("all 3 instances evaluate Off"),
