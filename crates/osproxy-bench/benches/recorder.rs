@@ -10,8 +10,15 @@
 //!
 //! - `absent`: registry + fmt layer, no recorder (the baseline);
 //! - `off_empty`: the recorder added, an empty set (idle: `Interest::never`);
-//! - `off_1000`: the recorder added, 1,000 live directives for other tenants
-//!   (the recorder is on and decides every request; none applies);
+//! - `absent_bare`, `floor`: the request span alone (no children), without
+//!   and with the recorder at 1,000 live directives: the floor is what any
+//!   recorder that reads the request span must pay (build it, decide once);
+//! - `off_1000`: the recorder added, 1,000 live `ShapeTiming` directives for
+//!   other tenants (the recorder is on and decides every request; none
+//!   applies); `off_1000_diff`: the same at `ShapeRewriteDiff` (debug
+//!   callsites are then wanted too); `off_1000_ungated`: `off_1000` through
+//!   `Recorder::layer` (per-layer filter only) instead of
+//!   `Recorder::layer_with_baseline`;
 //! - `timing`: one `ShapeTiming` directive matching every request, tape on;
 //! - `timing_export`: the same plus OTLP/HTTP export to a real receiver on
 //!   loopback, requests as fast as one thread runs them (export under load;
@@ -88,11 +95,11 @@ fn request(tenant: &str, id: &str) {
     }
 }
 
-fn others_body(n: usize) -> String {
+fn others_body(n: usize, level: &str) -> String {
     let items: Vec<String> = (0..n)
         .map(|i| {
             format!(
-                r#"{{"id":"other-{i}","level":"ShapeTiming","tenant":"other-{i}","sample_per_mille":1000,"ttl_secs":86400}}"#
+                r#"{{"id":"other-{i}","level":"{level}","tenant":"other-{i}","sample_per_mille":1000,"ttl_secs":86400}}"#
             )
         })
         .collect();
@@ -237,7 +244,8 @@ fn decision_row(
 
 fn main() {
     let ids = ids();
-    let others = store_with(&others_body(1_000));
+    let others = store_with(&others_body(1_000, "ShapeTiming"));
+    let others_diff = store_with(&others_body(1_000, "ShapeRewriteDiff"));
     let empty = store_with(r#"{"directives":[]}"#);
     let timing_body = r#"{"directives":[{"id":"acme-timing","level":"ShapeTiming","tenant":"acme","sample_per_mille":1000,"ttl_secs":86400,"ring_buffer":true}]}"#;
     let timing = store_with(timing_body);
@@ -267,6 +275,7 @@ fn main() {
         },
         Case::new("off_empty", Some(recorder(&empty))),
         Case::new("off_1000", Some(off_1000.clone())),
+        Case::new("off_1000_diff", Some(recorder(&others_diff))),
         Case {
             ungated: true,
             ..Case::new("off_1000_ungated", Some(off_1000.clone()))
@@ -311,7 +320,7 @@ fn main() {
                 ns - absent
             );
         }
-        for name in ["off_empty", "off_1000"] {
+        for name in ["off_empty", "off_1000", "off_1000_diff"] {
             let Some(i) = cases.iter().position(|c| c.name == name) else {
                 continue;
             };
@@ -349,7 +358,10 @@ fn main() {
         "export under load: {} spans queued, {} exported, {} dropped (queue full), {} failed",
         s.export_queued, s.exported, s.export_dropped, s.export_failed
     );
-    if rows_only.is_some() {
+    if rows_only
+        .as_deref()
+        .is_some_and(|r| !r.split(',').any(|n| n == "decision"))
+    {
         return;
     }
     let decider = recorder(&others);

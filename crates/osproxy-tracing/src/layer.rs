@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     pub(crate) resource: opentelemetry_sdk::Resource,
     pub(crate) max_spans: usize,
     pub(crate) active: AtomicBool,
+    /// Whether some live directive is at `ShapeRewriteDiff` (the only level
+    /// that records `debug` spans and events) at the last refresh.
+    pub(crate) debug: AtomicBool,
     pub(crate) seen_swaps: AtomicU64,
     pub(crate) readers: ThreadLocal<RefCell<DirectiveReader>>,
     pub(crate) keys: ThreadLocal<RefCell<Keys>>,
@@ -153,8 +156,21 @@ impl Inner {
         self.seen_swaps
             .store(self.shared.swaps(), Ordering::Release);
         let set = self.shared.load_full();
-        let active = set.any_live_above_off(self.clock.now());
-        if self.active.swap(active, Ordering::AcqRel) != active {
+        let now = self.clock.now();
+        let top = if now < set.last_expiry() {
+            set.directives()
+                .iter()
+                .filter(|d| d.is_live(now))
+                .map(|d| d.level)
+                .max()
+                .unwrap_or(DiagLevel::Off)
+        } else {
+            DiagLevel::Off
+        };
+        let active = top > DiagLevel::Off;
+        let debug = top >= DiagLevel::ShapeRewriteDiff;
+        let was_debug = self.debug.swap(debug, Ordering::AcqRel);
+        if self.active.swap(active, Ordering::AcqRel) != active || was_debug != debug {
             // With a single dispatcher, `tracing-core` rebuilds from the
             // calling thread's default one; the watcher thread has none (and
             // a scoped dispatcher is nobody else's default), so rebuild
@@ -377,7 +393,15 @@ where
         if !inner.active.load(Ordering::Acquire) {
             return Interest::never();
         }
-        if inner.is_request(meta) || *meta.level() <= Level::DEBUG {
+        // `debug` callsites only while a live directive can record them
+        // (`ShapeRewriteDiff`): interest keyed by the live set, rebuilt
+        // when it changes.
+        let deepest = if inner.debug.load(Ordering::Acquire) {
+            Level::DEBUG
+        } else {
+            Level::INFO
+        };
+        if inner.is_request(meta) || *meta.level() <= deepest {
             Interest::sometimes()
         } else {
             Interest::never()
@@ -385,6 +409,9 @@ where
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
+        // DEBUG while active even without `ShapeRewriteDiff`: a service's
+        // request span may be a debug span; debug callsites the live set
+        // cannot record are `never` above, a cached check.
         if self.0.active.load(Ordering::Acquire) {
             Some(LevelFilter::DEBUG)
         } else {

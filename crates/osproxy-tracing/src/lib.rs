@@ -277,6 +277,7 @@ impl RecorderBuilder {
             resource,
             max_spans: self.max_spans,
             active: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
             seen_swaps: AtomicU64::new(u64::MAX),
             readers: ThreadLocal::new(),
             keys: ThreadLocal::new(),

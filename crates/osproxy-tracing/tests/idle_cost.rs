@@ -127,3 +127,53 @@ fn with_the_baseline_an_off_request_builds_no_child_span() {
     assert_eq!(count.events.load(Ordering::Relaxed), 2);
     assert_eq!(count.spans.load(Ordering::Relaxed), 0);
 }
+
+/// Debug callsites are wanted only while a live directive can record them
+/// (`ShapeRewriteDiff`); raising a directive to it rebuilds the interest so
+/// the next request's debug events are recorded.
+#[test]
+fn debug_interest_follows_the_live_sets_top_level() {
+    let clock = Arc::new(ManualClock::new());
+    let store = InMemoryDirectiveStore::new();
+    let set = |level: &str| {
+        let body = format!(
+            r#"{{"directives":[{{"id":"acme","level":"{level}","tenant":"acme","ttl_secs":600,"ring_buffer":true}}]}}"#
+        );
+        decode_directive_set(body.as_bytes(), clock.as_ref()).unwrap()
+    };
+    store.publish(set("ShapeTiming"));
+    let recorder = Recorder::builder(store.shared().clone())
+        .clock(clock.clone())
+        .refresh_every(None)
+        .build();
+    let count = Count::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(count.clone().with_filter(LevelFilter::WARN))
+        .with(recorder.layer_with_baseline(LevelFilter::WARN));
+    let request = || {
+        let span = tracing::info_span!(
+            "request",
+            tenant = "acme",
+            index = "logs",
+            principal = "alice",
+            endpoint = "search",
+            request_id = "r"
+        );
+        let _in = span.enter();
+        tracing::debug!(k = 1u64, "deep");
+        tracing::info!(k = 2u64, "shallow");
+    };
+    let events = |doc: &serde_json::Value| doc["request"]["events"].as_array().unwrap().len();
+    tracing::subscriber::with_default(subscriber, || {
+        request();
+        assert_eq!(events(&recorder.tape().snapshot()[0]), 1, "info only");
+        store.publish(set("ShapeRewriteDiff"));
+        assert!(recorder.refresh());
+        request();
+        assert_eq!(events(&recorder.tape().snapshot()[1]), 2, "debug too");
+        store.publish(set("Shape"));
+        recorder.refresh();
+        request();
+        assert_eq!(events(&recorder.tape().snapshot()[2]), 1, "info only again");
+    });
+}
