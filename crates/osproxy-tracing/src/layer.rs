@@ -17,7 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use osproxy_core::{Clock, EndpointKind, Instant};
+use osproxy_core::{Clock, EndpointKind, Instant, SystemClock};
 use osproxy_observe::{
     BreakGlassBuffer, Decision, DiagLevel, DiagnosticSink, DirectiveReader, RequestKeys,
     SharedDirectiveSet, SpanExporter,
@@ -37,6 +37,32 @@ use crate::shape::{Keys, ShapeVisitor};
 /// they are counted as dropped.
 pub(crate) const MAX_EVENTS_PER_SPAN: usize = 256;
 
+/// The recorder's clock: the system clock called directly (inlined on the
+/// per-request path), or a given one through its trait object.
+pub(crate) enum RecorderClock {
+    /// [`SystemClock`].
+    System,
+    /// A clock given to the builder (tests: a manual clock).
+    Given(Arc<dyn Clock>),
+}
+
+impl RecorderClock {
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        match self {
+            RecorderClock::System => SystemClock.now(),
+            RecorderClock::Given(c) => c.now(),
+        }
+    }
+
+    pub(crate) fn unix_nanos(&self) -> u64 {
+        match self {
+            RecorderClock::System => SystemClock.unix_nanos(),
+            RecorderClock::Given(c) => c.unix_nanos(),
+        }
+    }
+}
+
 /// Held while a recorder switches and rebuilds `tracing`'s interest cache.
 static REBUILD: Mutex<()> = Mutex::new(());
 
@@ -44,7 +70,7 @@ pub(crate) struct Inner {
     /// The dispatcher the layer was last registered with.
     pub(crate) dispatch: Mutex<Option<tracing_core::dispatcher::WeakDispatch>>,
     pub(crate) shared: SharedDirectiveSet,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) clock: RecorderClock,
     pub(crate) request_span: &'static str,
     pub(crate) safe: Vec<&'static str>,
     pub(crate) set_id: &'static str,

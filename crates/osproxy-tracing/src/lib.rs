@@ -106,7 +106,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use osproxy_core::{Clock, SystemClock};
+use osproxy_core::Clock;
 use osproxy_observe::{
     BreakGlassBuffer, Decision, DiagnosticSink, NoopDiagnosticSink, NoopExporter, RequestKeys,
     SharedDirectiveSet, SpanExporter,
@@ -160,7 +160,7 @@ pub struct RecorderStats {
 /// Builds a [`Recorder`].
 pub struct RecorderBuilder {
     shared: SharedDirectiveSet,
-    clock: Arc<dyn Clock>,
+    clock: Option<Arc<dyn Clock>>,
     request_span: &'static str,
     safe: Vec<&'static str>,
     set_id: &'static str,
@@ -174,10 +174,10 @@ pub struct RecorderBuilder {
 }
 
 impl RecorderBuilder {
-    /// The clock decisions and timings read (default: [`SystemClock`]).
+    /// The clock decisions and timings read (default: [`osproxy_core::SystemClock`]).
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -261,7 +261,10 @@ impl RecorderBuilder {
         let inner = Arc::new(Inner {
             dispatch: std::sync::Mutex::new(None),
             shared: self.shared,
-            clock: self.clock,
+            clock: match self.clock {
+                Some(c) => layer::RecorderClock::Given(c),
+                None => layer::RecorderClock::System,
+            },
             request_span: self.request_span,
             safe: self.safe,
             set_id: self.set_id,
@@ -319,7 +322,7 @@ impl Recorder {
     pub fn builder(shared: SharedDirectiveSet) -> RecorderBuilder {
         RecorderBuilder {
             shared,
-            clock: Arc::new(SystemClock),
+            clock: None,
             request_span: "request",
             safe: Vec::new(),
             set_id: "osproxy.directives",
@@ -393,6 +396,7 @@ impl Recorder {
     /// [`osproxy_observe::DirectiveSet::decide_keys`], counted (budgets and
     /// counters) exactly as the layer counts. For services that want the
     /// decision outside a span, and for the cost benchmark.
+    #[inline]
     pub fn decide(&self, request: &RequestKeys<'_>, request_id: &str) -> Decision {
         self.inner
             .with_decision(request, request_id, self.inner.clock.now(), |_, _| ())
