@@ -63,6 +63,15 @@ impl RecorderClock {
     }
 }
 
+std::thread_local! {
+    /// Recorded requests (of any recorder) entered on this thread: while it
+    /// is zero no descendant can be recorded here, which the filter learns
+    /// before it looks at any span. One per thread, not per recorder, so
+    /// the check is a plain thread-local read; with several recorders in a
+    /// process the span lookup behind it tells whose request it is.
+    static RECORDING: Cell<u32> = const { Cell::new(0) };
+}
+
 /// Held while a recorder switches and rebuilds `tracing`'s interest cache.
 static REBUILD: Mutex<()> = Mutex::new(());
 
@@ -88,7 +97,6 @@ pub(crate) struct Inner {
     pub(crate) seen_swaps: AtomicU64,
     pub(crate) readers: ThreadLocal<RefCell<DirectiveReader>>,
     pub(crate) keys: ThreadLocal<RefCell<Keys>>,
-    pub(crate) depth: ThreadLocal<Cell<u32>>,
     pub(crate) seed: u64,
     pub(crate) next_id: AtomicU64,
     pub(crate) decided: AtomicU64,
@@ -122,8 +130,8 @@ impl Inner {
     }
 
     #[inline]
-    fn depth(&self) -> &Cell<u32> {
-        self.depth.get_or(|| Cell::new(0))
+    fn with_depth<R>(f: impl FnOnce(&Cell<u32>) -> R) -> R {
+        RECORDING.with(f)
     }
 
     /// A span of a recorded request is entered (`enter`) or left: the
@@ -137,11 +145,12 @@ impl Inner {
         };
         let mut ext = span.extensions_mut();
         if let Some(r) = ext.get_mut::<RequestState>() {
-            let depth = self.depth();
-            depth.set(if enter {
-                depth.get().saturating_add(1)
-            } else {
-                depth.get().saturating_sub(1)
+            Self::with_depth(|depth| {
+                depth.set(if enter {
+                    depth.get().saturating_add(1)
+                } else {
+                    depth.get().saturating_sub(1)
+                });
             });
             if r.provenance.level >= DiagLevel::ShapeTiming {
                 if enter {
@@ -406,7 +415,7 @@ where
         if inner.is_request(meta) {
             return true;
         }
-        if inner.depth().get() == 0 {
+        if Inner::with_depth(|d| d.get()) == 0 {
             return false;
         }
         cx.lookup_current()

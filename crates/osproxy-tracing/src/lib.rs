@@ -284,7 +284,6 @@ impl RecorderBuilder {
             seen_swaps: AtomicU64::new(u64::MAX),
             readers: ThreadLocal::new(),
             keys: ThreadLocal::new(),
-            depth: ThreadLocal::new(),
             seed: RandomState::new().hash_one(0x006f_7370_726f_7879_u64),
             next_id: AtomicU64::new(1),
             decided: AtomicU64::new(0),
