@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     pub(crate) keys: ThreadLocal<RefCell<Keys>>,
     pub(crate) seed: u64,
     pub(crate) next_id: AtomicU64,
+    /// Requests decided above `Off` whose span is still open.
+    pub(crate) open: AtomicU64,
     pub(crate) decided: AtomicU64,
     pub(crate) recorded: AtomicU64,
 }
@@ -124,6 +126,13 @@ struct ChildState {
 }
 
 impl Inner {
+    /// No request of this recorder is being recorded anywhere: no span can
+    /// carry its state, so a callback has nothing to look up.
+    #[inline]
+    fn idle(&self) -> bool {
+        self.open.load(Ordering::Relaxed) == 0
+    }
+
     #[inline]
     pub(crate) fn is_request(&self, meta: &Metadata<'_>) -> bool {
         meta.is_span() && meta.name() == self.request_span
@@ -479,9 +488,6 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let inner = &self.0;
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
         if inner.is_request(attrs.metadata()) {
             // Behind a combined filter (`Recorder::layer_with_baseline`) the
             // service's baseline alone can build a request span: decide only
@@ -489,12 +495,22 @@ where
             if !inner.active.load(Ordering::Relaxed) {
                 return;
             }
+            let Some(span) = ctx.span(id) else {
+                return;
+            };
             let now = inner.clock.now();
             if let Some(state) = inner.open_request(attrs, now) {
                 span.extensions_mut().insert(state);
+                inner.open.fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
+        if inner.idle() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
         let Some(parent) = span.parent() else {
             return;
         };
@@ -542,6 +558,9 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if self.0.idle() {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -560,6 +579,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if self.0.idle() {
+            return;
+        }
         let Some(span) = ctx.event_span(event) else {
             return;
         };
@@ -590,15 +612,22 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        self.0.busy(id, &ctx, true);
+        if !self.0.idle() {
+            self.0.busy(id, &ctx, true);
+        }
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        self.0.busy(id, &ctx, false);
+        if !self.0.idle() {
+            self.0.busy(id, &ctx, false);
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let inner = &self.0;
+        if inner.idle() {
+            return;
+        }
         let Some(span) = ctx.span(&id) else {
             return;
         };
@@ -610,6 +639,7 @@ where
         if let Some(mut state) = request {
             state.root.exit(now);
             state.root.end = now;
+            inner.open.fetch_sub(1, Ordering::Relaxed);
             inner.finish(state);
         } else if let Some(mut child) = child {
             child.rec.exit(now);

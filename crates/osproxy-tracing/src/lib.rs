@@ -286,6 +286,7 @@ impl RecorderBuilder {
             keys: ThreadLocal::new(),
             seed: RandomState::new().hash_one(0x006f_7370_726f_7879_u64),
             next_id: AtomicU64::new(1),
+            open: AtomicU64::new(0),
             decided: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
         });
