@@ -55,6 +55,11 @@ use tracing_subscriber::prelude::*;
 
 const ROUNDS: usize = 31;
 const REQUESTS_PER_WINDOW: usize = 2_000;
+/// The `info` row's requests cost ~500x the `warn` row's (the fmt layer
+/// formats every span): shorter windows, more rounds, so that the windows a
+/// ratio pairs run close together in time on a shared machine.
+const INFO_ROUNDS: usize = 101;
+const INFO_WINDOW_DIVISOR: usize = 5;
 const IDS: usize = 1024;
 
 fn ids() -> Vec<String> {
@@ -152,7 +157,14 @@ fn dispatch(baseline: LevelFilter, case: &Case) -> Dispatch {
 }
 
 /// ns per request of one window of `case`.
-fn window(baseline: LevelFilter, case: &Case, ids: &[String], offset: &mut usize) -> f64 {
+fn window(
+    baseline: LevelFilter,
+    case: &Case,
+    divisor: usize,
+    ids: &[String],
+    offset: &mut usize,
+) -> f64 {
+    let requests = (case.requests / divisor).max(1);
     let d = dispatch(baseline, case);
     let work = case.workload;
     tracing::dispatcher::with_default(&d, || {
@@ -162,11 +174,11 @@ fn window(baseline: LevelFilter, case: &Case, ids: &[String], offset: &mut usize
             work("acme", &ids[i % IDS]);
         }
         let t0 = std::time::Instant::now();
-        for _ in 0..case.requests {
+        for _ in 0..requests {
             *offset = (*offset + 1) % IDS;
             work(black_box("acme"), black_box(&ids[*offset]));
         }
-        t0.elapsed().as_nanos() as f64 / case.requests as f64
+        t0.elapsed().as_nanos() as f64 / requests as f64
     })
 }
 
@@ -175,16 +187,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn run_row(baseline: LevelFilter, cases: &[Case], ids: &[String]) -> Vec<(f64, f64)> {
+fn run_row(
+    baseline: LevelFilter,
+    rounds: usize,
+    divisor: usize,
+    cases: &[Case],
+    ids: &[String],
+) -> Vec<(f64, f64)> {
     let mut per_case: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     let mut offset = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut this = vec![0.0; cases.len()];
         for k in 0..cases.len() {
             // Rotate the order every round.
             let i = (k + round) % cases.len();
-            this[i] = window(baseline, &cases[i], ids, &mut offset);
+            this[i] = window(baseline, &cases[i], divisor, ids, &mut offset);
         }
         for i in 0..cases.len() {
             per_case[i].push(this[i]);
@@ -299,7 +317,9 @@ fn main() {
                 .is_none_or(|o| o.split(',').any(|n| n == c.name))
         })
         .collect();
-    println!("recorder cost: {ROUNDS} rounds × {REQUESTS_PER_WINDOW} requests per case, cases alternating");
+    println!(
+        "recorder cost: cases alternating; warn: {ROUNDS} rounds × {REQUESTS_PER_WINDOW} requests per case (recorded cases a tenth), info: {INFO_ROUNDS} rounds, windows a {INFO_WINDOW_DIVISOR}th of that"
+    );
     let rows_only = std::env::var("OSPROXY_RECORDER_ROWS").ok();
     for (label, baseline) in [("info", LevelFilter::INFO), ("warn", LevelFilter::WARN)] {
         if rows_only
@@ -308,7 +328,12 @@ fn main() {
         {
             continue;
         }
-        let rows = run_row(baseline, &cases, &ids);
+        let (rounds, divisor) = if baseline == LevelFilter::INFO {
+            (INFO_ROUNDS, INFO_WINDOW_DIVISOR)
+        } else {
+            (ROUNDS, 1)
+        };
+        let rows = run_row(baseline, rounds, divisor, &cases, &ids);
         let absent = rows[0].0;
         println!("baseline {label}:");
         for (case, (ns, ratio)) in cases.iter().zip(&rows) {
