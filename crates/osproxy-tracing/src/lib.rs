@@ -21,11 +21,14 @@
 //!   extensions. These five fields are recorded as the request's ids.
 //! * Do its work inside that span (entered, or `.instrument(span)`).
 //! * Put its own baseline (`info`, `warn`, …) **on its output layer as a
-//!   per-layer filter** (`fmt::layer().with_filter(LevelFilter::INFO)`),
-//!   never as a global filter on the subscriber (`.with(LevelFilter::INFO)`
-//!   or `EnvFilter` as a layer): a global filter decides for every layer
-//!   before the recorder is asked, so the debug events a directive asks for
-//!   would be vetoed first.
+//!   per-layer filter** (`fmt::layer().with_filter(LevelFilter::INFO)`) and
+//!   hand the same baseline to the recorder
+//!   ([`Recorder::layer_with_baseline`]), never as a global filter on the
+//!   subscriber (`.with(LevelFilter::INFO)` or `EnvFilter` as a layer): a
+//!   global filter decides for every layer before the recorder is asked, so
+//!   the debug events a directive asks for would be vetoed first. The
+//!   recorder's layer then acts as the combined filter, so spans neither
+//!   wants are not even built.
 //! * Declare which fields' values are safe to record
 //!   ([`RecorderBuilder::safe_fields`]); every other field is recorded as its
 //!   name, type and size only. Numbers are values too (they can be ids).
@@ -63,9 +66,12 @@
 //! # Cost while idle
 //!
 //! While no live directive is above `Off`, the filter gives every callsite
-//! `Interest::never`; a background watcher (and [`Recorder::refresh`])
-//! rebuilds `tracing`'s interest cache when the set changes or the last
-//! directive expires.
+//! `Interest::never`; `debug` callsites stay `never` unless a live directive
+//! is at `ShapeRewriteDiff`. A background watcher (and
+//! [`Recorder::refresh`]) rebuilds `tracing`'s interest cache when the set
+//! changes or the last directive expires. While directives are live, each
+//! request span is built and decided once; a request decided `Off` costs
+//! nothing more behind [`Recorder::layer_with_baseline`].
 //!
 //! # Example
 //! ```
@@ -337,7 +343,10 @@ impl Recorder {
     }
 
     /// The layer with its per-layer filter, for
-    /// `tracing_subscriber::registry().with(recorder.layer())`.
+    /// `tracing_subscriber::registry().with(recorder.layer())`. Prefer
+    /// [`Recorder::layer_with_baseline`]: with this one, while directives are
+    /// live, the registry still builds the child spans of requests decided
+    /// `Off` (nobody records them).
     pub fn layer<S>(&self) -> Filtered<RecorderLayer, RecorderFilter, S>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
