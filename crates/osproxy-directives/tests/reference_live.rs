@@ -300,6 +300,9 @@ async fn a_clamped_directive_records_at_the_clamped_level() {
     options.sink = sink.clone();
     options.log = false;
     options.refresh_every = Duration::from_millis(20);
+    // A collector that is not there (nothing listens on loopback port 1):
+    // every export fails, and /metrics counts it.
+    options.otlp = Some("http://127.0.0.1:1/v1/traces".into());
     let service = ReferenceService::new(backend, options).unwrap();
     let serve = |router: axum::Router| async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -365,4 +368,26 @@ async fn a_clamped_directive_records_at_the_clamped_level() {
     let d = inst.service.recorder().decide(&keys, "probe");
     assert_eq!(d.level, osproxy_observe::DiagLevel::Shape);
     assert!(d.ring_buffer && !d.capture);
+
+    // The request's 3 spans could not be exported: counted, never waited for.
+    eventually(Duration::from_secs(15), "the failed export is counted", || async {
+        inst.service.recorder().stats().export_failed >= 3
+    })
+    .await;
+    let metrics = http
+        .get(format!("{}/metrics", inst.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("osproxy_directives_recorder_export_failed_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("osproxy_directives_recorder_exported_total 0"),
+        "{metrics}"
+    );
 }
