@@ -370,9 +370,11 @@ async fn a_clamped_directive_records_at_the_clamped_level() {
     assert!(d.ring_buffer && !d.capture);
 
     // The request's 3 spans could not be exported: counted, never waited for.
-    eventually(Duration::from_secs(15), "the failed export is counted", || async {
-        inst.service.recorder().stats().export_failed >= 3
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the failed export is counted",
+        || async { inst.service.recorder().stats().export_failed >= 3 },
+    )
     .await;
     let metrics = http
         .get(format!("{}/metrics", inst.admin))
