@@ -132,10 +132,17 @@ impl ReferenceService {
                 .with_writer(std::io::stdout)
                 .with_filter(BASELINE)
         });
+        // The baseline the recorder filters for besides itself: what the
+        // service's own output enables (nothing when it logs nothing).
+        let baseline = if options.log {
+            BASELINE
+        } else {
+            LevelFilter::OFF
+        };
         let dispatch = Dispatch::new(
             tracing_subscriber::registry()
                 .with(log)
-                .with(recorder.layer_with_baseline(BASELINE)),
+                .with(recorder.layer_with_baseline(baseline)),
         );
         let mut admin_options = options.admin;
         admin_options.breakglass = Some(tape);
