@@ -218,19 +218,21 @@ impl Inner {
             // With a single dispatcher, `tracing-core` rebuilds from the
             // calling thread's default one; the watcher thread has none (and
             // a scoped dispatcher is nobody else's default), so rebuild
-            // under the dispatcher this recorder was registered with.
+            // under the dispatcher this recorder was registered with. Not
+            // registered yet (or no longer): nothing to rebuild, and a
+            // rebuild from here could compute `never` for another
+            // dispatcher's callsites; registering rebuilds with these flags.
             let dispatch = self
                 .dispatch
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .as_ref()
                 .and_then(tracing_core::dispatcher::WeakDispatch::upgrade);
-            match dispatch {
-                Some(d) => tracing_core::dispatcher::with_default(
+            if let Some(d) = dispatch {
+                tracing_core::dispatcher::with_default(
                     &d,
                     tracing_core::callsite::rebuild_interest_cache,
-                ),
-                None => tracing_core::callsite::rebuild_interest_cache(),
+                );
             }
         }
         active
