@@ -18,7 +18,8 @@ use tracing_core::{Event, LevelFilter, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::layer::{RecorderFilter, RecorderLayer};
+use crate::filter::RecorderFilter;
+use crate::layer::RecorderLayer;
 
 /// The recorder's layer acting as the subscriber's filter too, see
 /// [`crate::Recorder::layer_with_baseline`].

@@ -1,9 +1,11 @@
-//! The `tracing-subscriber` layer and its per-layer filter.
+//! The `tracing-subscriber` layer: the recorder's state, the decision per
+//! request span, and the records built from what its filter (`filter`, or
+//! the combined one in `gate`) let through.
 //!
-//! Why a per-layer filter: the recorder must see a request's debug events
+//! Why a filter of its own: the recorder must see a request's debug events
 //! when a directive asks for them while the service's own output stays at
-//! its baseline. A global filter would decide for every layer at once; a
-//! per-layer filter lets each layer enable what it needs.
+//! its baseline. A global filter would decide for every layer at once; the
+//! recorder's filter enables what it needs besides the service's baseline.
 //!
 //! The cost model: while no live directive is above `Off` the filter gives
 //! every callsite `Interest::never` (and a maximum level of `OFF`), so a
@@ -24,11 +26,11 @@ use osproxy_observe::{
 };
 use thread_local::ThreadLocal;
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::subscriber::Interest;
-use tracing_core::{Event, Level, LevelFilter, Metadata, Subscriber};
-use tracing_subscriber::layer::{Context, Filter, Layer};
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_core::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
 
+use crate::filter::allows;
 use crate::otlp::OtlpExport;
 use crate::record::{EventRec, Identity, Provenance, RequestRec, SpanRec};
 use crate::shape::{Keys, ShapeVisitor};
@@ -106,9 +108,9 @@ pub(crate) struct Inner {
 }
 
 /// The state of a request decided above `Off`, in its span's extensions.
-struct RequestState {
+pub(crate) struct RequestState {
     decision: Decision,
-    provenance: Provenance,
+    pub(crate) provenance: Provenance,
     identity: Identity,
     trace_id: u128,
     root: SpanRec,
@@ -118,9 +120,9 @@ struct RequestState {
 }
 
 /// A recorded descendant, in its span's extensions.
-struct ChildState {
+pub(crate) struct ChildState {
     request: Id,
-    level: DiagLevel,
+    pub(crate) level: DiagLevel,
     trace_id: u128,
     rec: SpanRec,
 }
@@ -139,7 +141,7 @@ impl Inner {
     }
 
     #[inline]
-    fn with_depth<R>(f: impl FnOnce(&Cell<u32>) -> R) -> R {
+    pub(crate) fn with_depth<R>(f: impl FnOnce(&Cell<u32>) -> R) -> R {
         RECORDING.with(f)
     }
 
@@ -381,89 +383,6 @@ fn endpoint_of(name: &str) -> EndpointKind {
                 .find(|e| e.as_str().eq_ignore_ascii_case(name))
         })
         .unwrap_or(EndpointKind::Unknown)
-}
-
-/// Whether a descendant at `level` is recorded for a request at `diag`.
-#[inline]
-fn allows(diag: DiagLevel, level: &Level) -> bool {
-    match diag {
-        DiagLevel::Off => false,
-        DiagLevel::Shape | DiagLevel::ShapeTiming => *level <= Level::INFO,
-        DiagLevel::ShapeRewriteDiff => *level <= Level::DEBUG,
-    }
-}
-
-/// The recorder's per-layer filter (see [`crate::Recorder::layer`]).
-#[derive(Clone)]
-pub struct RecorderFilter(pub(crate) Arc<Inner>);
-
-impl std::fmt::Debug for RecorderFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RecorderFilter")
-    }
-}
-
-fn level_of<S>(span: &SpanRef<'_, S>) -> Option<DiagLevel>
-where
-    S: for<'a> LookupSpan<'a>,
-{
-    let ext = span.extensions();
-    ext.get::<RequestState>()
-        .map(|r| r.provenance.level)
-        .or_else(|| ext.get::<ChildState>().map(|c| c.level))
-}
-
-impl<S> Filter<S> for RecorderFilter
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    #[inline]
-    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        let inner = &self.0;
-        if !inner.active.load(Ordering::Relaxed) {
-            return false;
-        }
-        if inner.is_request(meta) {
-            return true;
-        }
-        if Inner::with_depth(|d| d.get()) == 0 {
-            return false;
-        }
-        cx.lookup_current()
-            .and_then(|span| level_of(&span))
-            .is_some_and(|diag| allows(diag, meta.level()))
-    }
-
-    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        let inner = &self.0;
-        if !inner.active.load(Ordering::Acquire) {
-            return Interest::never();
-        }
-        // `debug` callsites only while a live directive can record them
-        // (`ShapeRewriteDiff`): interest keyed by the live set, rebuilt
-        // when it changes.
-        let deepest = if inner.debug.load(Ordering::Acquire) {
-            Level::DEBUG
-        } else {
-            Level::INFO
-        };
-        if inner.is_request(meta) || *meta.level() <= deepest {
-            Interest::sometimes()
-        } else {
-            Interest::never()
-        }
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        // DEBUG while active even without `ShapeRewriteDiff`: a service's
-        // request span may be a debug span; debug callsites the live set
-        // cannot record are `never` above, a cached check.
-        if self.0.active.load(Ordering::Acquire) {
-            Some(LevelFilter::DEBUG)
-        } else {
-            Some(LevelFilter::OFF)
-        }
-    }
 }
 
 /// The recorder's layer (see [`crate::Recorder::layer`]).

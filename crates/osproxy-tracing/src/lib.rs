@@ -99,6 +99,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod filter;
 mod gate;
 mod layer;
 mod otlp;
@@ -123,8 +124,9 @@ use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer as _;
 
+pub use filter::RecorderFilter;
 pub use gate::GatedRecorder;
-pub use layer::{RecorderFilter, RecorderLayer};
+pub use layer::RecorderLayer;
 pub use otlp::{ExportStats, OtlpConfig, OtlpError, OtlpExport};
 pub use record::attr;
 
