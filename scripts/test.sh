@@ -64,7 +64,7 @@ operator_suites=(
   "${serve_suites[@]}"
   cli_demo cli_edit cli_fleet_gate cli_history cli_publish
   cli_publish_safety cli_rollback cli_trust cli_watch_status page_browser
-  page_history
+  page_history reference_live
 )
 
 # cargo test --workspace with the given test binaries, against the etcd in

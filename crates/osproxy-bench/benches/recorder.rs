@@ -10,8 +10,15 @@
 //!
 //! - `absent`: registry + fmt layer, no recorder (the baseline);
 //! - `off_empty`: the recorder added, an empty set (idle: `Interest::never`);
-//! - `off_1000`: the recorder added, 1,000 live directives for other tenants
-//!   (the recorder is on and decides every request; none applies);
+//! - `absent_bare`, `floor`: the request span alone (no children), without
+//!   and with the recorder at 1,000 live directives: the floor is what any
+//!   recorder that reads the request span must pay (build it, decide once);
+//! - `off_1000`: the recorder added, 1,000 live `ShapeTiming` directives for
+//!   other tenants (the recorder is on and decides every request; none
+//!   applies); `off_1000_diff`: the same at `ShapeRewriteDiff` (debug
+//!   callsites are then wanted too); `off_1000_ungated`: `off_1000` through
+//!   `Recorder::layer` (per-layer filter only) instead of
+//!   `Recorder::layer_with_baseline`;
 //! - `timing`: one `ShapeTiming` directive matching every request, tape on;
 //! - `timing_export`: the same plus OTLP/HTTP export to a real receiver on
 //!   loopback, requests as fast as one thread runs them (export under load;
@@ -48,10 +55,30 @@ use tracing_subscriber::prelude::*;
 
 const ROUNDS: usize = 31;
 const REQUESTS_PER_WINDOW: usize = 2_000;
+/// The `info` row's requests cost ~500x the `warn` row's (the fmt layer
+/// formats every span): shorter windows, more rounds, so that the windows a
+/// ratio pairs run close together in time on a shared machine.
+const INFO_ROUNDS: usize = 101;
+const INFO_WINDOW_DIVISOR: usize = 5;
 const IDS: usize = 1024;
 
 fn ids() -> Vec<String> {
     (0..IDS).map(|i| format!("req-{i:08}")).collect()
+}
+
+/// The request span alone, no children: what the recorder must build and
+/// decide for every request while a directive is live.
+#[inline(never)]
+fn bare_request(tenant: &str, id: &str) {
+    let span = tracing::info_span!(
+        "request",
+        tenant = tenant,
+        index = "logs",
+        principal = "alice",
+        endpoint = "search",
+        request_id = id,
+    );
+    let _in = span.enter();
 }
 
 #[inline(never)]
@@ -73,11 +100,11 @@ fn request(tenant: &str, id: &str) {
     }
 }
 
-fn others_body(n: usize) -> String {
+fn others_body(n: usize, level: &str) -> String {
     let items: Vec<String> = (0..n)
         .map(|i| {
             format!(
-                r#"{{"id":"other-{i}","level":"ShapeTiming","tenant":"other-{i}","sample_per_mille":1000,"ttl_secs":86400}}"#
+                r#"{{"id":"other-{i}","level":"{level}","tenant":"other-{i}","sample_per_mille":1000,"ttl_secs":86400}}"#
             )
         })
         .collect();
@@ -93,33 +120,65 @@ fn store_with(body: &str) -> InMemoryDirectiveStore {
 struct Case {
     name: &'static str,
     recorder: Option<Recorder>,
+    /// `Recorder::layer` (per-layer filter only) instead of
+    /// `Recorder::layer_with_baseline`.
+    ungated: bool,
+    workload: fn(&str, &str),
+    requests: usize,
 }
 
-fn dispatch(baseline: LevelFilter, recorder: Option<&Recorder>) -> Dispatch {
+impl Case {
+    fn new(name: &'static str, recorder: Option<Recorder>) -> Self {
+        Case {
+            name,
+            recorder,
+            ungated: false,
+            workload: request,
+            requests: REQUESTS_PER_WINDOW,
+        }
+    }
+}
+
+fn dispatch(baseline: LevelFilter, case: &Case) -> Dispatch {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::sink)
         .with_filter(baseline);
-    match recorder {
+    match &case.recorder {
         None => Dispatch::new(tracing_subscriber::registry().with(fmt)),
-        Some(r) => Dispatch::new(tracing_subscriber::registry().with(fmt).with(r.layer())),
+        Some(r) if case.ungated => {
+            Dispatch::new(tracing_subscriber::registry().with(fmt).with(r.layer()))
+        }
+        Some(r) => Dispatch::new(
+            tracing_subscriber::registry()
+                .with(fmt)
+                .with(r.layer_with_baseline(baseline)),
+        ),
     }
 }
 
 /// ns per request of one window of `case`.
-fn window(baseline: LevelFilter, case: &Case, ids: &[String], offset: &mut usize) -> f64 {
-    let d = dispatch(baseline, case.recorder.as_ref());
+fn window(
+    baseline: LevelFilter,
+    case: &Case,
+    divisor: usize,
+    ids: &[String],
+    offset: &mut usize,
+) -> f64 {
+    let requests = (case.requests / divisor).max(1);
+    let d = dispatch(baseline, case);
+    let work = case.workload;
     tracing::dispatcher::with_default(&d, || {
         // Interest is rebuilt when the dispatcher registers; a few requests
         // warm the thread-locals before the clock starts.
         for i in 0..16 {
-            request("acme", &ids[i % IDS]);
+            work("acme", &ids[i % IDS]);
         }
         let t0 = std::time::Instant::now();
-        for _ in 0..REQUESTS_PER_WINDOW {
+        for _ in 0..requests {
             *offset = (*offset + 1) % IDS;
-            request(black_box("acme"), black_box(&ids[*offset]));
+            work(black_box("acme"), black_box(&ids[*offset]));
         }
-        t0.elapsed().as_nanos() as f64 / REQUESTS_PER_WINDOW as f64
+        t0.elapsed().as_nanos() as f64 / requests as f64
     })
 }
 
@@ -128,16 +187,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn run_row(baseline: LevelFilter, cases: &[Case], ids: &[String]) -> Vec<(f64, f64)> {
+fn run_row(
+    baseline: LevelFilter,
+    rounds: usize,
+    divisor: usize,
+    cases: &[Case],
+    ids: &[String],
+) -> Vec<(f64, f64)> {
     let mut per_case: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     let mut offset = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut this = vec![0.0; cases.len()];
         for k in 0..cases.len() {
             // Rotate the order every round.
             let i = (k + round) % cases.len();
-            this[i] = window(baseline, &cases[i], ids, &mut offset);
+            this[i] = window(baseline, &cases[i], divisor, ids, &mut offset);
         }
         for i in 0..cases.len() {
             per_case[i].push(this[i]);
@@ -197,7 +262,8 @@ fn decision_row(
 
 fn main() {
     let ids = ids();
-    let others = store_with(&others_body(1_000));
+    let others = store_with(&others_body(1_000, "ShapeTiming"));
+    let others_diff = store_with(&others_body(1_000, "ShapeRewriteDiff"));
     let empty = store_with(r#"{"directives":[]}"#);
     let timing_body = r#"{"directives":[{"id":"acme-timing","level":"ShapeTiming","tenant":"acme","sample_per_mille":1000,"ttl_secs":86400,"ring_buffer":true}]}"#;
     let timing = store_with(timing_body);
@@ -212,26 +278,33 @@ fn main() {
         .refresh_every(None)
         .otlp(OtlpExport::start(OtlpConfig::new(receiver.traces_url())).unwrap())
         .build();
+    let off_1000 = recorder(&others);
+    // Recorded requests cost hundreds of times more: shorter windows.
+    let slow = REQUESTS_PER_WINDOW / 10;
     let cases = [
+        Case::new("absent", None),
         Case {
-            name: "absent",
-            recorder: None,
+            workload: bare_request,
+            ..Case::new("absent_bare", None)
         },
         Case {
-            name: "off_empty",
-            recorder: Some(recorder(&empty)),
+            workload: bare_request,
+            ..Case::new("floor", Some(off_1000.clone()))
+        },
+        Case::new("off_empty", Some(recorder(&empty))),
+        Case::new("off_1000", Some(off_1000.clone())),
+        Case::new("off_1000_diff", Some(recorder(&others_diff))),
+        Case {
+            ungated: true,
+            ..Case::new("off_1000_ungated", Some(off_1000.clone()))
         },
         Case {
-            name: "off_1000",
-            recorder: Some(recorder(&others)),
+            requests: slow,
+            ..Case::new("timing", Some(recorder(&timing)))
         },
         Case {
-            name: "timing",
-            recorder: Some(recorder(&timing)),
-        },
-        Case {
-            name: "timing_export",
-            recorder: Some(export_recorder.clone()),
+            requests: slow,
+            ..Case::new("timing_export", Some(export_recorder.clone()))
         },
     ];
     // `OSPROXY_RECORDER_CASES=absent,off_1000` runs only those cases (for a
@@ -244,7 +317,9 @@ fn main() {
                 .is_none_or(|o| o.split(',').any(|n| n == c.name))
         })
         .collect();
-    println!("recorder cost: {ROUNDS} rounds × {REQUESTS_PER_WINDOW} requests per case, cases alternating");
+    println!(
+        "recorder cost: cases alternating; warn: {ROUNDS} rounds × {REQUESTS_PER_WINDOW} requests per case (recorded cases a tenth), info: {INFO_ROUNDS} rounds, windows a {INFO_WINDOW_DIVISOR}th of that"
+    );
     let rows_only = std::env::var("OSPROXY_RECORDER_ROWS").ok();
     for (label, baseline) in [("info", LevelFilter::INFO), ("warn", LevelFilter::WARN)] {
         if rows_only
@@ -253,7 +328,12 @@ fn main() {
         {
             continue;
         }
-        let rows = run_row(baseline, &cases, &ids);
+        let (rounds, divisor) = if baseline == LevelFilter::INFO {
+            (INFO_ROUNDS, INFO_WINDOW_DIVISOR)
+        } else {
+            (ROUNDS, 1)
+        };
+        let rows = run_row(baseline, rounds, divisor, &cases, &ids);
         let absent = rows[0].0;
         println!("baseline {label}:");
         for (case, (ns, ratio)) in cases.iter().zip(&rows) {
@@ -265,7 +345,7 @@ fn main() {
                 ns - absent
             );
         }
-        for name in ["off_empty", "off_1000"] {
+        for name in ["off_empty", "off_1000", "off_1000_diff"] {
             let Some(i) = cases.iter().position(|c| c.name == name) else {
                 continue;
             };
@@ -276,13 +356,37 @@ fn main() {
                 if ok { "met" } else { "MISSED" }
             );
         }
+        // The floor: what any recorder must do per request while a
+        // directive is live (build the request span to read its attributes,
+        // decide once), over the same bare span without the recorder. What
+        // off_1000 adds beyond it is the recorder's cost on the children.
+        let at = |name: &str| cases.iter().position(|c| c.name == name).map(|i| rows[i].0);
+        if let (Some(bare), Some(floor), Some(off)) =
+            (at("absent_bare"), at("floor"), at("off_1000"))
+        {
+            let unavoidable = floor - bare;
+            println!(
+                "  floor (request span + one decision) adds {unavoidable:+.1} ns; off_1000 adds {:+.1} ns, of which {:+.1} ns beyond the floor",
+                off - absent,
+                off - absent - unavoidable
+            );
+            if absent > 0.0 && unavoidable > 0.10 * absent {
+                println!(
+                    "  ({label}: the floor alone is {:.2}x absent; <= 1.10x is not reachable by any recorder that reads the request span)",
+                    (absent + unavoidable) / absent
+                );
+            }
+        }
     }
     let s = export_recorder.stats();
     println!(
         "export under load: {} spans queued, {} exported, {} dropped (queue full), {} failed",
         s.export_queued, s.exported, s.export_dropped, s.export_failed
     );
-    if rows_only.is_some() {
+    if rows_only
+        .as_deref()
+        .is_some_and(|r| !r.split(',').any(|n| n == "decision"))
+    {
         return;
     }
     let decider = recorder(&others);

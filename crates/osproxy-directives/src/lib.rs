@@ -19,3 +19,4 @@ pub mod duration;
 pub mod explain;
 pub mod local_etcd;
 pub mod reference;
+pub mod reference_service;

@@ -1,6 +1,8 @@
-//! `demo`: a throwaway etcd, three instances, a directive applied by each
-//! within milliseconds and switched off by each at expiry; and the clear
-//! message when etcd is not installed.
+//! `demo`: a throwaway etcd, three reference-service instances, a directive
+//! for tenant acme applied by each within milliseconds, only acme's
+//! requests on each instance's tape, stamped with the directive and
+//! revision, switched off by each at expiry and nothing recorded after; and
+//! the clear message when etcd is not installed.
 
 mod common;
 
@@ -27,10 +29,32 @@ fn demo_shows_three_instances_applying_and_expiring_a_directive() {
         out.contains("demo-1=ShapeTiming demo-2=ShapeTiming demo-3=ShapeTiming"),
         "{out}"
     );
+    for id in ["demo-1", "demo-2", "demo-3"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("instance {id}: /admin/breakglass holds ")))
+            .unwrap_or_else(|| panic!("{id} did not report its tape: {out}"));
+        assert!(
+            line.contains("holds 3 request(s), all tenant acme: "),
+            "{line}"
+        );
+        assert_eq!(line.matches("[demo-flip @ revision ").count(), 3, "{line}");
+        assert!(
+            !line.contains("globex") && !line.contains("initech"),
+            "{line}"
+        );
+    }
     assert!(
         out.contains("expired") && out.contains("all 3 instances evaluate Off"),
         "{out}"
     );
+    assert!(
+        out.contains("nothing more recorded (tapes: demo-1=3 demo-2=3 demo-3=3)"),
+        "{out}"
+    );
+    for secret in ["s3cr3t-demo-token", "hunter2", "4111111111111111"] {
+        assert!(!out.contains(secret), "{out}");
+    }
     assert!(
         out.contains("stopped etcd and removed its data directory"),
         "{out}"

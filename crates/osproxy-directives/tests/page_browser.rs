@@ -131,8 +131,8 @@ fn the_page_shows_directives_counting_down_and_an_instance_rejecting() {
     assert_eq!(tab.eval("typeof window.pwned"), "undefined");
     assert_eq!(
         tab.eval("document.scripts.length"),
-        3,
-        "only the page's three files"
+        4,
+        "only the page's four files"
     );
     // The server-rendered HTML escaped it too.
     let (_, html) = http_get(&a.at("/ui"));
@@ -782,4 +782,118 @@ fn the_page_adds_extends_and_ends_a_directive_in_etcd() {
     if let Some(path) = std::env::var_os("OSPROXY_PAGE_SCREENSHOT") {
         std::fs::write(&path, &png).unwrap();
     }
+}
+
+/// A request id the tape must show as text.
+const HOSTILE_REQUEST_ID: &str = "<img src=x onerror=window.pwned=4>";
+
+#[test]
+fn the_page_shows_the_reference_services_tape_live_newest_first_with_explain() {
+    use osproxy_directives::admin::Backend;
+    use osproxy_directives::reference_service::{ReferenceOptions, ReferenceService};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const TOKEN: &str = "tape-page-token-0123456789abcdef";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut options = ReferenceOptions::new(Arc::new(osproxy_core::SystemClock));
+    options.log = false;
+    options.admin.token = Some(TOKEN.into());
+    options.refresh_every = Duration::from_millis(20);
+    let store = osproxy_observe::InMemoryDirectiveStore::new();
+    let service = ReferenceService::new(Backend::InMemory(store), options).unwrap();
+    let (base, admin) = rt.block_on(async {
+        let mut urls = Vec::new();
+        for router in [service.service(), service.admin()] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            urls.push(format!("http://{}", listener.local_addr().unwrap()));
+            tokio::spawn(async move { axum::serve(listener, router).await });
+        }
+        (urls[0].clone(), urls[1].clone())
+    });
+    let body = r#"{"directives":[{"id":"acme-tape","level":"ShapeTiming","tenant":"acme",
+        "ttl_secs":600,"ring_buffer":true}]}"#;
+    let (code, answer) = block_post_with_token(&format!("{admin}/admin/directives"), body, TOKEN);
+    assert_eq!(code, 200, "{answer}");
+    let revision: Value = serde_json::from_str::<Value>(&answer).unwrap()["revision"].clone();
+    osproxy_test_support::wait_until(Duration::from_secs(10), "the recorder is on", || {
+        service.recorder().is_active()
+    });
+    let send = |tenant: &str, id: &str| {
+        let url = format!("{base}/logs/_search?q=x");
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        rt.block_on(async move {
+            let status = reqwest::Client::new()
+                .get(url)
+                .header("x-tenant", tenant)
+                .header("x-request-id", id)
+                .header("authorization", "Bearer hunter2")
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        });
+    };
+    send("acme", HOSTILE_REQUEST_ID);
+    send("globex", "globex-1");
+    send("acme", "acme-2");
+
+    let browser = Browser::launch();
+    let tab = browser.open(&format!("{admin}/ui"));
+    tab.eval(&format!(
+        "document.getElementById('token').value = '{TOKEN}'"
+    ));
+    tab.click("#use-token");
+    const IDS: &str =
+        "[...document.querySelectorAll('#tape td.request-id')].map(e => e.textContent).join('|')";
+    tab.wait_for(
+        "the tape shows acme's two requests, newest first",
+        &format!("{IDS} === 'acme-2|{HOSTILE_REQUEST_ID}'"),
+    );
+    let cell = |row: usize, class: &str| {
+        tab.eval(&format!(
+            "document.querySelectorAll('#tape tbody tr')[{row}].querySelector('td.{class}').textContent"
+        ))
+    };
+    assert_eq!(cell(0, "tenant"), "acme");
+    assert_eq!(cell(0, "directive"), "acme-tape");
+    assert_eq!(cell(0, "revision"), Value::String(revision.to_string()));
+    assert_eq!(cell(0, "level"), "ShapeTiming");
+    assert_eq!(cell(1, "directive"), "acme-tape");
+    // The hostile request id is text; no value of the request is shown.
+    assert_eq!(tab.eval("document.querySelectorAll('#tape img').length"), 0);
+    assert_eq!(tab.eval("typeof window.pwned"), "undefined");
+    assert_eq!(
+        tab.eval("document.getElementById('tape').textContent.includes('hunter2')"),
+        false
+    );
+    assert_eq!(
+        tab.eval("document.querySelector('#tape a.explain').getAttribute('href')"),
+        "/admin/explain?tenant=acme&index=logs&endpoint=Search&request_id=acme-2"
+    );
+
+    // Live: a new acme request appears on top without a reload.
+    send("acme", "acme-3");
+    tab.wait_for(
+        "the new request is on top",
+        &format!("{IDS} === 'acme-3|acme-2|{HOSTILE_REQUEST_ID}'"),
+    );
+    // Its explain link asks this instance, with the token, why it was recorded.
+    tab.click("#tape a.explain");
+    let text = tab.wait_for(
+        "the explanation shows",
+        "document.getElementById('tape-explain').textContent.includes('decided now')",
+    );
+    assert_eq!(text, true);
+    let explained = tab.eval("document.getElementById('tape-explain').textContent");
+    assert!(
+        explained
+            .as_str()
+            .is_some_and(|t| t.contains("level ShapeTiming, directive acme-tape")
+                && t.contains("request_id=acme-3")),
+        "{explained}"
+    );
+    drop(browser);
+    drop(rt);
 }

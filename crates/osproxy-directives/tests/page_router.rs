@@ -71,6 +71,7 @@ async fn every_page_route_is_locked_down() {
         ("/ui/app.js", "text/javascript"),
         ("/ui/history.js", "text/javascript"),
         ("/ui/author.js", "text/javascript"),
+        ("/ui/tape.js", "text/javascript"),
         ("/ui/app.css", "text/css"),
         ("/admin/page", "application/json"),
     ] {
@@ -98,10 +99,11 @@ async fn the_page_escapes_every_value_and_has_no_inline_code() {
     assert!(page.contains("index=&quot;quoted&quot; &amp; &#39;single&#39;"));
     assert!(!page.contains("<script>alert"));
     // The only script is the page's own file; no inline handler or style.
-    assert_eq!(page.matches("<script").count(), 3);
+    assert_eq!(page.matches("<script").count(), 4);
     assert!(page.contains(r#"<script src="/ui/app.js" defer></script>"#));
     assert!(page.contains(r#"<script src="/ui/history.js" defer></script>"#));
     assert!(page.contains(r#"<script src="/ui/author.js" defer></script>"#));
+    assert!(page.contains(r#"<script src="/ui/tape.js" defer></script>"#));
     for inline in [" onclick=", " onerror=", " onload=", " style=", "<style"] {
         assert!(!page.contains(inline), "{inline}");
     }

@@ -1,9 +1,11 @@
-//! The `tracing-subscriber` layer and its per-layer filter.
+//! The `tracing-subscriber` layer: the recorder's state, the decision per
+//! request span, and the records built from what its filter (`filter`, or
+//! the combined one in `gate`) let through.
 //!
-//! Why a per-layer filter: the recorder must see a request's debug events
+//! Why a filter of its own: the recorder must see a request's debug events
 //! when a directive asks for them while the service's own output stays at
-//! its baseline. A global filter would decide for every layer at once; a
-//! per-layer filter lets each layer enable what it needs.
+//! its baseline. A global filter would decide for every layer at once; the
+//! recorder's filter enables what it needs besides the service's baseline.
 //!
 //! The cost model: while no live directive is above `Off` the filter gives
 //! every callsite `Interest::never` (and a maximum level of `OFF`), so a
@@ -15,20 +17,20 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use osproxy_core::{Clock, EndpointKind, Instant};
+use osproxy_core::{Clock, EndpointKind, Instant, SystemClock};
 use osproxy_observe::{
     BreakGlassBuffer, Decision, DiagLevel, DiagnosticSink, DirectiveReader, RequestKeys,
     SharedDirectiveSet, SpanExporter,
 };
 use thread_local::ThreadLocal;
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::subscriber::Interest;
-use tracing_core::{Event, Level, LevelFilter, Metadata, Subscriber};
-use tracing_subscriber::layer::{Context, Filter, Layer};
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_core::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
 
+use crate::filter::allows;
 use crate::otlp::OtlpExport;
 use crate::record::{EventRec, Identity, Provenance, RequestRec, SpanRec};
 use crate::shape::{Keys, ShapeVisitor};
@@ -37,9 +39,49 @@ use crate::shape::{Keys, ShapeVisitor};
 /// they are counted as dropped.
 pub(crate) const MAX_EVENTS_PER_SPAN: usize = 256;
 
+/// The recorder's clock: the system clock called directly (inlined on the
+/// per-request path), or a given one through its trait object.
+pub(crate) enum RecorderClock {
+    /// [`SystemClock`].
+    System,
+    /// A clock given to the builder (tests: a manual clock).
+    Given(Arc<dyn Clock>),
+}
+
+impl RecorderClock {
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        match self {
+            RecorderClock::System => SystemClock.now(),
+            RecorderClock::Given(c) => c.now(),
+        }
+    }
+
+    pub(crate) fn unix_nanos(&self) -> u64 {
+        match self {
+            RecorderClock::System => SystemClock.unix_nanos(),
+            RecorderClock::Given(c) => c.unix_nanos(),
+        }
+    }
+}
+
+std::thread_local! {
+    /// Recorded requests (of any recorder) entered on this thread: while it
+    /// is zero no descendant can be recorded here, which the filter learns
+    /// before it looks at any span. One per thread, not per recorder, so
+    /// the check is a plain thread-local read; with several recorders in a
+    /// process the span lookup behind it tells whose request it is.
+    static RECORDING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Held while a recorder switches and rebuilds `tracing`'s interest cache.
+static REBUILD: Mutex<()> = Mutex::new(());
+
 pub(crate) struct Inner {
+    /// The dispatcher the layer was last registered with.
+    pub(crate) dispatch: Mutex<Option<tracing_core::dispatcher::WeakDispatch>>,
     pub(crate) shared: SharedDirectiveSet,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) clock: RecorderClock,
     pub(crate) request_span: &'static str,
     pub(crate) safe: Vec<&'static str>,
     pub(crate) set_id: &'static str,
@@ -51,20 +93,24 @@ pub(crate) struct Inner {
     pub(crate) resource: opentelemetry_sdk::Resource,
     pub(crate) max_spans: usize,
     pub(crate) active: AtomicBool,
+    /// Whether some live directive is at `ShapeRewriteDiff` (the only level
+    /// that records `debug` spans and events) at the last refresh.
+    pub(crate) debug: AtomicBool,
     pub(crate) seen_swaps: AtomicU64,
     pub(crate) readers: ThreadLocal<RefCell<DirectiveReader>>,
     pub(crate) keys: ThreadLocal<RefCell<Keys>>,
-    pub(crate) depth: ThreadLocal<Cell<u32>>,
     pub(crate) seed: u64,
     pub(crate) next_id: AtomicU64,
+    /// Requests decided above `Off` whose span is still open.
+    pub(crate) open: AtomicU64,
     pub(crate) decided: AtomicU64,
     pub(crate) recorded: AtomicU64,
 }
 
 /// The state of a request decided above `Off`, in its span's extensions.
-struct RequestState {
+pub(crate) struct RequestState {
     decision: Decision,
-    provenance: Provenance,
+    pub(crate) provenance: Provenance,
     identity: Identity,
     trace_id: u128,
     root: SpanRec,
@@ -74,22 +120,29 @@ struct RequestState {
 }
 
 /// A recorded descendant, in its span's extensions.
-struct ChildState {
+pub(crate) struct ChildState {
     request: Id,
-    level: DiagLevel,
+    pub(crate) level: DiagLevel,
     trace_id: u128,
     rec: SpanRec,
 }
 
 impl Inner {
+    /// No request of this recorder is being recorded anywhere: no span can
+    /// carry its state, so a callback has nothing to look up.
+    #[inline]
+    fn idle(&self) -> bool {
+        self.open.load(Ordering::Relaxed) == 0
+    }
+
     #[inline]
     pub(crate) fn is_request(&self, meta: &Metadata<'_>) -> bool {
         meta.is_span() && meta.name() == self.request_span
     }
 
     #[inline]
-    fn depth(&self) -> &Cell<u32> {
-        self.depth.get_or(|| Cell::new(0))
+    pub(crate) fn with_depth<R>(f: impl FnOnce(&Cell<u32>) -> R) -> R {
+        RECORDING.with(f)
     }
 
     /// A span of a recorded request is entered (`enter`) or left: the
@@ -103,11 +156,12 @@ impl Inner {
         };
         let mut ext = span.extensions_mut();
         if let Some(r) = ext.get_mut::<RequestState>() {
-            let depth = self.depth();
-            depth.set(if enter {
-                depth.get().saturating_add(1)
-            } else {
-                depth.get().saturating_sub(1)
+            Self::with_depth(|depth| {
+                depth.set(if enter {
+                    depth.get().saturating_add(1)
+                } else {
+                    depth.get().saturating_sub(1)
+                });
             });
             if r.provenance.level >= DiagLevel::ShapeTiming {
                 if enter {
@@ -142,12 +196,46 @@ impl Inner {
     /// Re-reads whether any live directive is above `Off`; rebuilds the
     /// callsite interest cache when that changed. Returns the new state.
     pub(crate) fn refresh(&self) -> bool {
+        // Serialised across recorders: two rebuilds interleaving callsite by
+        // callsite could leave one computed before the other's switch last.
+        let _one = REBUILD.lock().unwrap_or_else(PoisonError::into_inner);
         self.seen_swaps
             .store(self.shared.swaps(), Ordering::Release);
         let set = self.shared.load_full();
-        let active = set.any_live_above_off(self.clock.now());
-        if self.active.swap(active, Ordering::AcqRel) != active {
-            tracing_core::callsite::rebuild_interest_cache();
+        let now = self.clock.now();
+        let top = if now < set.last_expiry() {
+            set.directives()
+                .iter()
+                .filter(|d| d.is_live(now))
+                .map(|d| d.level)
+                .max()
+                .unwrap_or(DiagLevel::Off)
+        } else {
+            DiagLevel::Off
+        };
+        let active = top > DiagLevel::Off;
+        let debug = top >= DiagLevel::ShapeRewriteDiff;
+        let was_debug = self.debug.swap(debug, Ordering::AcqRel);
+        if self.active.swap(active, Ordering::AcqRel) != active || was_debug != debug {
+            // With a single dispatcher, `tracing-core` rebuilds from the
+            // calling thread's default one; the watcher thread has none (and
+            // a scoped dispatcher is nobody else's default), so rebuild
+            // under the dispatcher this recorder was registered with. Not
+            // registered yet (or no longer): nothing to rebuild, and a
+            // rebuild from here could compute `never` for another
+            // dispatcher's callsites; registering rebuilds with these flags.
+            let dispatch = self
+                .dispatch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .and_then(tracing_core::dispatcher::WeakDispatch::upgrade);
+            if let Some(d) = dispatch {
+                tracing_core::dispatcher::with_default(
+                    &d,
+                    tracing_core::callsite::rebuild_interest_cache,
+                );
+            }
         }
         active
     }
@@ -297,78 +385,6 @@ fn endpoint_of(name: &str) -> EndpointKind {
         .unwrap_or(EndpointKind::Unknown)
 }
 
-/// Whether a descendant at `level` is recorded for a request at `diag`.
-#[inline]
-fn allows(diag: DiagLevel, level: &Level) -> bool {
-    match diag {
-        DiagLevel::Off => false,
-        DiagLevel::Shape | DiagLevel::ShapeTiming => *level <= Level::INFO,
-        DiagLevel::ShapeRewriteDiff => *level <= Level::DEBUG,
-    }
-}
-
-/// The recorder's per-layer filter (see [`crate::Recorder::layer`]).
-#[derive(Clone)]
-pub struct RecorderFilter(pub(crate) Arc<Inner>);
-
-impl std::fmt::Debug for RecorderFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RecorderFilter")
-    }
-}
-
-fn level_of<S>(span: &SpanRef<'_, S>) -> Option<DiagLevel>
-where
-    S: for<'a> LookupSpan<'a>,
-{
-    let ext = span.extensions();
-    ext.get::<RequestState>()
-        .map(|r| r.provenance.level)
-        .or_else(|| ext.get::<ChildState>().map(|c| c.level))
-}
-
-impl<S> Filter<S> for RecorderFilter
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    #[inline]
-    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        let inner = &self.0;
-        if !inner.active.load(Ordering::Relaxed) {
-            return false;
-        }
-        if inner.is_request(meta) {
-            return true;
-        }
-        if inner.depth().get() == 0 {
-            return false;
-        }
-        cx.lookup_current()
-            .and_then(|span| level_of(&span))
-            .is_some_and(|diag| allows(diag, meta.level()))
-    }
-
-    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        let inner = &self.0;
-        if !inner.active.load(Ordering::Acquire) {
-            return Interest::never();
-        }
-        if inner.is_request(meta) || *meta.level() <= Level::DEBUG {
-            Interest::sometimes()
-        } else {
-            Interest::never()
-        }
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        if self.0.active.load(Ordering::Acquire) {
-            Some(LevelFilter::DEBUG)
-        } else {
-            Some(LevelFilter::OFF)
-        }
-    }
-}
-
 /// The recorder's layer (see [`crate::Recorder::layer`]).
 #[derive(Clone)]
 pub struct RecorderLayer(pub(crate) Arc<Inner>);
@@ -383,18 +399,39 @@ impl<S> Layer<S> for RecorderLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &tracing_core::Dispatch) {
+        *self
+            .0
+            .dispatch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let inner = &self.0;
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
-        let now = inner.clock.now();
         if inner.is_request(attrs.metadata()) {
+            // Behind a combined filter (`Recorder::layer_with_baseline`) the
+            // service's baseline alone can build a request span: decide only
+            // while some directive is live, as the per-layer filter does.
+            if !inner.active.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(span) = ctx.span(id) else {
+                return;
+            };
+            let now = inner.clock.now();
             if let Some(state) = inner.open_request(attrs, now) {
                 span.extensions_mut().insert(state);
+                inner.open.fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
+        if inner.idle() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
         let Some(parent) = span.parent() else {
             return;
         };
@@ -410,12 +447,16 @@ where
         let Some((request, level, trace_id, parent_id)) = found else {
             return;
         };
+        let meta = attrs.metadata();
+        if !allows(level, meta.level()) {
+            return;
+        }
+        let now = inner.clock.now();
         let mut fields = Vec::new();
         attrs.record(&mut ShapeVisitor {
             safe: &inner.safe,
             out: &mut fields,
         });
-        let meta = attrs.metadata();
         let rec = SpanRec {
             span_id: inner.fresh_id(),
             parent_id,
@@ -438,6 +479,9 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if self.0.idle() {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -456,18 +500,21 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if self.0.idle() {
+            return;
+        }
         let Some(span) = ctx.event_span(event) else {
             return;
         };
         let mut ext = span.extensions_mut();
-        let events = if let Some(r) = ext.get_mut::<RequestState>() {
-            &mut r.root.events
+        let (diag, events) = if let Some(r) = ext.get_mut::<RequestState>() {
+            (r.provenance.level, &mut r.root.events)
         } else if let Some(c) = ext.get_mut::<ChildState>() {
-            &mut c.rec.events
+            (c.level, &mut c.rec.events)
         } else {
             return;
         };
-        if events.len() >= MAX_EVENTS_PER_SPAN {
+        if !allows(diag, event.metadata().level()) || events.len() >= MAX_EVENTS_PER_SPAN {
             return;
         }
         let mut fields = Vec::new();
@@ -486,15 +533,22 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        self.0.busy(id, &ctx, true);
+        if !self.0.idle() {
+            self.0.busy(id, &ctx, true);
+        }
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        self.0.busy(id, &ctx, false);
+        if !self.0.idle() {
+            self.0.busy(id, &ctx, false);
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let inner = &self.0;
+        if inner.idle() {
+            return;
+        }
         let Some(span) = ctx.span(&id) else {
             return;
         };
@@ -506,6 +560,7 @@ where
         if let Some(mut state) = request {
             state.root.exit(now);
             state.root.end = now;
+            inner.open.fetch_sub(1, Ordering::Relaxed);
             inner.finish(state);
         } else if let Some(mut child) = child {
             child.rec.exit(now);

@@ -21,11 +21,14 @@
 //!   extensions. These five fields are recorded as the request's ids.
 //! * Do its work inside that span (entered, or `.instrument(span)`).
 //! * Put its own baseline (`info`, `warn`, …) **on its output layer as a
-//!   per-layer filter** (`fmt::layer().with_filter(LevelFilter::INFO)`),
-//!   never as a global filter on the subscriber (`.with(LevelFilter::INFO)`
-//!   or `EnvFilter` as a layer): a global filter decides for every layer
-//!   before the recorder is asked, so the debug events a directive asks for
-//!   would be vetoed first.
+//!   per-layer filter** (`fmt::layer().with_filter(LevelFilter::INFO)`) and
+//!   hand the same baseline to the recorder
+//!   ([`Recorder::layer_with_baseline`]), never as a global filter on the
+//!   subscriber (`.with(LevelFilter::INFO)` or `EnvFilter` as a layer): a
+//!   global filter decides for every layer before the recorder is asked, so
+//!   the debug events a directive asks for would be vetoed first. The
+//!   recorder's layer then acts as the combined filter, so spans neither
+//!   wants are not even built.
 //! * Declare which fields' values are safe to record
 //!   ([`RecorderBuilder::safe_fields`]); every other field is recorded as its
 //!   name, type and size only. Numbers are values too (they can be ids).
@@ -63,9 +66,12 @@
 //! # Cost while idle
 //!
 //! While no live directive is above `Off`, the filter gives every callsite
-//! `Interest::never`; a background watcher (and [`Recorder::refresh`])
-//! rebuilds `tracing`'s interest cache when the set changes or the last
-//! directive expires.
+//! `Interest::never`; `debug` callsites stay `never` unless a live directive
+//! is at `ShapeRewriteDiff`. A background watcher (and
+//! [`Recorder::refresh`]) rebuilds `tracing`'s interest cache when the set
+//! changes or the last directive expires. While directives are live, each
+//! request span is built and decided once; a request decided `Off` costs
+//! nothing more behind [`Recorder::layer_with_baseline`].
 //!
 //! # Example
 //! ```
@@ -93,6 +99,8 @@
 //! ```
 #![deny(missing_docs)]
 
+mod filter;
+mod gate;
 mod layer;
 mod otlp;
 mod payload;
@@ -105,7 +113,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use osproxy_core::{Clock, SystemClock};
+use osproxy_core::Clock;
 use osproxy_observe::{
     BreakGlassBuffer, Decision, DiagnosticSink, NoopDiagnosticSink, NoopExporter, RequestKeys,
     SharedDirectiveSet, SpanExporter,
@@ -116,7 +124,9 @@ use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer as _;
 
-pub use layer::{RecorderFilter, RecorderLayer};
+pub use filter::RecorderFilter;
+pub use gate::GatedRecorder;
+pub use layer::RecorderLayer;
 pub use otlp::{ExportStats, OtlpConfig, OtlpError, OtlpExport};
 pub use record::attr;
 
@@ -158,7 +168,7 @@ pub struct RecorderStats {
 /// Builds a [`Recorder`].
 pub struct RecorderBuilder {
     shared: SharedDirectiveSet,
-    clock: Arc<dyn Clock>,
+    clock: Option<Arc<dyn Clock>>,
     request_span: &'static str,
     safe: Vec<&'static str>,
     set_id: &'static str,
@@ -172,10 +182,10 @@ pub struct RecorderBuilder {
 }
 
 impl RecorderBuilder {
-    /// The clock decisions and timings read (default: [`SystemClock`]).
+    /// The clock decisions and timings read (default: [`osproxy_core::SystemClock`]).
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -257,8 +267,12 @@ impl RecorderBuilder {
             .with_service_name(self.service_name)
             .build();
         let inner = Arc::new(Inner {
+            dispatch: std::sync::Mutex::new(None),
             shared: self.shared,
-            clock: self.clock,
+            clock: match self.clock {
+                Some(c) => layer::RecorderClock::Given(c),
+                None => layer::RecorderClock::System,
+            },
             request_span: self.request_span,
             safe: self.safe,
             set_id: self.set_id,
@@ -274,12 +288,13 @@ impl RecorderBuilder {
             resource,
             max_spans: self.max_spans,
             active: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
             seen_swaps: AtomicU64::new(u64::MAX),
             readers: ThreadLocal::new(),
             keys: ThreadLocal::new(),
-            depth: ThreadLocal::new(),
             seed: RandomState::new().hash_one(0x006f_7370_726f_7879_u64),
             next_id: AtomicU64::new(1),
+            open: AtomicU64::new(0),
             decided: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
         });
@@ -315,7 +330,7 @@ impl Recorder {
     pub fn builder(shared: SharedDirectiveSet) -> RecorderBuilder {
         RecorderBuilder {
             shared,
-            clock: Arc::new(SystemClock),
+            clock: None,
             request_span: "request",
             safe: Vec::new(),
             set_id: "osproxy.directives",
@@ -330,12 +345,48 @@ impl Recorder {
     }
 
     /// The layer with its per-layer filter, for
-    /// `tracing_subscriber::registry().with(recorder.layer())`.
+    /// `tracing_subscriber::registry().with(recorder.layer())`. Prefer
+    /// [`Recorder::layer_with_baseline`]: with this one, while directives are
+    /// live, the registry still builds the child spans of requests decided
+    /// `Off` (nobody records them).
     pub fn layer<S>(&self) -> Filtered<RecorderLayer, RecorderFilter, S>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         RecorderLayer(Arc::clone(&self.inner)).with_filter(RecorderFilter(Arc::clone(&self.inner)))
+    }
+
+    /// The recorder's layer acting as the subscriber's filter as well: it
+    /// enables what the service's `baseline` enables or what the recorder
+    /// needs, and refuses the rest before the registry builds it. Keep the
+    /// same `baseline` on the service's own output layer (as its per-layer
+    /// filter) and add no global filter:
+    ///
+    /// ```
+    /// # use osproxy_observe::InMemoryDirectiveStore;
+    /// # use osproxy_tracing::Recorder;
+    /// use tracing_subscriber::{filter::LevelFilter, prelude::*};
+    /// # let store = InMemoryDirectiveStore::new();
+    /// # let recorder = Recorder::builder(store.shared().clone()).refresh_every(None).build();
+    /// let baseline = LevelFilter::INFO;
+    /// let subscriber = tracing_subscriber::registry()
+    ///     .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_filter(baseline))
+    ///     .with(recorder.layer_with_baseline(baseline));
+    /// # drop(subscriber);
+    /// ```
+    ///
+    /// Prefer it to [`Recorder::layer`]: with per-layer filters alone, a
+    /// request decided `Off` while directives are live still has its child
+    /// spans built and its events dispatched by the registry (nobody records
+    /// them; they cost microseconds). `baseline` is any per-layer filter
+    /// (`LevelFilter`, `Targets`) that enables everything the service's own
+    /// layers enable.
+    pub fn layer_with_baseline<F>(&self, baseline: F) -> GatedRecorder<F> {
+        GatedRecorder {
+            layer: RecorderLayer(Arc::clone(&self.inner)),
+            filter: RecorderFilter(Arc::clone(&self.inner)),
+            baseline,
+        }
     }
 
     /// Re-reads the set now (the watcher does this on its own): whether
@@ -356,6 +407,7 @@ impl Recorder {
     /// [`osproxy_observe::DirectiveSet::decide_keys`], counted (budgets and
     /// counters) exactly as the layer counts. For services that want the
     /// decision outside a span, and for the cost benchmark.
+    #[inline]
     pub fn decide(&self, request: &RequestKeys<'_>, request_id: &str) -> Decision {
         self.inner
             .with_decision(request, request_id, self.inner.clock.now(), |_, _| ())

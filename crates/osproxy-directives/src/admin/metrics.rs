@@ -22,6 +22,7 @@
 //! | `osproxy_directives_failsafe_withheld` | gauge | etcd only: directives the engaged fail-safe withholds |
 //! | `osproxy_directives_clamped` | gauge | etcd only: directives applied clamped to the local ceilings |
 //! | `osproxy_directives_clamps{ceiling}` | gauge | etcd only: those clamps by ceiling (`level`, `sample_per_mille`, `capture`, `ring_buffer`) |
+//! | `osproxy_directives_recorder_{decided,recorded,export_queued,exported,export_dropped,export_failed}_total` | counter | with a request recorder on this process (`osproxy-tracing`): requests decided and recorded, spans queued for OTLP export, accepted, dropped by the full queue, failed |
 //!
 //! | `osproxy_directives_directive_decisions_total{directive,outcome}` | counter | per live directive: requests decided on this instance, `outcome="applied"`, `"sampled_out"` or `"over_budget"` (SPEC §8); since the set was applied (a new publish starts them again, which `rate()` reads as a counter reset) |
 //! | `osproxy_directives_directive_budget_per_second{directive}` | gauge | per live directive with `max_per_sec`: its budget |
@@ -180,7 +181,48 @@ pub(crate) fn render(state: &AdminState) -> String {
         }
         render_safety(&mut out, &status);
     }
+    if let Some(recorder) = &state.options().recorder {
+        render_recorder(&mut out, recorder.stats());
+    }
     out
+}
+
+/// The request recorder's counters, when one records on this process.
+fn render_recorder(out: &mut String, s: osproxy_tracing::RecorderStats) {
+    for (name, help, value) in [
+        (
+            "recorder_decided_total",
+            "Requests the recorder decided.",
+            s.decided,
+        ),
+        (
+            "recorder_recorded_total",
+            "Requests recorded above Off.",
+            s.recorded,
+        ),
+        (
+            "recorder_export_queued_total",
+            "Spans queued for OTLP export.",
+            s.export_queued,
+        ),
+        (
+            "recorder_exported_total",
+            "Spans the OTLP collector accepted.",
+            s.exported,
+        ),
+        (
+            "recorder_export_dropped_total",
+            "Spans dropped because the export queue was full.",
+            s.export_dropped,
+        ),
+        (
+            "recorder_export_failed_total",
+            "Spans whose OTLP export failed.",
+            s.export_failed,
+        ),
+    ] {
+        metric(out, name, "counter", help, value);
+    }
 }
 
 /// Most live directives with series of their own.

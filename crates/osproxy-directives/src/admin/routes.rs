@@ -144,6 +144,14 @@ pub static ROUTES: &[Route] = &[
         handler: || get(page::history_script),
     },
     Route {
+        path: "/ui/tape.js",
+        methods: Methods::Get,
+        access: Access::Open,
+        summary: "the page's break-glass tape panel (static; polls `/admin/breakglass`)",
+        errors: &[],
+        handler: || get(page::tape_script),
+    },
+    Route {
         path: "/ui/author.js",
         methods: Methods::Get,
         access: Access::Open,

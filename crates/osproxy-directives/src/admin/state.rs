@@ -176,6 +176,9 @@ pub struct AdminOptions {
     /// The instance's break-glass tape, when a recorder on this process
     /// fills one (`osproxy-tracing`): read by `GET /admin/breakglass`.
     pub breakglass: Option<Arc<osproxy_observe::BreakGlassBuffer>>,
+    /// The recorder on this process, whose counters (requests recorded,
+    /// spans exported, dropped, failed) `/metrics` shows.
+    pub recorder: Option<osproxy_tracing::Recorder>,
 }
 
 /// The author recorded for a write through an instance that has no token:
@@ -198,6 +201,7 @@ impl AdminOptions {
             tls: false,
             metrics_need_token: false,
             breakglass: None,
+            recorder: None,
         }
     }
 

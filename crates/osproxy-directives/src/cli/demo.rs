@@ -1,20 +1,31 @@
-//! `demo`: shows the fleet mechanism end to end on one machine — a throwaway
-//! etcd, three instances (etcd stores with instance ids, in this process), a
-//! directive published with a short lifetime, each instance applying it
-//! within milliseconds, and every instance switching it off at expiry.
+//! `demo`: shows the loop end to end on one machine — a throwaway etcd,
+//! three instances of the reference service (`crate::reference_service`: an
+//! etcd-fed store with an instance id, the `osproxy-tracing` recorder, the
+//! admin surface, in this process), a directive for one tenant published
+//! with a short lifetime, each instance applying it within milliseconds,
+//! traffic for several tenants of which only the targeted tenant's requests
+//! land on each instance's break-glass tape (and in OTLP with `--otlp`),
+//! each stamped with the directive and revision; at expiry every instance
+//! switches it off and nothing more is recorded.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::Request;
 use clap::Args;
 use osproxy_core::{EndpointKind, Instant, PartitionId, RequestId};
 use osproxy_etcd::{EtcdDirectiveStore, InstanceReport, Layout, DEFAULT_STATUS_PREFIX};
 use osproxy_observe::{decode_directive_set_detailed, DiagLevel, DirectiveStore, RequestAttrs};
+use serde_json::Value;
+use tower::ServiceExt;
 
 use super::common::{clock, CliError, EtcdArgs};
+use crate::admin::{Backend, EtcdBackend};
 use crate::duration::{duration_default, format_duration, parse_duration};
 use crate::local_etcd::{find_etcd, LaunchError, LocalEtcd, INSTALL_HINT};
+use crate::reference_service::{ReferenceOptions, ReferenceService};
 
 /// Examples shown in `--help`.
 pub const EXAMPLES: &str = "\
@@ -22,12 +33,17 @@ Examples:
   osproxy-directives demo
   osproxy-directives demo --ttl 10s --instances 5
   osproxy-directives demo --etcd-bin /opt/etcd/etcd
+  osproxy-directives demo --otlp http://127.0.0.1:4318/v1/traces
 
 Needs the `etcd` server binary (apt-get install etcd-server); it runs on free
 loopback ports with a temporary data directory, removed at the end.";
 
 /// The demo directive's id.
 const DIRECTIVE_ID: &str = "demo-flip";
+/// The tenant the demo directive targets.
+const TENANT: &str = "acme";
+/// The tenants the demo sends traffic for.
+const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 /// The key the demo publishes to.
 const KEY: &str = "/osproxy/demo/directives";
 
@@ -46,6 +62,9 @@ pub struct DemoOpts {
     /// How many instances to start (1–16).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub instances: u8,
+    /// An OTLP/HTTP traces URL the instances export recorded spans to.
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
 }
 
 /// Runs `demo`.
@@ -84,26 +103,34 @@ async fn execute(opts: &DemoOpts) -> Result<(), CliError> {
     let mut instances = Vec::new();
     for i in 1..=opts.instances {
         let id = format!("demo-{i}");
-        let store =
-            EtcdDirectiveStore::builder(&endpoints, Layout::Key(KEY.to_owned()), clock.clone())
-                .instance(InstanceReport::new(id.clone()))
-                .connect()
-                .await
-                .map_err(|e| {
-                    CliError::runtime("etcd_unavailable", "cannot start an instance").caused_by(&e)
-                })?;
-        instances.push((id, store));
+        let layout = Layout::Key(KEY.to_owned());
+        let store = EtcdDirectiveStore::builder(&endpoints, layout, clock.clone())
+            .instance(InstanceReport::new(id.clone()))
+            .connect()
+            .await
+            .map_err(|e| {
+                CliError::runtime("etcd_unavailable", "cannot start an instance").caused_by(&e)
+            })?;
+        let backend = Backend::Etcd(Box::new(EtcdBackend::new(store.clone())));
+        let mut options = ReferenceOptions::new(clock.clone());
+        options.log = false;
+        options.otlp = opts.otlp.clone();
+        options.service_name = id.clone();
+        let service = ReferenceService::new(backend, options).map_err(|e| {
+            CliError::runtime("otlp_unavailable", "cannot start the OTLP export").caused_by(&e)
+        })?;
+        instances.push((id, store, service));
     }
-    let names: Vec<&str> = instances.iter().map(|(id, _)| id.as_str()).collect();
+    let names: Vec<&str> = instances.iter().map(|(id, _, _)| id.as_str()).collect();
     println!(
-        "{} instances connected: {} (each a watch-and-cache store serving {} directives)",
+        "{} instances connected: {} (each the reference service: a watch-and-cache store serving {} directives, a request recorder, an admin surface)",
         instances.len(),
         names.join(", "),
-        instances.first().map_or(0, |(_, s)| s.load().len())
+        instances.first().map_or(0, |(_, s, _)| s.load().len())
     );
 
     let body = format!(
-        r#"{{"directives":[{{"id":"{DIRECTIVE_ID}","level":"ShapeTiming","tenant":"demo","ttl_secs":{ttl_secs}}}]}}"#
+        r#"{{"directives":[{{"id":"{DIRECTIVE_ID}","level":"ShapeTiming","tenant":"{TENANT}","ttl_secs":{ttl_secs},"ring_buffer":true}}]}}"#
     );
     let set = decode_directive_set_detailed(body.as_bytes(), clock.as_ref())?;
     let etcd_args = demo_etcd_args(endpoints.clone());
@@ -113,16 +140,17 @@ async fn execute(opts: &DemoOpts) -> Result<(), CliError> {
     let revision = publisher.publish(&set, Some(0)).await?;
     let acked = clock.now();
     println!(
-        "published {DIRECTIVE_ID} (ShapeTiming for tenant demo, ttl {}) at revision {revision}",
+        "published {DIRECTIVE_ID} (ShapeTiming with ring_buffer for tenant {TENANT}, ttl {}) at revision {revision}",
         format_duration(opts.ttl)
     );
 
     let mut waits = Vec::new();
-    for (id, store) in &instances {
+    for (id, store, service) in &instances {
         let (id, store, clock) = (id.clone(), store.clone(), clock.clone());
+        let recorder = service.recorder().clone();
         waits.push(tokio::spawn(async move {
             let applied = poll(Duration::from_secs(10), Duration::from_millis(1), || {
-                store.load().get(DIRECTIVE_ID).is_some()
+                store.load().get(DIRECTIVE_ID).is_some() && recorder.refresh()
             })
             .await;
             (id, applied.then(|| clock.now() - acked))
@@ -148,7 +176,7 @@ async fn execute(opts: &DemoOpts) -> Result<(), CliError> {
             "not every instance applied the directive",
         ));
     }
-    let tenant = PartitionId::from("demo");
+    let tenant = PartitionId::from(TENANT);
     let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&tenant);
     let request = RequestId::from("demo-request");
     let level =
@@ -156,12 +184,66 @@ async fn execute(opts: &DemoOpts) -> Result<(), CliError> {
     let now = clock.now();
     let levels: Vec<String> = instances
         .iter()
-        .map(|(id, s)| format!("{id}={}", level(s, now)))
+        .map(|(id, s, _)| format!("{id}={}", level(s, now)))
         .collect();
     println!(
-        "a Search request of tenant demo now evaluates to: {}",
+        "a Search request of tenant {TENANT} now evaluates to: {}",
         levels.join(" ")
     );
+    for (id, _, service) in &instances {
+        traffic(service, id, "").await?;
+    }
+    println!(
+        "sent {} requests to each instance: tenants {}, 3 each, with an authorization header, a password in the query and a card number in the body",
+        3 * TENANTS.len(),
+        TENANTS.join(", ")
+    );
+    for (id, _, service) in &instances {
+        let entries = tape(service).await?;
+        let tenants: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e["tenant"].as_str())
+            .collect();
+        let stamps: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} [{} @ revision {}]",
+                    e["request_id"].as_str().unwrap_or("?"),
+                    e["osproxy.directive.id"].as_str().unwrap_or("?"),
+                    e["osproxy.directive.revision"]
+                )
+            })
+            .collect();
+        let only = tenants.iter().all(|t| *t == TENANT);
+        println!(
+            "instance {id}: /admin/breakglass holds {} request(s), {}: {}",
+            entries.len(),
+            if only && !tenants.is_empty() {
+                format!("all tenant {TENANT}")
+            } else {
+                format!("tenants {}", tenants.join(","))
+            },
+            stamps.join(", ")
+        );
+        let leaked = entries.iter().any(|e| {
+            let text = e.to_string();
+            SECRETS.iter().any(|s| text.contains(s))
+        });
+        if leaked {
+            return Err(CliError::runtime(
+                "value_recorded",
+                "a request value reached the tape",
+            ));
+        }
+    }
+    if let Some(url) = &opts.otlp {
+        let queued: u64 = instances
+            .iter()
+            .map(|(_, _, s)| s.recorder().stats().export_queued)
+            .sum();
+        println!("{queued} span(s) queued for OTLP export to {url}, each stamped osproxy.directive.id={DIRECTIVE_ID}");
+    }
 
     if fleet_reports(&publisher, revision, instances.len()).await {
         println!(
@@ -184,7 +266,7 @@ async fn execute(opts: &DemoOpts) -> Result<(), CliError> {
         let now = clock.now();
         instances
             .iter()
-            .all(|(_, s)| level(s, now) == DiagLevel::Off)
+            .all(|(_, s, service)| level(s, now) == DiagLevel::Off && !service.recorder().refresh())
     })
     .await;
     if !expired {
@@ -199,11 +281,78 @@ async fn execute(opts: &DemoOpts) -> Result<(), CliError> {
         after.as_secs_f64(),
         instances.len()
     );
+    let mut held = Vec::new();
+    for (id, _, service) in &instances {
+        let before = tape(service).await?.len();
+        traffic(service, id, "-late").await?;
+        let now_held = tape(service).await?.len();
+        if now_held != before {
+            return Err(CliError::runtime(
+                "recorded_after_expiry",
+                "an instance recorded a request after the directive expired",
+            ));
+        }
+        held.push(format!("{id}={now_held}"));
+    }
+    println!(
+        "sent {} more requests to each instance: nothing more recorded (tapes: {})",
+        3 * TENANTS.len(),
+        held.join(" ")
+    );
     drop(publisher);
     drop(instances);
     drop(etcd);
     println!("stopped etcd and removed its data directory");
     Ok(())
+}
+
+/// Values the demo's requests carry; none may reach a tape.
+const SECRETS: [&str; 3] = ["s3cr3t-demo-token", "hunter2", "4111111111111111"];
+
+/// Three requests per tenant to `service`, in process (its router, its
+/// recorder), each with values that must never be recorded.
+async fn traffic(service: &ReferenceService, id: &str, suffix: &str) -> Result<(), CliError> {
+    for i in 0..3 {
+        for tenant in TENANTS {
+            let request = Request::post("/logs/_search?q=error&password=hunter2")
+                .header("x-tenant", tenant)
+                .header("x-principal", "alice")
+                .header("x-request-id", format!("{id}-{tenant}-{i}{suffix}"))
+                .header("authorization", "Bearer s3cr3t-demo-token")
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"card":"4111111111111111"}"#))
+                .map_err(|e| {
+                    CliError::runtime("request_failed", "cannot build a request").caused_by(&e)
+                })?;
+            let answer = service.service().oneshot(request).await;
+            if !answer.is_ok_and(|r| r.status().is_success()) {
+                return Err(CliError::runtime(
+                    "request_failed",
+                    "the reference service did not answer 200",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The entries of `GET /admin/breakglass` on `service`, newest first.
+async fn tape(service: &ReferenceService) -> Result<Vec<Value>, CliError> {
+    let failed = || CliError::runtime("breakglass_failed", "cannot read /admin/breakglass");
+    let request = Request::get("/admin/breakglass")
+        .header("host", "127.0.0.1")
+        .body(Body::empty())
+        .map_err(|_| failed())?;
+    let response = service
+        .admin()
+        .oneshot(request)
+        .await
+        .map_err(|_| failed())?;
+    let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
+        .await
+        .map_err(|_| failed())?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|_| failed())?;
+    Ok(body["entries"].as_array().cloned().unwrap_or_default())
 }
 
 /// Whether every instance reports `revision` under the status prefix,

@@ -265,6 +265,7 @@ async fn execute(opts: ServeOpts) -> Result<(), CliError> {
         // This process records nothing itself; a service embedding the
         // admin router hands its recorder's tape here.
         breakglass: None,
+        recorder: None,
         limits,
         clock: clock(),
         header_verifier,

@@ -53,6 +53,7 @@ pub(crate) const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; scri
 const SCRIPT: &str = include_str!("app.js");
 const HISTORY_SCRIPT: &str = include_str!("history.js");
 const AUTHOR_SCRIPT: &str = include_str!("author.js");
+const TAPE_SCRIPT: &str = include_str!("tape.js");
 const STYLE: &str = include_str!("app.css");
 
 /// Adds the page's security headers to `response`.
@@ -114,6 +115,11 @@ pub(crate) async fn author_script() -> Response {
 /// `GET /`: the page.
 pub(crate) async fn root() -> Response {
     secured(axum::response::Redirect::to("/ui").into_response())
+}
+
+/// `GET /ui/tape.js`: the break-glass tape panel (`GET /admin/breakglass`).
+pub(crate) async fn tape_script() -> Response {
+    typed("text/javascript; charset=utf-8", TAPE_SCRIPT)
 }
 
 /// `GET /ui/app.css`.
