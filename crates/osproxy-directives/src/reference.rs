@@ -128,6 +128,46 @@ messages never carry a directive's values. Before any route, the browser rules a
     out
 }
 
+/// `docs/reference/metrics.md`.
+pub fn metrics_markdown() -> String {
+    use crate::admin::metrics::{MAX_DIRECTIVE_SERIES, METRICS, PREFIX};
+    let mut out = format!("# Metrics\n\n<!-- {GENERATED} -->\n\n");
+    out.push_str(
+        "What `GET /metrics` of one instance (`serve`) exports, in the Prometheus text format \
+(version 0.0.4); each family's `# HELP` line is its meaning below. Label values are slugs, never \
+directive values, with one exception: `directive` is the directive's id, the operator's own name \
+for it, restricted by the decoder to `[A-Za-z0-9._:-]` and bounded by the live set (a \
+directive's series disappear when it leaves the set or expires).",
+    );
+    let _ = write!(
+        out,
+        " At most {MAX_DIRECTIVE_SERIES} directives get series of their own (the first in the \
+set's order); the rest are summed into one `directive=\"(folded)\"` series per outcome.\n\n"
+    );
+    out.push_str("| metric | type | labels | where | meaning |\n|---|---|---|---|---|\n");
+    for m in METRICS {
+        let labels = if m.labels.is_empty() {
+            "-".to_owned()
+        } else {
+            m.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| `{PREFIX}{}` | {} | {} | {} | {} |",
+            m.name,
+            m.kind,
+            labels,
+            m.scope.text(),
+            m.help.replace('|', "\\|")
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The reference of `docs/reference/` is what the code renders now: the CLI
 //! page and the man pages from the clap definitions, the HTTP page from the
-//! route table (see `osproxy_directives::reference`). A stale page fails
+//! route table, the metrics page from the metric table (see `osproxy_directives::reference`). A stale page fails
 //! here, in CI; `UPDATE_REFERENCE=1` rewrites the pages instead.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -21,6 +21,10 @@ fn pages() -> Vec<(String, Vec<u8>)> {
         (
             "http.md".to_owned(),
             reference::http_markdown().into_bytes(),
+        ),
+        (
+            "metrics.md".to_owned(),
+            reference::metrics_markdown().into_bytes(),
         ),
     ];
     let cmd = reference::command();

@@ -20,7 +20,7 @@ mod breakglass;
 mod error;
 mod guard;
 mod handlers;
-mod metrics;
+pub(crate) mod metrics;
 mod page;
 pub mod routes;
 pub mod server;
