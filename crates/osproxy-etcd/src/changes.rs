@@ -42,6 +42,17 @@ impl Publisher {
     ///
     /// # Errors
     /// A request error.
+    ///
+    /// ```no_run
+    /// # async fn f(publisher: &osproxy_etcd::Publisher) -> Result<(), osproxy_etcd::PublishError> {
+    /// let (first, mut changes) = publisher.changes().await?;
+    /// println!("{} directives at revision {}", first.set.len(), first.revision);
+    /// loop {
+    ///     let change = changes.next_change().await?; // resumes, re-reads, fails over by itself
+    ///     println!("revision {}: {} directives", change.revision, change.set.len());
+    /// }
+    /// # }
+    /// ```
     pub async fn changes(&self) -> Result<(Change, Changes), PublishError> {
         let connection = self.connection.clone();
         let settings = Settings {

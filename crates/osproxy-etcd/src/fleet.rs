@@ -31,6 +31,18 @@ impl Publisher {
     ///
     /// # Errors
     /// A request error.
+    ///
+    /// ```no_run
+    /// # async fn f(publisher: &osproxy_etcd::Publisher) -> Result<(), osproxy_etcd::PublishError> {
+    /// let fleet = publisher.fleet_status(osproxy_etcd::DEFAULT_STATUS_PREFIX).await?;
+    /// let behind = fleet
+    ///     .instances
+    ///     .iter()
+    ///     .filter(|i| i.applied_revision < fleet.latest_revision)
+    ///     .count();
+    /// println!("{behind} of {} instances behind", fleet.instances.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn fleet_status(&self, status_prefix: &str) -> Result<FleetStatus, PublishError> {
         let directive_opts = self.layout.get_options().with_keys_only();
         let txn = Txn::new().and_then([

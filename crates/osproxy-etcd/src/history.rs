@@ -192,6 +192,19 @@ impl Publisher {
     ///
     /// # Errors
     /// A request error.
+    ///
+    /// ```no_run
+    /// use osproxy_etcd::RecordedNote;
+    /// # async fn f(publisher: &osproxy_etcd::Publisher) -> Result<(), osproxy_etcd::PublishError> {
+    /// for entry in publisher.history(10).await?.entries {
+    ///     let who = match &entry.note {
+    ///         RecordedNote::Recorded(note) => note.author().unwrap_or("-").to_owned(),
+    ///         _ => "-".to_owned(),
+    ///     };
+    ///     println!("{} by {who}: {} directives", entry.revision, entry.state.set.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn history(&self, limit: usize) -> Result<History, PublishError> {
         self.history_page(None, limit, usize::MAX).await
     }
@@ -322,6 +335,20 @@ impl Publisher {
     /// long; [`PublishError::Conflict`] when the live revision is not
     /// `expected` or moves before the write; otherwise as
     /// [`publish_noted`](Self::publish_noted).
+    ///
+    /// ```no_run
+    /// use osproxy_observe::PublishNote;
+    /// # async fn f(publisher: &osproxy_etcd::Publisher) -> Result<(), osproxy_etcd::PublishError> {
+    /// let live = publisher.revision().await?;
+    /// let note = PublishNote::new()
+    ///     .with_reason("INC-42: the new set records too much")
+    ///     .map_err(osproxy_etcd::PublishError::InvalidNote)?;
+    /// // First say what it would write, then write it over exactly that live revision.
+    /// let plan = publisher.rollback(7, Some(live), &note, true).await?;
+    /// println!("{} directives; expired since: {:?}", plan.set.len(), plan.expired);
+    /// publisher.rollback(7, Some(live), &note, false).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn rollback(
         &self,
         to: i64,

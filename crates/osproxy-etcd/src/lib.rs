@@ -6,6 +6,56 @@
 //! an atomic pointer load, never network I/O; a background task follows an
 //! etcd watch and swaps in each new set whole.
 //!
+//! # Quick start
+//!
+//! An instance connects once at start-up and takes one decision per request
+//! from a per-thread reader; an operator's tool writes with the
+//! [`Publisher`]:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use osproxy_core::{Clock, EndpointKind, PartitionId, RequestId, SystemClock};
+//! use osproxy_etcd::config::{Connection, ConnectionConfig};
+//! use osproxy_etcd::{EtcdDirectiveStore, Layout, Publisher};
+//! use osproxy_observe::{decode_directive, DecodeLimits, DiagLevel, RequestAttrs};
+//!
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+//! let endpoints = vec!["127.0.0.1:2379".to_owned()];
+//! let layout = Layout::Key("/osproxy/directives".into());
+//!
+//! // The instance: fails fast if etcd is unreachable, then fails safe.
+//! let store = EtcdDirectiveStore::builder(&endpoints, layout.clone(), clock.clone())
+//!     .connect()
+//!     .await?;
+//! let mut reader = store.reader(); // one per worker thread
+//!
+//! // The operator: add one directive with compare-and-swap.
+//! let publisher = Publisher::connect(
+//!     Connection::try_from(ConnectionConfig::new(&endpoints))?,
+//!     layout,
+//!     clock.clone(),
+//! )
+//! .await?;
+//! let directive = decode_directive(
+//!     br#"{"id":"acme-timing","level":"ShapeTiming","tenant":"acme","ttl_secs":600}"#,
+//!     clock.as_ref(),
+//!     &DecodeLimits::default(),
+//! )?;
+//! let written = publisher.add(directive).await?;
+//! println!("added at revision {}", written.revision);
+//!
+//! // Per request, once the watch delivered it (milliseconds later):
+//! let acme = PartitionId::from("acme");
+//! let attrs = RequestAttrs::new(EndpointKind::Search).with_tenant(&acme);
+//! let decision = reader.current().decide(&attrs, clock.now(), &RequestId::from("req-1"));
+//! if decision.level >= DiagLevel::ShapeTiming {
+//!     // record timings for this request
+//! }
+//! println!("{:?}", store.status().phase);
+//! # Ok(()) }
+//! ```
+//!
 //! # Consistency model
 //! - **Eventual, with bounded staleness.** After the last write, every running
 //!   store converges to it — whatever happened in between: writes racing with
@@ -114,6 +164,15 @@
 //!   built on etcd-client 0.19, ours on 0.21, so a seed program's
 //!   `etcd_client::Error` would be another type anyway.)
 #![deny(missing_docs)]
+
+// The guides' Rust blocks compile as doctests of this crate, so a guide
+// cannot drift from the API it shows.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/embedding.md")]
+mod embedding_guide {}
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/security.md")]
+mod security_guide {}
 
 pub mod backoff;
 mod builder;

@@ -111,6 +111,27 @@ impl EtcdDirectiveStore {
     /// [`tls`](EtcdStoreBuilder::tls), …). To reach etcd with settings
     /// already validated (e.g. shared with a [`crate::Publisher`]), see
     /// [`builder_for`](Self::builder_for).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use osproxy_core::{Clock, SystemClock};
+    /// use osproxy_etcd::{Ceilings, EtcdDirectiveStore, InstanceReport, Layout};
+    /// use osproxy_observe::DiagLevel;
+    ///
+    /// # async fn f() -> Result<(), osproxy_etcd::EtcdError> {
+    /// let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    /// let endpoints = vec!["etcd-1:2379".to_owned(), "etcd-2:2379".to_owned()];
+    /// let store = EtcdDirectiveStore::builder(&endpoints, Layout::Prefix("/osproxy/d/".into()), clock)
+    ///     .stale_after(Duration::from_secs(15))
+    ///     .failsafe_after(Duration::from_secs(60)) // withhold capture when etcd is silent
+    ///     .ceilings(Ceilings { max_level: Some(DiagLevel::ShapeTiming), ..Ceilings::NONE })
+    ///     .instance(InstanceReport::new("proxy-a".to_owned())) // for `osproxy-directives status`
+    ///     .connect()
+    ///     .await?;
+    /// assert!(store.status().connected);
+    /// # Ok(()) }
+    /// ```
     pub fn builder(
         endpoints: &[String],
         layout: Layout,

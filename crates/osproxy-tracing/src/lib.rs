@@ -99,6 +99,12 @@
 //! ```
 #![deny(missing_docs)]
 
+// The recorder guide's Rust blocks compile (and run) as doctests of this
+// crate, so the guide cannot drift from the API it shows.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/recorder.md")]
+mod recorder_guide {}
+
 mod filter;
 mod gate;
 mod layer;

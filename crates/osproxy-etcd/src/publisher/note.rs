@@ -160,6 +160,21 @@ impl Publisher {
     ///
     /// # Errors
     /// As [`add_noted`](Self::add_noted).
+    ///
+    /// ```no_run
+    /// use osproxy_core::SystemClock;
+    /// use osproxy_observe::{decode_directive, DecodeLimits};
+    /// # async fn f(publisher: &osproxy_etcd::Publisher) -> Result<(), osproxy_etcd::PublishError> {
+    /// let directive = decode_directive(
+    ///     br#"{"id":"acme-timing","level":"ShapeTiming","tenant":"acme","ttl_secs":600}"#,
+    ///     &SystemClock,
+    ///     &DecodeLimits::default(),
+    /// )
+    /// .map_err(osproxy_etcd::PublishError::Invalid)?;
+    /// let written = publisher.add(directive).await?;
+    /// println!("at revision {} (replaced: {})", written.revision, written.replaced);
+    /// # Ok(()) }
+    /// ```
     pub async fn add(&self, directive: TimedDirective) -> Result<Written, PublishError> {
         self.add_noted(directive, &PublishNote::new()).await
     }
@@ -169,6 +184,16 @@ impl Publisher {
     ///
     /// # Errors
     /// As [`remove_noted`](Self::remove_noted).
+    ///
+    /// ```no_run
+    /// # async fn f(publisher: &osproxy_etcd::Publisher) -> Result<(), osproxy_etcd::PublishError> {
+    /// match publisher.remove("acme-timing").await {
+    ///     Ok(w) => println!("removed at revision {}", w.revision),
+    ///     Err(osproxy_etcd::PublishError::NotFound { .. }) => println!("already gone"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn remove(&self, id: &str) -> Result<Written, PublishError> {
         self.remove_noted(id, &PublishNote::new()).await
     }
