@@ -1,8 +1,8 @@
 //! The operator side of osproxy diagnostics directives (SPEC §6): the
-//! `osproxy-directives` binary's subcommands ([`cli`]) and one instance's
+//! `osproxy-directives` binary's subcommands (`cli`) and one instance's
 //! admin HTTP surface ([`admin`]).
 //!
-//! Layering: [`cli`] parses flags and prints; it publishes through
+//! Layering: `cli` parses flags and prints; it publishes through
 //! [`osproxy_etcd::Publisher`] and serves through [`admin::router`], so the
 //! binary adds no second decoder or encoder: every channel goes through
 //! `osproxy_observe`'s.
@@ -13,10 +13,12 @@
 #![deny(missing_docs)]
 
 pub mod admin;
-pub mod cli;
-pub mod diff;
-pub mod duration;
-pub mod explain;
-pub mod local_etcd;
+mod cli;
+mod diff;
+mod duration;
+mod explain;
+mod local_etcd;
 pub mod reference;
 pub mod reference_service;
+
+pub use cli::main;

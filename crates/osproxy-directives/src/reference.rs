@@ -1,6 +1,6 @@
 //! The reference pages of `docs/reference/`, rendered from the code so they
 //! cannot drift: the CLI from the clap definitions (the same text as
-//! `--help`), the exit codes from [`Failure`], the admin routes and their
+//! `--help`), the exit codes from `Failure`, the admin routes and their
 //! error slugs from [`ROUTES`] and [`ERRORS`], the decoder's slugs from
 //! [`RejectReason::ALL`]. The man pages come from the same clap definitions
 //! (`clap_mangen`, in the reference test).

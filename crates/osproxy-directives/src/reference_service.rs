@@ -168,7 +168,7 @@ impl ReferenceService {
     }
 
     /// The admin surface's router (serve it with
-    /// [`crate::admin::server::serve`] or `axum::serve`).
+    /// `serve`'s admin server or `axum::serve`).
     pub fn admin(&self) -> Router {
         self.admin.clone()
     }

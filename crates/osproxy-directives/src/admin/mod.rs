@@ -10,7 +10,7 @@
 //! same-origin under `/admin`, JSON-only bodies); then, with a token
 //! configured, everything under `/admin` (and `/metrics` with
 //! `metrics_need_token`) needs `Authorization: Bearer <token>`, compared in
-//! constant time. Every error is JSON with a stable slug ([`ApiError`]).
+//! constant time. Every error is JSON with a stable slug (`ApiError`; the slugs: `docs/reference/http.md`).
 //!
 //! Logs never carry a directive's values: publishes are logged with their
 //! revision, count and reason slug only.
@@ -23,21 +23,19 @@ mod handlers;
 pub(crate) mod metrics;
 mod page;
 pub mod routes;
-pub mod server;
+pub(crate) mod server;
 mod state;
 
 use axum::extract::DefaultBodyLimit;
 use axum::{middleware, Router};
 use osproxy_observe::decode::MAX_BODY_BYTES;
 
-pub use auth::constant_time_eq;
-pub use error::ApiError;
 pub use state::{
     AdminOptions, AdminState, Backend, EtcdBackend, DEFAULT_TOKEN_NAME, UNAUTHENTICATED_AUTHOR,
 };
 
-/// The admin router over `state`. Serve it with [`server::serve`] (header,
-/// request and connection limits), or call it directly in tests
+/// The admin router over `state`. Served by `serve` with the
+/// server's header, request and connection limits, or call it directly in tests
 /// (`tower::ServiceExt::oneshot`).
 pub fn router(state: AdminState) -> Router {
     routes::ROUTES

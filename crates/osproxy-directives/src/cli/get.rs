@@ -149,13 +149,8 @@ pub fn count(n: usize) -> String {
     }
 }
 
-/// One row per directive: id, level, targets, sample (per mille), flags, expiry and
-/// remaining lifetime.
-pub fn table(set: &DirectiveSet) -> String {
-    render(set, |_| None)
-}
-
-/// [`table`], showing relative lifetimes as such.
+/// One row per directive: id, level, targets, sample (per mille), flags,
+/// expiry and remaining lifetime, showing relative lifetimes as such.
 fn table_with(set: &DirectiveSet, live: &LiveSet) -> String {
     render(set, |id| live.relative.get(id).copied())
 }

@@ -72,9 +72,6 @@ pub fn exit_codes_help() -> String {
     out
 }
 
-/// [`exit_codes_help`], for callers that want it as a value.
-pub static EXIT_CODES: std::sync::LazyLock<String> = std::sync::LazyLock::new(exit_codes_help);
-
 /// A failed subcommand: exit code, stable slug, message and cause chain.
 #[derive(Clone, Debug)]
 pub struct CliError {

@@ -27,7 +27,7 @@ mod targets;
 pub mod term;
 
 pub(crate) use error::config_error;
-pub use error::{exit_codes_help, CliError, Failure, EXIT_CODES, SUCCESS_MEANING};
+pub use error::{exit_codes_help, CliError, Failure, SUCCESS_MEANING};
 pub use given::{meaningless_flag, Given};
 pub use note::{note_json, note_text, NoteArgs};
 pub use targets::TargetArgs;
