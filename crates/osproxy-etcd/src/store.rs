@@ -13,18 +13,14 @@ use std::sync::Arc;
 
 use osproxy_core::Clock;
 use osproxy_observe::{
-    DecodeLimits, DirectiveReader, DirectiveSet, DirectiveStore, SharedDirectiveSet, Snapshot,
+    DirectiveReader, DirectiveSet, DirectiveStore, SharedDirectiveSet, Snapshot,
 };
 use tokio::runtime::Handle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use crate::backoff::BackoffPolicy;
 use crate::builder::EtcdStoreBuilder;
-use crate::config::{
-    Connection, ConnectionConfig, Layout, StoreConfig, StoreOptions, DEFAULT_PROGRESS_INTERVAL,
-    DEFAULT_STALE_AFTER,
-};
+use crate::config::{Connection, ConnectionConfig, Layout, StoreConfig, StoreOptions};
 use crate::connection;
 use crate::error::EtcdError;
 use crate::follow::rollback::HighWater;
@@ -137,20 +133,11 @@ impl EtcdDirectiveStore {
         layout: Layout,
         clock: Arc<dyn Clock>,
     ) -> EtcdStoreBuilder {
-        EtcdStoreBuilder::new(StoreConfig {
-            connection: ConnectionConfig::new(endpoints),
+        EtcdStoreBuilder::new(StoreConfig::new(
+            ConnectionConfig::new(endpoints),
             layout,
-            stale_after: DEFAULT_STALE_AFTER,
-            progress_interval: DEFAULT_PROGRESS_INTERVAL,
-            backoff: BackoffPolicy::default(),
-            decode_limits: DecodeLimits::default(),
-            instance: None,
-            failsafe: None,
-            ceilings: Ceilings::NONE,
-            trust: None,
-            state_dir: None,
             clock,
-        })
+        ))
     }
 
     /// A builder with every option at its default, reaching etcd with

@@ -57,6 +57,25 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Every option at its default, reaching etcd through `connection`: the
+    /// one place the defaults are gathered (the builder starts here).
+    pub fn new(connection: ConnectionConfig, layout: Layout, clock: Arc<dyn Clock>) -> Self {
+        StoreConfig {
+            connection,
+            layout,
+            stale_after: super::DEFAULT_STALE_AFTER,
+            progress_interval: super::DEFAULT_PROGRESS_INTERVAL,
+            backoff: BackoffPolicy::default(),
+            decode_limits: DecodeLimits::default(),
+            instance: None,
+            failsafe: None,
+            ceilings: Ceilings::NONE,
+            trust: None,
+            state_dir: None,
+            clock,
+        }
+    }
+
     /// Checks every option: the same as [`StoreOptions::try_from`].
     ///
     /// # Errors
@@ -226,20 +245,11 @@ mod tests {
     use osproxy_core::ManualClock;
 
     fn config() -> StoreConfig {
-        StoreConfig {
-            connection: ConnectionConfig::new(&["127.0.0.1:2379".to_owned()]),
-            layout: Layout::Key("/osproxy/directives".into()),
-            stale_after: DEFAULT_STALE_AFTER,
-            progress_interval: DEFAULT_PROGRESS_INTERVAL,
-            backoff: BackoffPolicy::default(),
-            decode_limits: DecodeLimits::default(),
-            instance: None,
-            failsafe: None,
-            ceilings: Ceilings::NONE,
-            trust: None,
-            state_dir: None,
-            clock: Arc::new(ManualClock::new()),
-        }
+        StoreConfig::new(
+            ConnectionConfig::new(&["127.0.0.1:2379".to_owned()]),
+            Layout::Key("/osproxy/directives".into()),
+            Arc::new(ManualClock::new()),
+        )
     }
 
     #[test]
