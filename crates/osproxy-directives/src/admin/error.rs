@@ -23,6 +23,8 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
     /// After an unknown outcome (504): the live revision before the write.
     pub revision_before: Option<i64>,
+    /// With 410 `compacted`: the oldest revision etcd still holds.
+    pub oldest: Option<i64>,
 }
 
 impl ApiError {
@@ -35,6 +37,7 @@ impl ApiError {
             directive_index: None,
             allow: None,
             revision_before: None,
+            oldest: None,
         }
     }
 
@@ -94,6 +97,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(r) = self.revision_before {
             body["revision_before"] = r.into();
+        }
+        if let Some(r) = self.oldest {
+            body["oldest"] = r.into();
         }
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();

@@ -509,7 +509,24 @@ fn publish_error(e: PublishError) -> ApiError {
             err.revision_before = before;
             err
         }
-        _ => unavailable(&e),
+        _ => match e {
+            // A revision etcd no longer holds: gone for good, say which is
+            // the oldest it has.
+            PublishError::Compacted { oldest, .. } => {
+                let mut err = ApiError::new(StatusCode::GONE, "compacted", e.to_string());
+                err.oldest = Some(oldest);
+                err
+            }
+            // What is stored cannot be rewritten faithfully.
+            PublishError::Malformed { .. } | PublishError::ForeignRelativeLifetime { .. } => {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    e.slug(),
+                    format!("{e}; nothing was written"),
+                )
+            }
+            e => unavailable(&e),
+        },
     }
 }
 

@@ -216,25 +216,7 @@ async fn history_error(
     let err = match e {
         PublishError::Conflict { .. } => {
             state.count_rejected("conflict");
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("{e}; nothing was written: review the live set and retry"),
-            )
-        }
-        PublishError::Compacted { oldest, .. } => {
-            let body = json!({"error": "compacted", "message": e.to_string(), "oldest": oldest});
-            return (StatusCode::GONE, Json(body)).into_response();
-        }
-        PublishError::NoSuchRevision { .. } => {
-            ApiError::new(StatusCode::NOT_FOUND, "no_such_revision", e.to_string())
-        }
-        PublishError::Malformed { .. } | PublishError::ForeignRelativeLifetime { .. } => {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                e.slug(),
-                format!("{e}; nothing was written"),
-            )
+            state.etcd_failure(publisher, e).await
         }
         PublishError::InvalidNote(n) => note_error(n.slug()),
         other => state.etcd_failure(publisher, other).await,
