@@ -183,7 +183,11 @@ fn compaction_hides_old_revisions_and_defrag_works() {
     cluster.compact(latest);
     let old = cluster.try_etcdctl(&["get", &key, &format!("--rev={first}")]);
     assert!(!old.status.success());
-    assert!(stderr(&old).contains("compacted"), "{}", stderr(&old));
+    assert!(
+        stderr(&old).contains("revision has been compacted"),
+        "{}",
+        stderr(&old)
+    );
     cluster.defrag();
     assert_eq!(cluster.get(&key).as_deref(), Some("v2"));
 }
