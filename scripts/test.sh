@@ -4,7 +4,7 @@
 # loopback ports), plus the benchmark harness smoke run, on Debian's etcd
 # 3.4.23; then the live suites again on each other etcd of the version matrix.
 #
-# The matrix (issue 20), and why. CI must stay under 20 minutes on 2 cores
+# The matrix, and why. CI must stay under 20 minutes on 2 cores
 # (it was about 11.5 with 3.4.23 and 3.5.1 only). Measured at this change on
 # the 2-core dev machine while two other builds ran (load ~6), build warm:
 # this script took 930 s with the selection below (tests 289 s on 3.4.23,

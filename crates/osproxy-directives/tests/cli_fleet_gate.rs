@@ -1,4 +1,4 @@
-//! Rollouts an operator can trust (issue 9), against a real etcd and real
+//! Rollouts an operator can trust, against a real etcd and real
 //! `serve` instances: a write whose answer is lost is reported as an unknown
 //! outcome and nothing is cleaned up; `status` sees an instance that missed
 //! a delete; `status --wait` / `publish --wait` gate on convergence with exit

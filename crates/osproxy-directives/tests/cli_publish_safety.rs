@@ -1,4 +1,4 @@
-//! Publishing never destroys and never lies (issue 9), against a real etcd:
+//! Publishing never destroys and never lies, against a real etcd:
 //! the exact bytes are checked before writing, key-layout edits never revive
 //! another tool's `ttl_secs` directive, a CAS from an older `get` fails after
 //! another operator's delete, leases are not left behind, one bad prefix key

@@ -1,4 +1,4 @@
-//! The scale tier (issue 20, `--scale`): the topology phase
+//! The scale tier (`--scale`): the topology phase
 //! ([`crate::topology`]) on several etcd releases in one run, at fleet sizes
 //! up to 5,000 stores, directly and through one and two proxies of the same
 //! release. Per (release, topology) the sizes run smallest first; a size

@@ -1,4 +1,4 @@
-//! Fleet topology (issue 10): the same store fleet on the etcd member
+//! Fleet topology: the same store fleet on the etcd member
 //! directly, through one `etcd grpc-proxy`, and through two (stores split
 //! evenly), each beside a bare-watch fleet of the same size on the same
 //! endpoints. Per topology and fleet size, on a fresh single-member etcd:
