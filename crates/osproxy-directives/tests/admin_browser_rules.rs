@@ -1,6 +1,7 @@
 //! The browser as an untrusted client, on a running `serve`: a page on
 //! another loopback origin, in real headless Chromium, tries to publish a
-//! capture directive (a no-cors `fetch`, an HTML form POST) and to read the
+//! capture directive (a no-cors `fetch`, an HTML form POST, the page's own
+//! authoring routes `/admin/edit` and `/admin/preview`) and to read the
 //! history and the break-glass tape (`<img>`); each is refused, counted,
 //! and changes nothing. Over plain HTTP: the CSRF reproduction with curl's headers, DNS rebinding
 //! (`Host`), and the JSON-only rule.
@@ -121,9 +122,17 @@ async fn a_page_on_another_origin_cannot_publish_or_read() {
 <img id="img" src="{victim}/admin/history">
 <img id="tape" src="{victim}/admin/breakglass">
 <script>
-window.done = {{fetch: false, img: false, form: false, tape: false}};
+window.done = {{fetch: false, img: false, form: false, tape: false, edit: false, preview: false}};
 fetch("{victim}/admin/directives", {{method: "POST", mode: "no-cors", body: {set}}})
   .then(function () {{ window.done.fetch = true; }}, function () {{ window.done.fetch = true; }});
+// The page's authoring routes: an edit that would add a capture directive,
+// and its preview.
+var edit = JSON.stringify({{op: "add", directive: {{id: "edit-drive-by", level: "ShapeRewriteDiff",
+  capture: true, ttl_secs: 600}}, expected_revision: 0, reason: "drive-by", confirmed: true}});
+fetch("{victim}/admin/edit", {{method: "POST", mode: "no-cors", body: edit}})
+  .then(function () {{ window.done.edit = true; }}, function () {{ window.done.edit = true; }});
+fetch("{victim}/admin/preview", {{method: "POST", mode: "no-cors", body: edit}})
+  .then(function () {{ window.done.preview = true; }}, function () {{ window.done.preview = true; }});
 var img = document.getElementById("img");
 img.onload = img.onerror = function () {{ window.done.img = true; }};
 var tape = document.getElementById("tape");
@@ -136,13 +145,15 @@ document.getElementById("form").submit();
     let browser = Browser::launch();
     let tab = browser.open(&site.url);
     tab.wait_for(
-        "the page's four requests are answered",
-        "window.done && window.done.fetch && window.done.img && window.done.form && window.done.tape",
+        "the page's six requests are answered",
+        "window.done && window.done.fetch && window.done.img && window.done.form && window.done.tape \
+         && window.done.edit && window.done.preview",
     );
     assert_eq!(
         refused(&serve, "cross_site").await - before,
-        4,
-        "the fetch, the form and the two images (history, break-glass tape) were each refused"
+        6,
+        "the publish fetch, the form, the two images (history, break-glass tape) and the \
+         authoring fetches (edit, preview) were each refused"
     );
     assert!(
         applied_ids(&serve).await.is_empty(),
