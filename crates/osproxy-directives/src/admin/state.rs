@@ -522,7 +522,7 @@ fn publish_error(e: PublishError) -> ApiError {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     e.slug(),
-                    format!("{e}; nothing was written"),
+                    format!("{e}; nothing was written: publish a whole set to replace it"),
                 )
             }
             e => unavailable(&e),

@@ -285,13 +285,6 @@ async fn write_to_etcd(
             Err(conflict(expected))
         }
         Err(PublishError::NotFound { .. }) => Err(no_such_directive()),
-        Err(
-            e @ (PublishError::ForeignRelativeLifetime { .. } | PublishError::Malformed { .. }),
-        ) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.slug(),
-            format!("{e}; nothing was written: use the CLI's publish to replace the set"),
-        )),
         Err(e) => {
             if e.fault() == osproxy_etcd::PublishFault::Caller {
                 state.count_rejected(e.slug());
